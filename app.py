@@ -1,0 +1,39 @@
+"""DefectLens entry point: page config, login gate, role-filtered navigation."""
+
+import streamlit as st
+
+from core import auth
+from core.auth import Action
+from pages._ui import current_user, get_settings, sign_out
+
+st.set_page_config(page_title="DefectLens", page_icon=":material/biotech:", layout="wide")
+
+user = current_user()
+if user is None:
+    st.navigation([st.Page("pages/login.py", title="Log in", icon=":material/login:")]).run()
+    st.stop()
+
+# Each page also checks its own permission: hiding a page is not a permission.
+PAGES = [
+    (
+        st.Page("pages/home.py", title="Overview", icon=":material/factory:", default=True),
+        Action.VIEW_TRENDS,
+    ),
+    (
+        st.Page("pages/admin.py", title="Administration", icon=":material/admin_panel_settings:"),
+        Action.MANAGE_USERS,
+    ),
+]
+nav = st.navigation([page for page, action in PAGES if auth.can(user, action)])
+
+with st.sidebar:
+    st.markdown(f"**{user.username}** · {user.role.value}")
+    if get_settings().sso_enabled and getattr(st.user, "is_logged_in", False):
+        st.caption("Signed in with single sign-on")
+    if st.button("Log out", icon=":material/logout:"):
+        sign_out()
+        if get_settings().sso_enabled and getattr(st.user, "is_logged_in", False):
+            st.logout()
+        st.rerun()
+
+nav.run()

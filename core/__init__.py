@@ -1,0 +1,1 @@
+"""DefectLens core: the product's logic. Never imports streamlit."""

@@ -1,0 +1,428 @@
+"""Accounts, roles and permissions. Every action is checked here, not only by hiding pages."""
+
+from __future__ import annotations
+
+import enum
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.errors import AuthenticationError, Conflict, NotFound, PermissionDenied, ValidationError
+from db import queries
+from db.engine import Database
+from db.models import Role, User, utcnow
+
+LOGIN_REFUSED = "Wrong username or password."
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,63}$")
+MIN_PASSWORD_LENGTH = 10
+
+ROLES: tuple[Role, ...] = (Role.VIEWER, Role.REVIEWER, Role.ENGINEER, Role.ADMIN)
+_RANK = {role: rank for rank, role in enumerate(ROLES)}
+
+# argon2id with the library's RFC 9106 low-memory defaults.
+_hasher = PasswordHasher()
+# Verified against when the username does not exist, so both failures take the same time.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+class Action(enum.StrEnum):
+    """Everything a user can do that needs a permission."""
+
+    VIEW_TRENDS = "view_trends"
+    DOWNLOAD_REPORTS = "download_reports"
+    INSPECT = "inspect"
+    REVIEW = "review"
+    MANAGE_DATASETS = "manage_datasets"
+    TRAIN = "train"
+    MANAGE_MODELS = "manage_models"
+    EDIT_THRESHOLDS = "edit_thresholds"
+    MANAGE_USERS = "manage_users"
+    READ_AUDIT = "read_audit"
+
+
+MIN_ROLE: dict[Action, Role] = {
+    Action.VIEW_TRENDS: Role.VIEWER,
+    Action.DOWNLOAD_REPORTS: Role.VIEWER,
+    Action.INSPECT: Role.REVIEWER,
+    Action.REVIEW: Role.REVIEWER,
+    Action.MANAGE_DATASETS: Role.ENGINEER,
+    Action.TRAIN: Role.ENGINEER,
+    Action.MANAGE_MODELS: Role.ENGINEER,
+    Action.EDIT_THRESHOLDS: Role.ENGINEER,
+    Action.MANAGE_USERS: Role.ADMIN,
+    Action.READ_AUDIT: Role.ADMIN,
+}
+
+
+@dataclass(frozen=True)
+class CurrentUser:
+    """Who is acting. id is None only for the local operator at the command line."""
+
+    id: int | None
+    username: str
+    role: Role
+
+
+# The operator at the server's shell (CLI): already has the machine, so acts as admin.
+SYSTEM = CurrentUser(id=None, username="system", role=Role.ADMIN)
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """A user account as pages show it (never the hash)."""
+
+    id: int
+    username: str
+    email: str | None
+    role: Role
+    active: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+def parse_role(value: str) -> Role:
+    """A Role from its name, or ValidationError listing the roles."""
+    try:
+        return Role(value.strip().lower())
+    except ValueError:
+        names = ", ".join(r.value for r in ROLES)
+        raise ValidationError(f"unknown role {value!r}; choose one of {names}") from None
+
+
+def can(user: CurrentUser, action: Action) -> bool:
+    """Whether the user's role allows the action."""
+    return _RANK[user.role] >= _RANK[MIN_ROLE[action]]
+
+
+def require(user: CurrentUser, action: Action) -> None:
+    """Raise PermissionDenied unless the user's role allows the action."""
+    if not can(user, action):
+        need = MIN_ROLE[action].value
+        raise PermissionDenied(
+            f"{user.username} ({user.role.value}) may not {action.value.replace('_', ' ')}; "
+            f"needs {need} or above"
+        )
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of the password."""
+    return _hasher.hash(password)
+
+
+def generate_password() -> str:
+    """A random password for a new or reset account (shown to the operator once)."""
+    return secrets.token_urlsafe(15)
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationError(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
+
+
+def _info(user: User) -> UserInfo:
+    return UserInfo(
+        id=user.id,
+        username=user.username,
+        email=user.email,
+        role=Role(user.role),
+        active=user.active,
+        created_at=user.created_at,
+        last_login_at=user.last_login_at,
+    )
+
+
+def authenticate(
+    db: Database, username: str, password: str, *, delay_s: float = 0.5
+) -> CurrentUser:
+    """Check a login. Wrong password, unknown and inactive users all get LOGIN_REFUSED."""
+    with db.write() as session:
+        user = queries.get_user_by_name(session, username.strip())
+        stored = user.password_hash if user is not None else _DUMMY_HASH
+        try:
+            ok = _hasher.verify(stored, password) and user is not None and user.active
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            ok = False
+        if not ok or user is None:
+            queries.add_audit(
+                session,
+                user_id=user.id if user else None,
+                username=username.strip()[:64],
+                action="login_failed",
+                entity="user",
+                details={
+                    "reason": "inactive"
+                    if user is not None and not user.active
+                    else "bad credentials"
+                },
+            )
+        else:
+            if _hasher.check_needs_rehash(user.password_hash):
+                user.password_hash = _hasher.hash(password)
+            user.last_login_at = utcnow()
+            queries.add_audit(
+                session,
+                user_id=user.id,
+                username=user.username,
+                action="login",
+                entity="user",
+                entity_id=user.id,
+            )
+            return CurrentUser(id=user.id, username=user.username, role=Role(user.role))
+    # Slow down guessing; the audit entry is already committed.
+    time.sleep(delay_s)
+    raise AuthenticationError(LOGIN_REFUSED)
+
+
+def user_for_email(db: Database, email: str) -> CurrentUser:
+    """The active user an SSO e-mail maps to; refused when unknown or inactive."""
+    with db.write() as session:
+        user = queries.get_user_by_email(session, email)
+        if user is None or not user.active:
+            queries.add_audit(
+                session,
+                user_id=None,
+                username=email[:64],
+                action="login_failed",
+                entity="user",
+                details={"reason": "sso user unknown or inactive"},
+            )
+        else:
+            user.last_login_at = utcnow()
+            queries.add_audit(
+                session,
+                user_id=user.id,
+                username=user.username,
+                action="login",
+                entity="user",
+                entity_id=user.id,
+                details={"method": "sso"},
+            )
+            return CurrentUser(id=user.id, username=user.username, role=Role(user.role))
+    raise AuthenticationError(f"No active DefectLens account for {email}; ask an administrator.")
+
+
+def record_logout(db: Database, user: CurrentUser) -> None:
+    """Write the logout to the audit log."""
+    with db.write() as session:
+        queries.add_audit(
+            session,
+            user_id=user.id,
+            username=user.username,
+            action="logout",
+            entity="user",
+            entity_id=user.id,
+        )
+
+
+def create_user(
+    db: Database,
+    actor: CurrentUser,
+    username: str,
+    role: Role | str,
+    *,
+    password: str | None = None,
+    email: str | None = None,
+) -> tuple[UserInfo, str]:
+    """Add an account; returns it and its password (generated when none is given)."""
+    require(actor, Action.MANAGE_USERS)
+    username = username.strip()
+    if not USERNAME_RE.match(username):
+        raise ValidationError(
+            f"username {username!r} must be 2-64 letters, digits, '.', '_', '-' or '@', "
+            "starting with a letter or digit"
+        )
+    role = parse_role(role) if isinstance(role, str) else role
+    if password is None:
+        password = generate_password()
+    _check_password(password)
+    email = email.strip() or None if email else None
+    with db.write() as session:
+        if queries.get_user_by_name(session, username) is not None:
+            raise Conflict(f"user {username!r} already exists")
+        if email and queries.get_user_by_email(session, email) is not None:
+            raise Conflict(f"e-mail {email!r} already belongs to another user")
+        user = User(
+            username=username,
+            password_hash=hash_password(password),
+            role=role.value,
+            email=email,
+            active=True,
+        )
+        session.add(user)
+        session.flush()
+        queries.add_audit(
+            session,
+            user_id=actor.id,
+            username=actor.username,
+            action="user_created",
+            entity="user",
+            entity_id=user.id,
+            details={"username": username, "role": role.value},
+        )
+        return _info(user), password
+
+
+def _get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no user with id {user_id}")
+    return user
+
+
+def _ensure_an_admin_remains(session: Session, user: User) -> None:
+    admins = session.scalar(
+        select(func.count(User.id)).where(
+            User.role == Role.ADMIN.value, User.active.is_(True), User.id != user.id
+        )
+    )
+    if not admins:
+        raise Conflict("this is the last active admin; make another admin first")
+
+
+def set_role(db: Database, actor: CurrentUser, user_id: int, role: Role | str) -> UserInfo:
+    """Change a user's role (admin only; the last active admin cannot be demoted)."""
+    require(actor, Action.MANAGE_USERS)
+    role = parse_role(role) if isinstance(role, str) else role
+    with db.write() as session:
+        user = _get_user(session, user_id)
+        old = user.role
+        if old == Role.ADMIN.value and role != Role.ADMIN:
+            _ensure_an_admin_remains(session, user)
+        user.role = role.value
+        queries.add_audit(
+            session,
+            user_id=actor.id,
+            username=actor.username,
+            action="user_role_changed",
+            entity="user",
+            entity_id=user.id,
+            details={"username": user.username, "from": old, "to": role.value},
+        )
+        return _info(user)
+
+
+def set_active(db: Database, actor: CurrentUser, user_id: int, active: bool) -> UserInfo:
+    """Activate or deactivate an account (admin only; never the last active admin)."""
+    require(actor, Action.MANAGE_USERS)
+    with db.write() as session:
+        user = _get_user(session, user_id)
+        if not active and user.role == Role.ADMIN.value:
+            _ensure_an_admin_remains(session, user)
+        user.active = active
+        queries.add_audit(
+            session,
+            user_id=actor.id,
+            username=actor.username,
+            action="user_activated" if active else "user_deactivated",
+            entity="user",
+            entity_id=user.id,
+            details={"username": user.username},
+        )
+        return _info(user)
+
+
+def reset_password(
+    db: Database, actor: CurrentUser, user_id: int, password: str | None = None
+) -> str:
+    """Set a new password (random when none is given) and return it (admin only)."""
+    require(actor, Action.MANAGE_USERS)
+    password = password or generate_password()
+    _check_password(password)
+    with db.write() as session:
+        user = _get_user(session, user_id)
+        user.password_hash = hash_password(password)
+        queries.add_audit(
+            session,
+            user_id=actor.id,
+            username=actor.username,
+            action="password_reset",
+            entity="user",
+            entity_id=user.id,
+            details={"username": user.username},
+        )
+    return password
+
+
+def set_email(db: Database, actor: CurrentUser, user_id: int, email: str | None) -> UserInfo:
+    """Set the e-mail used to map single sign-on to this account (admin only)."""
+    require(actor, Action.MANAGE_USERS)
+    email = (email or "").strip() or None
+    with db.write() as session:
+        user = _get_user(session, user_id)
+        if email:
+            other = queries.get_user_by_email(session, email)
+            if other is not None and other.id != user.id:
+                raise Conflict(f"e-mail {email!r} already belongs to {other.username}")
+        user.email = email
+        queries.add_audit(
+            session,
+            user_id=actor.id,
+            username=actor.username,
+            action="user_email_changed",
+            entity="user",
+            entity_id=user.id,
+            details={"username": user.username, "email": email},
+        )
+        return _info(user)
+
+
+def list_users(db: Database, actor: CurrentUser) -> list[UserInfo]:
+    """Every account (admin only)."""
+    require(actor, Action.MANAGE_USERS)
+    with db.read() as session:
+        return [_info(u) for u in queries.list_users(session)]
+
+
+def has_users(db: Database) -> bool:
+    """Whether any account exists yet (first start creates the admin)."""
+    with db.read() as session:
+        return queries.count_users(session) > 0
+
+
+def refresh(db: Database, user: CurrentUser) -> CurrentUser | None:
+    """The user as the database has them now: None once deactivated or deleted.
+
+    Pages call this on every run so a deactivation or role change takes effect at once,
+    not at the next login.
+    """
+    if user.id is None:
+        return user
+    with db.read() as session:
+        row = session.get(User, user.id)
+        if row is None or not row.active:
+            return None
+        return CurrentUser(id=row.id, username=row.username, role=Role(row.role))
+
+
+def audit_log(
+    db: Database,
+    actor: CurrentUser,
+    *,
+    limit: int = 200,
+    action: str | None = None,
+    username: str | None = None,
+) -> list[dict[str, object]]:
+    """Newest audit entries first, as plain rows (admin only)."""
+    require(actor, Action.READ_AUDIT)
+    with db.read() as session:
+        rows = queries.list_audit(
+            session, limit=limit, action=action or None, username=username or None
+        )
+        return [
+            {
+                "at": r.at,
+                "user": r.username,
+                "action": r.action,
+                "entity": r.entity,
+                "entity_id": r.entity_id,
+                "details": r.details,
+            }
+            for r in rows
+        ]

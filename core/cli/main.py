@@ -1,0 +1,229 @@
+"""Entry point and the operator commands: init, user, run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core import auth, setup
+from core.cli.common import emit_json, fail, settings
+from core.errors import DefectLensError
+
+app = typer.Typer(
+    name="defectlens",
+    help="DefectLens: self-hosted visual quality inspection.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+user_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@app.command()
+def init(
+    admin: Annotated[str, typer.Option(help="Username of the first admin.")] = "admin",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create the data directory, migrate the database and create the first admin."""
+    result = setup.initialise(settings(), admin_username=admin)
+    if as_json:
+        emit_json(
+            {
+                "home": result.home,
+                "db_url": result.db_url,
+                "revision": result.revision,
+                "admin": result.admin_username,
+                "password": result.admin_password,
+            }
+        )
+        return
+    typer.echo(f"data directory: {result.home}")
+    typer.echo(f"database: {result.db_url} (schema {result.revision})")
+    if result.admin_password:
+        typer.echo(
+            f"created admin '{result.admin_username}' with password: {result.admin_password}\n"
+            "This password is shown only once. Log in and keep it safe."
+        )
+    else:
+        typer.echo("users already exist; no account created")
+
+
+@user_app.command("add")
+def user_add(
+    name: str,
+    role: Annotated[str, typer.Option(help="viewer, reviewer, engineer or admin")],
+    email: Annotated[str | None, typer.Option(help="E-mail for single sign-on.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a user with a random password (printed once)."""
+    s = settings()
+    setup.migrate(s)
+    db = setup.open_database(s)
+    info, password = auth.create_user(db, auth.SYSTEM, name, role, email=email)
+    if as_json:
+        emit_json(
+            {
+                "id": info.id,
+                "username": info.username,
+                "role": info.role.value,
+                "password": password,
+            }
+        )
+    else:
+        typer.echo(f"added {info.role.value} '{info.username}' with password: {password}")
+
+
+@user_app.command("list")
+def user_list(as_json: JsonOpt = False) -> None:
+    """List user accounts."""
+    s = settings()
+    setup.migrate(s)
+    users = auth.list_users(setup.open_database(s), auth.SYSTEM)
+    rows = [
+        {
+            "id": u.id,
+            "username": u.username,
+            "role": u.role.value,
+            "active": u.active,
+            "email": u.email,
+        }
+        for u in users
+    ]
+    if as_json:
+        emit_json({"users": rows})
+        return
+    for r in rows:
+        state = "" if r["active"] else " (inactive)"
+        typer.echo(f"{r['id']:>4}  {r['username']:<24} {r['role']}{state}")
+
+
+@user_app.command("reset-password")
+def user_reset_password(name: str, as_json: JsonOpt = False) -> None:
+    """Give a user a new random password (printed once); the way back in for a lost admin."""
+    s = settings()
+    setup.migrate(s)
+    db = setup.open_database(s)
+    match = [u for u in auth.list_users(db, auth.SYSTEM) if u.username.lower() == name.lower()]
+    if not match:
+        raise fail(f"no user named {name!r}")
+    password = auth.reset_password(db, auth.SYSTEM, match[0].id)
+    if as_json:
+        emit_json({"username": match[0].username, "password": password})
+    else:
+        typer.echo(f"new password for '{match[0].username}': {password}")
+
+
+def _streamlit_command(port: int, max_upload_mb: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO_ROOT / "app.py"),
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--server.maxUploadSize",
+        str(max_upload_mb),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
+
+
+@app.command()
+def run(
+    port: Annotated[int | None, typer.Option(help="HTTP port (default DEFECTLENS_PORT).")] = None,
+    no_demo: Annotated[bool, typer.Option("--no-demo", help="Do not load demo data.")] = False,
+) -> None:
+    """Migrate, then serve the dashboard until Ctrl-C or SIGTERM."""
+    s = settings()
+    result = setup.initialise(s)
+    if result.admin_password:
+        typer.echo(
+            f"created admin '{result.admin_username}' with password: {result.admin_password}\n"
+            "This password is shown only once."
+        )
+    port = port or s.port
+    env = dict(os.environ, DEFECTLENS_HOME=str(s.home), DEFECTLENS_DB_URL=s.db_url)
+    if no_demo:
+        env["DEFECTLENS_NO_DEMO"] = "1"
+    children = [subprocess.Popen(_streamlit_command(port, s.max_upload_mb), env=env, cwd=REPO_ROOT)]
+    typer.echo(f"DefectLens on http://localhost:{port} (Ctrl-C to stop)")
+
+    stopping = False
+
+    def _stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while not stopping and all(c.poll() is None for c in children):
+            time.sleep(0.2)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + 10
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+    failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM, None)]
+    if failed and not stopping:
+        raise fail(f"a server process exited with code {failed[0].returncode}")
+
+
+def _register_subcommands() -> None:
+    """Attach the command groups other modules define (kept apart to keep files small)."""
+    try:
+        from core.cli import ml
+    except ImportError:  # pragma: no cover - only while ml commands are being built
+        return
+    ml.register(app)
+
+
+def main() -> None:
+    """Run the CLI; errors become one line on stderr and a non-zero exit code."""
+    logging.basicConfig(
+        level=os.environ.get("DEFECTLENS_LOG_LEVEL", "WARNING"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    _register_subcommands()
+    try:
+        app(standalone_mode=False)
+    except DefectLensError as e:
+        sys.stderr.write(f"error: {e}\n")
+        sys.exit(1)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.stderr.write("aborted\n")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - the CLI contract: one line, never a traceback
+        if hasattr(e, "exit_code") and hasattr(e, "format_message"):  # click usage errors
+            sys.stderr.write(f"error: {e.format_message()}\n")
+            sys.exit(e.exit_code)
+        logging.getLogger("defectlens").debug("unexpected error", exc_info=True)
+        sys.stderr.write(f"error: {type(e).__name__}: {e}\n")
+        sys.exit(2)

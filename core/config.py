@@ -1,0 +1,111 @@
+"""Settings, read once from the environment and passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.errors import ValidationError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as e:
+        raise ValidationError(f"{name}={raw!r} is not a whole number") from e
+    if value <= 0:
+        raise ValidationError(f"{name}={raw!r} must be positive")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as e:
+        raise ValidationError(f"{name}={raw!r} is not a number") from e
+    if value < 0:
+        raise ValidationError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every DefectLens setting; README lists each with its default."""
+
+    home: Path
+    db_url: str
+    device: str = "auto"
+    port: int = 8501
+    timezone: str = "UTC"
+    max_upload_mb: int = 200
+    max_image_bytes: int = 50 * 1024 * 1024
+    max_image_pixels: int = 50_000_000
+    max_zip_entries: int = 100_000
+    max_zip_total_bytes: int = 4 * 1024**3
+    max_zip_ratio: int = 200
+    num_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    login_delay_s: float = 0.5
+    ray_address: str = ""
+    sso_enabled: bool = False
+
+    @property
+    def images_dir(self) -> Path:
+        return self.home / "images"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.home / "datasets"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.home / "jobs"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+    def ensure_dirs(self) -> None:
+        """Create the data directory and its sub-folders."""
+        for path in (self.home, self.images_dir, self.datasets_dir, self.models_dir, self.jobs_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from the environment (or the mapping given, for tests)."""
+    env = os.environ if env is None else env
+    home = Path(env.get("DEFECTLENS_HOME") or "data").expanduser().resolve()
+    db_url = env.get("DEFECTLENS_DB_URL") or f"sqlite:///{home / 'defectlens.db'}"
+    device = (env.get("DEFECTLENS_DEVICE") or "auto").lower()
+    if device not in DEVICES:
+        raise ValidationError(f"DEFECTLENS_DEVICE={device!r} must be one of {', '.join(DEVICES)}")
+    return Settings(
+        home=home,
+        db_url=db_url,
+        device=device,
+        port=_int(env, "DEFECTLENS_PORT", 8501),
+        timezone=env.get("DEFECTLENS_TIMEZONE") or "UTC",
+        max_upload_mb=_int(env, "DEFECTLENS_MAX_UPLOAD_MB", 200),
+        max_image_bytes=_int(env, "DEFECTLENS_MAX_IMAGE_BYTES", 50 * 1024 * 1024),
+        max_image_pixels=_int(env, "DEFECTLENS_MAX_IMAGE_PIXELS", 50_000_000),
+        max_zip_entries=_int(env, "DEFECTLENS_MAX_ZIP_ENTRIES", 100_000),
+        max_zip_total_bytes=_int(env, "DEFECTLENS_MAX_ZIP_BYTES", 4 * 1024**3),
+        max_zip_ratio=_int(env, "DEFECTLENS_MAX_ZIP_RATIO", 200),
+        num_threads=_int(env, "DEFECTLENS_NUM_THREADS", os.cpu_count() or 1),
+        login_delay_s=_float(env, "DEFECTLENS_LOGIN_DELAY_S", 0.5),
+        ray_address=env.get("DEFECTLENS_RAY_ADDRESS") or "",
+        sso_enabled=(env.get("DEFECTLENS_SSO") or "").lower() in ("1", "true", "yes"),
+    )

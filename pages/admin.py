@@ -1,0 +1,75 @@
+"""Admin: user accounts and the audit log."""
+
+import pandas as pd
+import streamlit as st
+
+from core import auth
+from core.auth import ROLES, Action
+from core.errors import DefectLensError
+from pages._ui import get_db, require_page
+
+user = require_page(Action.MANAGE_USERS)
+db = get_db()
+st.title("Administration")
+users_tab, audit_tab = st.tabs(["Users", "Audit log"])
+
+with users_tab:
+    users = auth.list_users(db, user)
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "id": u.id,
+                    "username": u.username,
+                    "role": u.role.value,
+                    "active": u.active,
+                    "e-mail": u.email or "",
+                    "last login (UTC)": u.last_login_at,
+                }
+                for u in users
+            ]
+        ),
+        hide_index=True,
+        use_container_width=True,
+    )
+
+    st.subheader("Add a user")
+    with st.form("add_user", clear_on_submit=True):
+        name = st.text_input("Username")
+        role = st.selectbox("Role", [r.value for r in ROLES], key="add_role")
+        email = st.text_input("E-mail (optional, for single sign-on)")
+        if st.form_submit_button("Add user", type="primary"):
+            try:
+                info, password = auth.create_user(db, user, name, role, email=email or None)
+                st.success(f"Added {info.username}. Their password (shown once): {password}")
+            except DefectLensError as e:
+                st.error(str(e))
+
+    st.subheader("Change a user")
+    by_name = {u.username: u for u in users}
+    target_name = st.selectbox("User", list(by_name), key="edit_user")
+    if target_name:
+        target = by_name[target_name]
+        c1, c2, c3 = st.columns(3)
+        new_role = c1.selectbox(
+            "New role", [r.value for r in ROLES], index=ROLES.index(target.role), key="new_role"
+        )
+        try:
+            if c1.button("Change role"):
+                auth.set_role(db, user, target.id, new_role)
+                st.rerun()
+            if c2.button("Deactivate" if target.active else "Activate"):
+                auth.set_active(db, user, target.id, not target.active)
+                st.rerun()
+            if c3.button("Reset password"):
+                password = auth.reset_password(db, user, target.id)
+                st.success(f"New password for {target.username} (shown once): {password}")
+        except DefectLensError as e:
+            st.error(str(e))
+
+with audit_tab:
+    c1, c2 = st.columns(2)
+    action = c1.text_input("Action (e.g. login_failed)", key="audit_action")
+    who = c2.text_input("User", key="audit_user")
+    rows = auth.audit_log(db, user, limit=500, action=action.strip(), username=who.strip())
+    st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
