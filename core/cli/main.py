@@ -129,7 +129,7 @@ def _streamlit_command(port: int, max_upload_mb: int) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "streamlit",
+        "core.serve",
         "run",
         str(REPO_ROOT / "app.py"),
         "--server.port",

@@ -1,0 +1,117 @@
+"""Real-browser fixtures: a `defectlens run` server on a free port and Debian's Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _cli() -> str:
+    script = Path(sys.executable).with_name("defectlens")
+    if not script.exists():
+        pytest.fail(f"{script} not found; run `make install`")
+    return str(script)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def chromium_path() -> str:
+    """Debian's Chromium (never a browser downloaded by the test tool)."""
+    path = os.environ.get("DEFECTLENS_CHROMIUM") or shutil.which("chromium") or ""
+    if not path or not Path(path).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium not installed; .ci/run must `apt-get install chromium`")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    return path
+
+
+@dataclass
+class Server:
+    url: str
+    home: Path
+    admin: str
+    password: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """`defectlens init` then `defectlens run` on a free port; stopped with SIGTERM after."""
+    home = tmp_path / "home"
+    env = dict(os.environ, DEFECTLENS_HOME=str(home), DEFECTLENS_LOGIN_DELAY_S="0.1")
+    env.pop("DEFECTLENS_DB_URL", None)
+    out = subprocess.run([_cli(), "init", "--json"], env=env, capture_output=True, check=True)
+    creds = json.loads(out.stdout)
+    port = _free_port()
+    log = tmp_path / "server.log"
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [_cli(), "run", "--port", str(port), "--no-demo"],
+            env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                if resp.read().decode().strip() == "ok":
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"server did not become healthy:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+    srv = Server(url, home, creds["admin"], creds["password"], proc, log)
+    yield srv
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def page(server: Server) -> Iterator[object]:
+    """A Playwright page in headless Debian Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS
+        )
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        pg = context.new_page()
+        pg.set_default_timeout(30_000)
+        yield pg
+        context.close()
+        browser.close()
