@@ -1,0 +1,130 @@
+"""The steps the CLI, the worker and the pages share: import a dataset, train and register."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import artifacts, catalog, datasets
+from core.auth import Action, CurrentUser, require
+from core.catalog import DatasetRecord, ModelRecord
+from core.config import Settings
+from core.errors import DatasetError
+from core.train import EpochReport, TrainConfig, TrainResult, fit
+from db.engine import Database
+
+log = logging.getLogger(__name__)
+
+
+def import_dataset(
+    db: Database,
+    settings: Settings,
+    actor: CurrentUser,
+    source: Path,
+    name: str,
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    split_file: Path | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[DatasetRecord, datasets.DatasetSnapshot, bool]:
+    """Import a folder or zip into a snapshot and record it; (record, snapshot, created)."""
+    require(actor, Action.MANAGE_DATASETS)
+    snapshot = datasets.import_dataset(
+        source,
+        name,
+        settings,
+        val_fraction=val_fraction,
+        seed=seed,
+        split_file=split_file,
+        on_progress=on_progress,
+    )
+    record, created = catalog.register_dataset(
+        db,
+        actor,
+        name=name,
+        source=str(source),
+        class_names=list(snapshot.class_names),
+        counts=dict(snapshot.counts),
+        manifest_path=snapshot.manifest_path,
+        content_hash=snapshot.content_hash,
+        health=snapshot.health.to_dict(),
+    )
+    return record, snapshot, created
+
+
+def load_dataset(db: Database, dataset_id: int) -> tuple[DatasetRecord, datasets.DatasetSnapshot]:
+    """A registered dataset and its snapshot; DatasetError when its files are gone."""
+    record = catalog.get_dataset(db, dataset_id)
+    if not record.snapshot_dir.exists():
+        raise DatasetError(
+            f"dataset {dataset_id} ({record.name}): snapshot folder "
+            f"{record.snapshot_dir} is missing"
+        )
+    return record, datasets.load_snapshot(record.snapshot_dir)
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """A finished training run: the registered model (None when stopped) and the result."""
+
+    model: ModelRecord | None
+    result: TrainResult
+
+
+def train_and_register(
+    db: Database,
+    settings: Settings,
+    actor: CurrentUser,
+    dataset_id: int,
+    config: TrainConfig,
+    *,
+    on_progress: Callable[[EpochReport], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    training_job_id: int | None = None,
+    checkpoint_dir: Path | None = None,
+) -> TrainOutcome:
+    """Train on a registered dataset and register the best model as a candidate.
+
+    A stopped run registers nothing. The artifact is complete on disk before its row exists.
+    """
+    require(actor, Action.TRAIN)
+    record, snapshot = load_dataset(db, dataset_id)
+    result = fit(
+        config,
+        snapshot,
+        on_progress=on_progress,
+        should_stop=should_stop,
+        checkpoint_dir=checkpoint_dir,
+    )
+    if result.stopped:
+        return TrainOutcome(model=None, result=result)
+    meta = artifacts.metadata_from_result(
+        result, dataset_id=str(record.id), dataset_hash=record.content_hash
+    )
+    directory = settings.models_dir / uuid.uuid4().hex
+    saved = artifacts.save_model(result, meta, directory)
+    acc = result.metrics.accuracy if result.metrics else None
+    name = f"{result.arch} on {record.name}" + (f" ({acc:.2%})" if acc is not None else "")
+    model = catalog.register_model(
+        db,
+        actor,
+        name=name[:200],
+        architecture=result.arch,
+        class_names=list(result.class_names),
+        input_spec={
+            "img_size": result.img_size,
+            "in_channels": result.in_channels,
+            "normalisation": meta.normalisation,
+        },
+        artifact_path=saved.path_meta,
+        artifact_sha256=saved.sha256,
+        metrics=result.metrics.to_dict() if result.metrics else {},
+        dataset_id=record.id,
+        training_job_id=training_job_id,
+    )
+    log.info("registered model %s from dataset %s", model.id, record.id)
+    return TrainOutcome(model=model, result=result)
