@@ -1,0 +1,221 @@
+"""Model registry: architecture name -> constructor, input size and Grad-CAM layer (like timm)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+class _Block(nn.Module):
+    """Residual basic block (two 3x3 convs); a strided 1x1 projection when the shape changes."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+        # Last BN of each residual branch starts at zero so every block begins as an identity:
+        # a well-known trick that makes short schedules with high learning rates stable.
+        nn.init.zeros_(self.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return torch.relu(y + self.shortcut(x))
+
+
+class DefectNet(nn.Module):
+    """Small residual CNN for surface-inspection images (grayscale or RGB, 64-128 px).
+
+    A strided stem halves the input, then each stage (one residual block) halves it again, so a
+    96 px image ends as a 6x6 map with ``widths[-1]`` channels before global average pooling.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 1,
+        widths: tuple[int, ...] = (32, 64, 128, 256),
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        w0 = widths[0]
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, w0, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(w0),
+            nn.ReLU(inplace=True),
+        )
+        stages = [_Block(a, b, 2) for a, b in zip(widths[:-1], widths[1:], strict=True)]
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(widths[-1], num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x))
+        return self.fc(self.dropout(torch.flatten(self.pool(x), 1)))
+
+
+def _defectnet(num_classes: int, in_channels: int) -> nn.Module:
+    return DefectNet(num_classes, in_channels)
+
+
+def _defectnet_cam(model: nn.Module) -> nn.Module:
+    assert isinstance(model, DefectNet)
+    last = model.stages[-1]
+    assert isinstance(last, _Block)
+    return last.conv2
+
+
+def _resnet18(num_classes: int, in_channels: int) -> nn.Module:
+    from torchvision.models import resnet18
+
+    model = resnet18(weights=None, num_classes=num_classes)
+    if in_channels != 3:
+        model.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+        nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    return model
+
+
+def _resnet18_cam(model: nn.Module) -> nn.Module:
+    layer4 = model.get_submodule("layer4")
+    assert isinstance(layer4, nn.Sequential)
+    conv = layer4[-1].get_submodule("conv2")
+    return conv
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One registry entry: how to build the model and where Grad-CAM looks."""
+
+    name: str
+    build: Callable[[int, int], nn.Module]  # (num_classes, in_channels) -> module
+    default_img_size: int
+    cam_layer: Callable[[nn.Module], nn.Module]
+    description: str
+
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    spec.name: spec
+    for spec in (
+        ArchSpec(
+            name="defectnet",
+            build=_defectnet,
+            default_img_size=96,
+            cam_layer=_defectnet_cam,
+            description="Small residual CNN (~1.2 M parameters), fast on CPU; the default.",
+        ),
+        ArchSpec(
+            name="resnet18",
+            build=_resnet18,
+            default_img_size=128,
+            cam_layer=_resnet18_cam,
+            description="torchvision ResNet-18 trained from scratch (11 M parameters).",
+        ),
+    )
+}
+
+
+def get_spec(name: str) -> ArchSpec:
+    """Registry entry for ``name``; ValueError naming the known architectures otherwise."""
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise ValueError(f"unknown architecture {name!r}; known: {known}") from None
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from a local safetensors file or a plain state-dict file, never unpickling code."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: weights file not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return dict(load_file(str(path), device="cpu"))
+        # weights_only=True restricts unpickling to tensors and plain containers.
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except ModelError:
+        raise
+    except Exception as e:
+        raise ModelError(f"{path.name}: cannot read weights ({e})") from e
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelError(f"{path.name}: not a state dict of tensors")
+    return {str(k): v for k, v in obj.items()}
+
+
+def _init_from(model: nn.Module, path: Path) -> None:
+    """Copy every tensor whose name and shape match; adapt an RGB first conv to one channel."""
+    source = read_state_dict(path)
+    own = model.state_dict()
+    loaded, skipped = 0, []
+    for key, target in own.items():
+        tensor = source.get(key.removeprefix("module."), source.get("module." + key))
+        if tensor is None:
+            continue
+        if (
+            tensor.ndim == 4
+            and target.ndim == 4
+            and tensor.shape[1] == 3
+            and target.shape[1] == 1
+            and tensor.shape[0] == target.shape[0]
+            and tensor.shape[2:] == target.shape[2:]
+        ):
+            # Grayscale model from RGB weights: the sum keeps the response to a gray input.
+            tensor = tensor.sum(dim=1, keepdim=True)
+        if tensor.shape != target.shape:
+            skipped.append(key)
+            continue
+        own[key] = tensor.to(target.dtype)
+        loaded += 1
+    if loaded == 0:
+        raise ModelError(f"{path.name}: no tensor matches this architecture")
+    model.load_state_dict(own)
+    log.info("initialised %d tensors from %s; skipped %s", loaded, path.name, skipped or "none")
+
+
+def build_model(
+    name: str, num_classes: int, in_channels: int, weights_path: Path | None = None
+) -> nn.Module:
+    """Build a registered architecture, optionally initialised from a local weights file."""
+    if num_classes < 2:
+        raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+    if in_channels not in (1, 3):
+        raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
+    model = get_spec(name).build(num_classes, in_channels)
+    if weights_path is not None:
+        _init_from(model, Path(weights_path))
+    return model
+
+
+def classifier_head(model: nn.Module) -> tuple[str, nn.Linear]:
+    """Name and module of the last Linear layer (its rows are the classes)."""
+    found: tuple[str, nn.Linear] | None = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            found = (name, module)
+    if found is None:
+        raise ModelError("model has no Linear classifier head")
+    return found
