@@ -20,6 +20,10 @@ PAGES = [
         Action.VIEW_TRENDS,
     ),
     (
+        st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
+        Action.MANAGE_MODELS,
+    ),
+    (
         st.Page("pages/admin.py", title="Administration", icon=":material/admin_panel_settings:"),
         Action.MANAGE_USERS,
     ),

@@ -247,3 +247,33 @@ def promote_model(db: Database, actor: CurrentUser, model_id: int) -> ModelRecor
             details={"previous_active": [m.id for m in previous]},
         )
         return _model(row)
+
+
+def rollback_model(db: Database, actor: CurrentUser) -> ModelRecord:
+    """Re-activate the model that was active before the current one (audited)."""
+    auth.require(actor, Action.MANAGE_MODELS)
+    with db.write() as session:
+        current = session.scalar(select(Model).where(Model.status == ModelStatus.ACTIVE.value))
+        previous = session.scalar(
+            select(Model)
+            .where(Model.status == ModelStatus.ARCHIVED.value, Model.promoted_at.is_not(None))
+            .order_by(Model.promoted_at.desc(), Model.id.desc())
+            .limit(1)
+        )
+        if previous is None:
+            raise Conflict("there is no earlier active model to roll back to")
+        if current is not None:
+            current.status = ModelStatus.CANDIDATE.value
+        previous.status = ModelStatus.ACTIVE.value
+        previous.promoted_by = actor.id
+        previous.promoted_at = utcnow()
+        queries.add_audit(
+            session,
+            user_id=actor.id,
+            username=actor.username,
+            action="model_rolled_back",
+            entity="model",
+            entity_id=previous.id,
+            details={"from": None if current is None else current.id, "to": previous.id},
+        )
+        return _model(previous)

@@ -30,6 +30,7 @@ def import_dataset(
     seed: int = 0,
     split_file: Path | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    source_label: str | None = None,
 ) -> tuple[DatasetRecord, datasets.DatasetSnapshot, bool]:
     """Import a folder or zip into a snapshot and record it; (record, snapshot, created)."""
     require(actor, Action.MANAGE_DATASETS)
@@ -128,3 +129,33 @@ def train_and_register(
     )
     log.info("registered model %s from dataset %s", model.id, record.id)
     return TrainOutcome(model=model, result=result)
+
+
+def import_upload(
+    db: Database,
+    settings: Settings,
+    actor: CurrentUser,
+    data: bytes,
+    filename: str,
+    name: str,
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> tuple[DatasetRecord, datasets.DatasetSnapshot, bool]:
+    """Import a zip uploaded through the browser (the file name is display text only)."""
+    import tempfile
+
+    require(actor, Action.MANAGE_DATASETS)
+    if len(data) > settings.max_upload_mb * 1024 * 1024:
+        raise DatasetError(f"{filename}: larger than the {settings.max_upload_mb} MB upload limit")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    # The temp name is ours; the uploaded name never becomes part of a path.
+    with tempfile.NamedTemporaryFile(suffix=".zip", dir=settings.home, delete=True) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        try:
+            return import_dataset(
+                db, settings, actor, Path(tmp.name), name, val_fraction=val_fraction, seed=seed
+            )
+        except DatasetError as e:
+            raise DatasetError(str(e).replace(tmp.name, filename)) from None

@@ -21,7 +21,9 @@ SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings for a fresh data directory under tmp_path (SQLite)."""
-    return load_settings({"DEFECTLENS_HOME": str(tmp_path / "home"), "DEFECTLENS_LOGIN_DELAY_S": "0"})
+    return load_settings(
+        {"DEFECTLENS_HOME": str(tmp_path / "home"), "DEFECTLENS_LOGIN_DELAY_S": "0"}
+    )
 
 
 @pytest.fixture
@@ -53,3 +55,44 @@ def pg_url() -> str:
             pytest.fail("DEFECTLENS_TEST_PG_URL is not set in CI; .ci/run must start PostgreSQL")
         pytest.skip("DEFECTLENS_TEST_PG_URL not set (CI starts PostgreSQL and sets it)")
     return url
+
+
+def write_tiny_dataset(root: Path, n: int = 16, size: int = 40) -> Path:
+    """Two clearly separable classes of small grayscale PNGs (ok / scratch)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("ok", "scratch"):
+        folder = root / cls
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            a = (rng.random((size, size)) * 60 + 100).astype(np.uint8)
+            if cls == "scratch":
+                a[:, size // 2 - 2 : size // 2 + 2] = 250
+            Image.fromarray(a).save(folder / f"{cls}_{i}.png")
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path, db: Database, settings: Settings):  # type: ignore[no-untyped-def]
+    """A tiny two-class dataset imported and registered; returns its DatasetRecord."""
+    from core import pipeline
+
+    record, _snap, _ = pipeline.import_dataset(
+        db, settings, auth.SYSTEM, write_tiny_dataset(tmp_path / "tiny"), "tiny"
+    )
+    return record
+
+
+@pytest.fixture
+def train_tiny(db: Database, settings: Settings, tiny_dataset):  # type: ignore[no-untyped-def]
+    """Train and register a small model on the tiny dataset (a few seconds on the CPU)."""
+    from core import pipeline
+    from core.train import TrainConfig
+
+    def _train(epochs: int = 1):  # type: ignore[no-untyped-def]
+        config = TrainConfig(epochs=epochs, img_size=32, device="cpu")
+        return pipeline.train_and_register(db, settings, auth.SYSTEM, tiny_dataset.id, config).model
+
+    return _train

@@ -8,7 +8,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.config import Settings
-
 from tests.pages.conftest import APP
 
 

@@ -1,0 +1,145 @@
+"""Models: metrics of every model, candidate vs. active on the same data, promote, roll back."""
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from core import catalog, compare
+from core.auth import Action
+from core.errors import DefectLensError
+from pages._ui import get_db, get_settings, require_page
+
+user = require_page(Action.MANAGE_MODELS)
+db, settings = get_db(), get_settings()
+st.title("Models")
+
+models = catalog.list_models(db)
+if not models:
+    st.info("No models yet. Train one on the Training page or with `defectlens train`.")
+    st.stop()
+datasets = {d.id: d for d in catalog.list_datasets(db)}
+active = next((m for m in models if m.status.value == "active"), None)
+
+
+def _pct(value: object) -> str:
+    return "–" if value is None else f"{float(value):.2%}"  # type: ignore[arg-type]
+
+
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                "id": m.id,
+                "status": m.status.value,
+                "name": m.name,
+                "architecture": m.architecture,
+                "val accuracy": _pct(m.metrics.get("accuracy")),
+                "macro-F1": m.metrics.get("macro_f1"),
+                "dataset": datasets[m.dataset_id].name if m.dataset_id in datasets else "–",
+                "created (UTC)": m.created_at,
+            }
+            for m in models
+        ]
+    ),
+    hide_index=True,
+    use_container_width=True,
+)
+
+c1, c2 = st.columns([3, 1])
+chosen_id = c1.selectbox(
+    "Model",
+    [m.id for m in models],
+    format_func=lambda i: next(f"#{m.id} {m.name} ({m.status.value})" for m in models if m.id == i),
+)
+model = next(m for m in models if m.id == chosen_id)
+with c2:
+    st.write("")
+    if st.button("Roll back to previous active", disabled=active is None):
+        try:
+            back = catalog.rollback_model(db, user)
+            st.success(f"Model #{back.id} is active again.")
+            st.rerun()
+        except DefectLensError as e:
+            st.warning(str(e))
+
+left, right = st.columns(2)
+with left:
+    st.subheader(f"#{model.id} · {model.status.value}")
+    ds = datasets.get(model.dataset_id or -1)
+    st.write(
+        f"Architecture **{model.architecture}**, input {model.input_spec.get('img_size')} px, "
+        f"{model.input_spec.get('in_channels')} channel(s)"
+    )
+    st.write(
+        f"Trained on dataset **{ds.name if ds else 'unknown'}**"
+        + (f" (#{ds.id}, {ds.num_images} images)" if ds else "")
+    )
+    st.caption(f"Artifact SHA-256 {model.artifact_sha256}")
+    per_class = model.metrics.get("per_class") or {}
+    if per_class:
+        st.dataframe(pd.DataFrame(per_class).T, use_container_width=True)
+with right:
+    cm = model.metrics.get("confusion_matrix")
+    if cm:
+        fig = px.imshow(
+            cm,
+            x=model.class_names,
+            y=model.class_names,
+            text_auto=True,
+            labels={"x": "predicted", "y": "true"},
+            color_continuous_scale="Blues",
+        )
+        fig.update_layout(
+            height=380,
+            margin={"l": 0, "r": 0, "t": 30, "b": 0},
+            title="Validation confusion matrix",
+        )
+        st.plotly_chart(fig, use_container_width=True)
+
+b1, b2 = st.columns(2)
+if model.status.value != "active" and b1.button("Promote to active", type="primary"):
+    try:
+        catalog.promote_model(db, user, model.id)
+        st.success(f"Model #{model.id} is now active; inspection uses it from the next image.")
+        st.rerun()
+    except DefectLensError as e:
+        st.error(str(e))
+
+
+@st.cache_data(max_entries=8, show_spinner="Exporting to ONNX…")
+def _onnx(model_id: int) -> bytes:
+    return compare.onnx_export_bytes(catalog.get_model(get_db(), model_id))
+
+
+if b2.toggle("Prepare ONNX download"):
+    b2.download_button(
+        "Download ONNX",
+        _onnx(model.id),
+        file_name=f"defectlens-model-{model.id}.onnx",
+        mime="application/octet-stream",
+    )
+
+if active is not None and active.id != model.id and model.dataset_id is not None:
+    st.subheader(f"Compared with the active model #{active.id}")
+    st.caption(f"Both models classify the validation split of dataset #{model.dataset_id}.")
+    if st.button("Run comparison"):
+        try:
+            with st.spinner("Classifying the validation images with both models…"):
+                scores = [
+                    compare.score_model(db, settings, m, model.dataset_id) for m in (model, active)
+                ]
+        except DefectLensError as e:
+            st.warning(str(e))
+        else:
+            rows = []
+            for label, score in zip(("this model", "active"), scores, strict=True):
+                row = {
+                    "model": f"#{score.model_id} ({label})",
+                    "accuracy": _pct(score.metrics["accuracy"]),
+                    "macro-F1": round(float(score.metrics["macro_f1"]), 4),  # type: ignore[arg-type]
+                    "images": score.images,
+                }
+                for cls, m in score.metrics["per_class"].items():  # type: ignore[attr-defined]
+                    row[f"recall {cls}"] = round(m["recall"], 4)
+                rows.append(row)
+            st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
