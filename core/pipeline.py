@@ -159,3 +159,19 @@ def import_upload(
             )
         except DatasetError as e:
             raise DatasetError(str(e).replace(tmp.name, filename)) from None
+
+
+def import_server_folder(
+    db: Database, settings: Settings, actor: CurrentUser, folder: str, name: str
+) -> tuple[DatasetRecord, datasets.DatasetSnapshot, bool]:
+    """Import a folder that already lies on the server, named by an engineer in the browser."""
+    require(actor, Action.MANAGE_DATASETS)
+    text = folder.strip()
+    if not text:
+        raise DatasetError("give the folder's path on the server")
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        raise DatasetError(f"{text}: give an absolute path (it is read on the server)")
+    if not path.is_dir():
+        raise DatasetError(f"{text}: no such folder on the server")
+    return import_dataset(db, settings, actor, path, name)

@@ -145,6 +145,10 @@ def _streamlit_command(port: int, max_upload_mb: int) -> list[str]:
     ]
 
 
+def _worker_command() -> list[str]:
+    return [sys.executable, "-c", "from core.cli import main; main()", "worker"]
+
+
 @app.command()
 def run(
     port: Annotated[int | None, typer.Option(help="HTTP port (default DEFECTLENS_PORT).")] = None,
@@ -162,7 +166,11 @@ def run(
     env = dict(os.environ, DEFECTLENS_HOME=str(s.home), DEFECTLENS_DB_URL=s.db_url)
     if no_demo:
         env["DEFECTLENS_NO_DEMO"] = "1"
-    children = [subprocess.Popen(_streamlit_command(port, s.max_upload_mb), env=env, cwd=REPO_ROOT)]
+    children = [
+        subprocess.Popen(_streamlit_command(port, s.max_upload_mb), env=env, cwd=REPO_ROOT),
+        # The training worker: pages only queue jobs, this process runs them.
+        subprocess.Popen(_worker_command(), env=env, cwd=REPO_ROOT),
+    ]
     typer.echo(f"DefectLens on http://localhost:{port} (Ctrl-C to stop)")
 
     stopping = False
@@ -193,6 +201,9 @@ def run(
 
 def _register_subcommands() -> None:
     """Attach the command groups other modules define (kept apart to keep files small)."""
+    from core.cli import jobs
+
+    jobs.register(app)
     try:
         from core.cli import ml
     except ImportError:  # pragma: no cover - only while ml commands are being built
@@ -208,7 +219,7 @@ def main() -> None:
     )
     _register_subcommands()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except DefectLensError as e:
         sys.stderr.write(f"error: {e}\n")
         sys.exit(1)
@@ -227,3 +238,6 @@ def main() -> None:
         logging.getLogger("defectlens").debug("unexpected error", exc_info=True)
         sys.stderr.write(f"error: {type(e).__name__}: {e}\n")
         sys.exit(2)
+    # standalone_mode=False makes Click return a typer.Exit's code instead of raising it.
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from core import auth, catalog, pipeline, setup
+from core import auth, catalog, setup
 from core.cli.common import emit_json, settings
 from core.config import Settings
 from db.engine import Database
@@ -88,6 +88,8 @@ def dataset_import(
     as_json: JsonOpt = False,
 ) -> None:
     """Import a folder or zip (one sub-folder per class) as an immutable dataset snapshot."""
+    from core import pipeline  # torch: imported only by the commands that need it
+
     s, db = _open()
     with _progress("importing", as_json) as progress:
         record, snapshot, created = pipeline.import_dataset(

@@ -9,19 +9,17 @@ from typing import Annotated, Any
 
 import typer
 
-from core import artifacts, auth, catalog, evaluate, pipeline
+from core import auth, catalog
 from core.cli.common import emit_json
 from core.cli.ml import JsonOpt, _open, _progress
 from core.errors import DatasetError, ValidationError
-from core.images import DecodeLimits
-from core.train import EpochReport, TrainConfig
 
 
 def train(
     data: Annotated[Path | None, typer.Option(help="Folder or zip to import and train on.")] = None,
     dataset: Annotated[int | None, typer.Option(help="Id of an imported dataset.")] = None,
     arch: Annotated[str, typer.Option(help="Architecture (see core/architectures.py).")] = (
-        TrainConfig.arch
+        "defectnet"
     ),
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the recipe's).")] = None,
     img_size: Annotated[int | None, typer.Option(help="Input side in pixels.")] = None,
@@ -39,6 +37,9 @@ def train(
     started = time.perf_counter()
     if (data is None) == (dataset is None):
         raise ValidationError("give exactly one of --data PATH or --dataset ID")
+    from core import pipeline  # torch: imported only by the commands that need it
+    from core.train import EpochReport, TrainConfig
+
     s, db = _open()
     if data is not None:
         with _progress("importing", as_json) as progress:
@@ -139,6 +140,8 @@ def evaluate_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure a model on labelled images: accuracy, macro-F1, per class, confusion matrix."""
+    from core import evaluate, pipeline
+    from core.images import DecodeLimits
     from core.inference import Classifier, Prediction
 
     if (data is None) == (dataset is None):
@@ -223,6 +226,8 @@ def models_export(
     """Export a model to ONNX (checked against PyTorch with ONNX Runtime)."""
     if format.lower() != "onnx":
         raise ValidationError(f"format {format!r} is not supported; use onnx")
+    from core import artifacts
+
     s, db = _open()
     record = catalog.get_model(db, model_id)
     loaded = artifacts.load_model(Path(record.artifact_path))

@@ -167,11 +167,6 @@ def test_reset_password_gives_a_working_password(initialised: tuple[Cli, str]) -
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: core/cli/main.py calls app(standalone_mode=False), which returns the "
-    "code of a raised typer.Exit instead of raising it, so `raise fail(...)` exits 0",
-)
 def test_reset_password_of_unknown_user_is_one_line_on_stderr(
     initialised: tuple[Cli, str],
 ) -> None:
