@@ -57,6 +57,10 @@ class Settings:
     login_delay_s: float = 0.5
     ray_address: str = ""
     sso_enabled: bool = False
+    # A running job whose heartbeat is older than this is marked failed by any worker's sweep.
+    job_heartbeat_timeout_s: float = 30.0
+    # How often an idle worker looks for queued jobs.
+    worker_poll_s: float = 2.0
 
     @property
     def images_dir(self) -> Path:
@@ -108,4 +112,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_delay_s=_float(env, "DEFECTLENS_LOGIN_DELAY_S", 0.5),
         ray_address=env.get("DEFECTLENS_RAY_ADDRESS") or "",
         sso_enabled=(env.get("DEFECTLENS_SSO") or "").lower() in ("1", "true", "yes"),
+        job_heartbeat_timeout_s=_float(env, "DEFECTLENS_JOB_HEARTBEAT_TIMEOUT_S", 30.0),
+        worker_poll_s=_float(env, "DEFECTLENS_WORKER_POLL_S", 2.0),
     )

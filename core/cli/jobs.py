@@ -1,0 +1,157 @@
+"""Commands for the training queue: jobs submit/list/show/cancel, and the worker."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import typer
+
+from core import auth, jobs
+from core.cli.common import emit_json, settings
+from core.jobs import JobRecord
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+jobs_app = typer.Typer(help="Queue, watch and cancel training jobs.", no_args_is_help=True)
+
+
+def _open() -> tuple[Any, Any]:
+    from core import setup
+
+    s = settings()
+    setup.migrate(s)
+    return s, setup.open_database(s)
+
+
+def _job_dict(job: JobRecord) -> dict[str, Any]:
+    d = asdict(job)
+    d["status"] = job.status.value
+    d["is_finished"] = job.is_finished
+    return d
+
+
+def _line(job: JobRecord) -> str:
+    pct = f"{job.progress:>4.0%}"
+    name = job.dataset_name or f"dataset {job.dataset_id}"
+    text = job.error if job.error else (job.message or "")
+    return f"{job.id:>5}  {job.status.value:<10} {pct}  {name[:28]:<28} {text}"
+
+
+@jobs_app.command("submit")
+def submit(
+    dataset: Annotated[int, typer.Option(help="Id of an imported dataset.")],
+    arch: Annotated[str | None, typer.Option(help="Architecture.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the recipe's).")] = None,
+    img_size: Annotated[int | None, typer.Option(help="Input side in pixels.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for init and augmentation.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue a training job; a worker (`defectlens worker`, started by `run`) runs it."""
+    from core.train import TrainConfig
+
+    s, db = _open()
+    config = TrainConfig(seed=seed, device=(device or s.device).lower())
+    for name, value in (
+        ("arch", arch),
+        ("epochs", epochs),
+        ("img_size", img_size),
+        ("batch_size", batch_size),
+        ("lr", lr),
+    ):
+        if value is not None:
+            setattr(config, name, value)
+    job = jobs.submit_job(db, s, auth.SYSTEM, dataset, config)
+    if as_json:
+        emit_json(_job_dict(job))
+    else:
+        typer.echo(f"queued job {job.id} on dataset {job.dataset_id} ({job.backend} backend)")
+
+
+@jobs_app.command("list")
+def list_cmd(
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    status: Annotated[
+        list[str] | None, typer.Option(help="Only these statuses (repeatable).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List training jobs, newest first."""
+    _s, db = _open()
+    rows = jobs.list_jobs(db, limit=limit, statuses=status or None)
+    if as_json:
+        emit_json({"jobs": [_job_dict(j) for j in rows]})
+        return
+    if not rows:
+        typer.echo("no training jobs yet")
+    for job in rows:
+        typer.echo(_line(job))
+
+
+@jobs_app.command("show")
+def show(
+    job_id: int,
+    log_lines: Annotated[int, typer.Option(help="Lines of the job log to show.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """One job with its per-epoch metrics and the end of its log."""
+    s, db = _open()
+    job = jobs.get_job(db, job_id)
+    metrics = jobs.job_metrics(db, job_id)
+    tail = jobs.log_tail(s, job, log_lines)
+    if as_json:
+        emit_json(
+            {
+                **_job_dict(job),
+                "metrics": [asdict(m) for m in metrics],
+                "log_tail": tail,
+            }
+        )
+        return
+    typer.echo(_line(job))
+    if job.eta_seconds is not None:
+        typer.echo(f"  about {job.eta_seconds:.0f} s left")
+    if job.model_id is not None:
+        typer.echo(f"  model {job.model_id}")
+    for m in metrics:
+        acc = "–" if m.val_accuracy is None else f"{m.val_accuracy:.2%}"
+        loss = "–" if m.train_loss is None else f"{m.train_loss:.4f}"
+        typer.echo(f"  epoch {m.epoch:>3}  loss {loss}  val acc {acc}")
+    if tail:
+        typer.echo(tail)
+
+
+@jobs_app.command("cancel")
+def cancel(job_id: int, as_json: JsonOpt = False) -> None:
+    """Cancel a job: a queued one at once, a running one at its next batch."""
+    _s, db = _open()
+    job = jobs.cancel_job(db, auth.SYSTEM, job_id)
+    if as_json:
+        emit_json(_job_dict(job))
+    elif job.is_finished:
+        typer.echo(f"job {job.id} cancelled")
+    else:
+        typer.echo(f"job {job.id}: cancel requested; it stops at the next batch")
+
+
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Run at most one job, then exit.")] = False,
+    poll_seconds: Annotated[
+        float | None, typer.Option(help="Seconds between looks at the queue.")
+    ] = None,
+) -> None:
+    """Run queued training jobs until Ctrl-C or SIGTERM (`defectlens run` starts one)."""
+    from core import worker as worker_mod
+
+    logging.getLogger().setLevel(logging.INFO)
+    worker_mod.run_worker(settings(), once=once, poll_s=poll_seconds)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `jobs ...` and `worker`."""
+    app.add_typer(jobs_app, name="jobs")
+    app.command("worker")(worker)
