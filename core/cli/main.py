@@ -204,6 +204,9 @@ def _register_subcommands() -> None:
     from core.cli import jobs
 
     jobs.register(app)
+    from core.cli import inspect as inspect_cli
+
+    inspect_cli.register(app)
     try:
         from core.cli import ml
     except ImportError:  # pragma: no cover - only while ml commands are being built

@@ -1,0 +1,820 @@
+"""The ingest service: validate, store, classify, judge, explain and record parts.
+
+Used by the inspect page, ``defectlens ingest`` and the folder watcher. A batch is processed in
+chunks; for each chunk every file is checked (a bad one becomes a Rejection and leaves nothing
+behind), the good ones are classified in one batch, judged by the product's flagging rule,
+flagged ones get a Grad-CAM overlay, the image and overlay files are written (temp name, fsync,
+``os.replace``) and only then the rows are inserted in one write transaction. A row therefore
+never points at a missing file; a crash can at worst leave an unreferenced file, which
+``sweep_orphans`` removes.
+
+File names given by users or cameras are display text only: stored paths are derived from the
+content's SHA-256, never from a name.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tempfile
+import time
+import unicodedata
+import zipfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core import catalog, images, thresholds
+from core.auth import Action, CurrentUser, require
+from core.catalog import ModelRecord
+from core.config import Settings
+from core.errors import DatasetError, InvalidImageError, NotFound, ValidationError
+from db.engine import Database
+from db.models import Image, Inspection, Review, User, utcnow
+
+if TYPE_CHECKING:
+    from core.inference import Classifier, Prediction
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 64  # images per classification batch and per write transaction
+MAX_SOURCE_NAME = 255
+MAX_FIELD_LENGTH = 100
+HEATMAPS_DIR = "heatmaps"
+HEATMAP_MAX_SIDE = 1024
+ORPHAN_GRACE_S = 3600.0
+
+_EXTENSIONS = {
+    "PNG": "png",
+    "JPEG": "jpg",
+    "BMP": "bmp",
+    "TIFF": "tif",
+    "WEBP": "webp",
+    "GIF": "gif",
+}
+_IGNORED_ZIP_PARTS = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini", ".DS_Store"})
+
+
+@dataclass(frozen=True)
+class Traceability:
+    """Where and when a part was photographed; captured_at is aware UTC (None: now)."""
+
+    line: str | None = None
+    station: str | None = None
+    product: str | None = None
+    lot: str | None = None
+    serial: str | None = None
+    captured_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A file that was not inspected, and why. file is display text only."""
+
+    file: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class InspectionRecord:
+    """One inspected part as pages and the CLI show it (paths are relative to images_dir)."""
+
+    id: int
+    image_id: int | None
+    source_name: str | None
+    captured_at: datetime
+    line: str | None
+    station: str | None
+    product: str | None
+    lot: str | None
+    serial: str | None
+    model_id: int | None
+    predicted_class: str
+    confidence: float
+    probabilities: dict[str, float]
+    is_defect: bool
+    flagged: bool
+    flag_reason: str | None
+    threshold_id: int | None
+    heatmap_path: str | None
+    review_version: int
+    latency_ms: float | None
+    reviewed: bool
+    true_class: str | None
+    disposition: str | None
+    image_sha256: str | None = None
+    image_path: str | None = None
+    width: int | None = None
+    height: int | None = None
+    reviewer: str | None = None
+    reviewed_at: datetime | None = None
+    is_demo: bool = False
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one ingest call did."""
+
+    processed: list[InspectionRecord]
+    rejected: list[Rejection]
+    flagged: int
+    seconds: float
+    heatmaps: int = 0
+
+    @property
+    def images_per_second(self) -> float:
+        """Processed images per wall-clock second of the whole call."""
+        return len(self.processed) / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class _Item:
+    """A file on its way through one chunk."""
+
+    name: str  # display text
+    data: bytes
+    info: images.ImageInfo
+    sha: str
+    prediction: Prediction | None = None
+    heatmap_png: bytes | None = None
+    heatmap_rel: str | None = None
+    judged: tuple[bool, bool, str | None] = (False, False, None)
+    image_rel: str = ""
+
+
+# --------------------------------------------------------------------------- names and fields
+
+
+def display_name(name: str, limit: int = MAX_SOURCE_NAME) -> str:
+    """A file name made safe to show and store: control characters replaced, length capped."""
+    text = "".join(
+        "?" if unicodedata.category(ch) in ("Cc", "Cf", "Cs") else ch for ch in str(name)
+    )
+    text = text.strip() or "(unnamed)"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _reason(err: Exception, name: str) -> str:
+    """The message of an InvalidImageError without the file name it starts with."""
+    text = str(err)
+    prefix = f"{name}: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def _clean_trace(trace: Traceability) -> Traceability:
+    values: dict[str, str | None] = {}
+    for key in ("line", "station", "product", "lot", "serial"):
+        raw = getattr(trace, key)
+        text = None if raw is None else str(raw).strip()
+        if text and len(text) > MAX_FIELD_LENGTH:
+            raise ValidationError(f"{key} must be at most {MAX_FIELD_LENGTH} characters")
+        values[key] = text or None
+    captured = trace.captured_at
+    if captured is not None:
+        if captured.tzinfo is None:
+            raise ValidationError("capture time needs a timezone (DefectLens stores UTC)")
+        captured = captured.astimezone(UTC)
+    return Traceability(captured_at=captured, **values)
+
+
+# --------------------------------------------------------------------------- model
+
+
+def load_active(db: Database, settings: Settings) -> tuple[ModelRecord, Classifier]:
+    """The active model and a loaded Classifier; NotFound when no model is active.
+
+    Loading verifies the artifact and builds an ONNX session (about a second): callers that
+    ingest repeatedly cache the pair by (model.id, model.artifact_sha256).
+    """
+    from core.compare import load_classifier
+
+    model = catalog.get_model(db, "active")
+    return model, load_classifier(settings, model)
+
+
+def active_model_key(db: Database) -> tuple[int, str] | None:
+    """(id, artifact SHA-256) of the active model, or None; a cheap cache key for pages."""
+    try:
+        model = catalog.get_model(db, "active")
+    except NotFound:
+        return None
+    return model.id, model.artifact_sha256
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _image_rel(sha: str, fmt: str) -> str:
+    return f"{sha[:2]}/{sha}.{_EXTENSIONS.get(fmt, 'bin')}"
+
+
+def _heatmap_rel(sha: str) -> str:
+    return f"{HEATMAPS_DIR}/{sha[:2]}/{sha}.png"
+
+
+def _store_file(root: Path, rel: str, data: bytes) -> Path:
+    """Write content-addressed bytes once (temp, fsync, replace); returns the folder touched."""
+    path = root / rel
+    folder = path.parent
+    try:
+        if path.stat().st_size == len(data):
+            # Already there: refresh its time so the orphan sweep's grace period starts over
+            # (a row is about to point at it).
+            os.utime(path)
+            return folder
+    except FileNotFoundError:
+        pass
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return folder
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _store_all(settings: Settings, files: dict[str, bytes], pool: ThreadPoolExecutor) -> None:
+    """Write every (relative path -> bytes) durably, renames included, before any row exists."""
+    root = settings.images_dir
+    folders = set(pool.map(lambda kv: _store_file(root, kv[0], kv[1]), files.items()))
+    list(pool.map(_fsync_dir, folders))
+
+
+# --------------------------------------------------------------------------- heatmaps
+
+
+def explain_batch(
+    clf: Classifier,
+    datas: Sequence[bytes],
+    targets: Sequence[int],
+    names: Sequence[str] | None = None,
+    *,
+    pool: ThreadPoolExecutor | None = None,
+) -> list[bytes]:
+    """Grad-CAM overlays (PNG) for many images in one forward/backward pass.
+
+    Gives the same overlay as ``Classifier.explain`` for each image (batch norm is in eval
+    mode, so images do not affect each other), but is several times faster per image.
+    """
+    from captum.attr import LayerGradCam
+
+    if not datas:
+        return []
+    import torch
+    import torch.nn.functional as F
+
+    names = list(names) if names is not None else [f"image {i}" for i in range(len(datas))]
+    gray_model = clf.in_channels == 1
+
+    def prepare(item: tuple[bytes, str]) -> tuple[np.ndarray, np.ndarray]:
+        rgb = images.decode(item[0], name=item[1], limits=clf.limits, max_side=HEATMAP_MAX_SIDE)
+        h, w = rgb.shape[:2]
+        if max(h, w) > HEATMAP_MAX_SIDE:
+            f = HEATMAP_MAX_SIDE / max(h, w)
+            h, w = max(1, round(h * f)), max(1, round(w * f))
+            rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+        if gray_model:
+            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+            return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB), clf.prepare(gray)
+        return rgb, clf.prepare(rgb)
+
+    own_pool = pool is None
+    pool = pool or ThreadPoolExecutor(max_workers=clf.num_threads)
+    try:
+        prepared = list(pool.map(prepare, zip(datas, names, strict=True)))
+        x = torch.from_numpy(np.stack([p[1] for p in prepared])).float().div_(255.0)
+        # The classifier's Grad-CAM copy of the model (see core.inference.Classifier).
+        x = (x - clf._cam_mean) / clf._cam_std
+        with clf._cam_lock:  # captum hooks the shared copy: one Grad-CAM at a time
+            cam = LayerGradCam(clf._cam_model, clf._cam_layer)
+            attr = cam.attribute(x, target=list(targets), relu_attributions=True).detach()
+
+        def overlay(i: int) -> bytes:
+            base = prepared[i][0]
+            h, w = base.shape[:2]
+            heat = F.interpolate(
+                attr[i : i + 1].float(), size=(h, w), mode="bilinear", align_corners=False
+            )[0, 0].numpy()
+            top = float(heat.max())
+            heat = np.clip(heat / top, 0.0, 1.0) if top > 0 else np.zeros_like(heat)
+            colour = cv2.applyColorMap(np.round(heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
+            colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
+            return images.encode_png(cv2.addWeighted(base, 0.55, colour, 0.45, 0.0))
+
+        return list(pool.map(overlay, range(len(prepared))))
+    finally:
+        if own_pool:
+            pool.shutdown()
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+def ingest(
+    db: Database,
+    settings: Settings,
+    actor: CurrentUser,
+    files: Sequence[tuple[str, bytes]],
+    trace: Traceability,
+    *,
+    classifier: tuple[ModelRecord, Classifier] | None = None,
+    with_heatmaps: bool = True,
+) -> IngestResult:
+    """Inspect a batch of (display name, bytes); bad files are rejected, the rest recorded."""
+    require(actor, Action.INSPECT)
+    started = time.perf_counter()
+    trace = _clean_trace(trace)
+    model, clf = classifier if classifier is not None else load_active(db, settings)
+    rule = thresholds.active_rule(db, trace.product, class_names=model.class_names)
+    limits = images.DecodeLimits.from_settings(settings)
+    processed: list[InspectionRecord] = []
+    rejected: list[Rejection] = []
+    heatmaps = 0
+    with ThreadPoolExecutor(max_workers=max(1, settings.num_threads)) as pool:
+        for start in range(0, len(files), CHUNK_SIZE):
+            chunk = files[start : start + CHUNK_SIZE]
+            records, bad, made = _ingest_chunk(
+                db, settings, chunk, trace, model, clf, rule, limits, pool, with_heatmaps
+            )
+            processed += records
+            rejected += bad
+            heatmaps += made
+    return IngestResult(
+        processed=processed,
+        rejected=rejected,
+        flagged=sum(1 for r in processed if r.flagged),
+        seconds=time.perf_counter() - started,
+        heatmaps=heatmaps,
+    )
+
+
+def _check(name: str, data: bytes, limits: images.DecodeLimits) -> _Item | Rejection:
+    shown = display_name(name)
+    try:
+        info = images.probe(data, name=shown, limits=limits)
+    except InvalidImageError as e:
+        return Rejection(shown, _reason(e, shown))
+    return _Item(name=shown, data=data, info=info, sha=images.sha256_bytes(data))
+
+
+def _ingest_chunk(
+    db: Database,
+    settings: Settings,
+    chunk: Sequence[tuple[str, bytes]],
+    trace: Traceability,
+    model: ModelRecord,
+    clf: Classifier,
+    rule: thresholds.FlagRule,
+    limits: images.DecodeLimits,
+    pool: ThreadPoolExecutor,
+    with_heatmaps: bool,
+) -> tuple[list[InspectionRecord], list[Rejection], int]:
+    t0 = time.perf_counter()
+    checked = list(pool.map(lambda nd: _check(nd[0], bytes(nd[1]), limits), chunk))
+    rejected = [c for c in checked if isinstance(c, Rejection)]
+    items = [c for c in checked if isinstance(c, _Item)]
+    if not items:
+        return [], rejected, 0
+
+    results = clf.predict_bytes([i.data for i in items], [i.name for i in items])
+    good: list[_Item] = []
+    for item, res in zip(items, results, strict=True):
+        if isinstance(res, InvalidImageError):
+            rejected.append(Rejection(item.name, _reason(res, item.name)))
+        else:
+            item.prediction = res
+            item.judged = thresholds.judge(rule, res.class_name, res.confidence)
+            good.append(item)
+    if not good:
+        return [], rejected, 0
+
+    made = 0
+    flagged = [i for i in good if i.judged[1]]
+    if with_heatmaps and flagged:
+        try:
+            pngs = explain_batch(
+                clf,
+                [i.data for i in flagged],
+                [i.prediction.class_index for i in flagged if i.prediction is not None],
+                [i.name for i in flagged],
+                pool=pool,
+            )
+        except InvalidImageError as e:
+            # Decoded once already, so this is not expected; the parts are still recorded and
+            # `backfill_heatmaps` can retry later.
+            log.warning("heatmaps skipped for a chunk: %s", e)
+            pngs = []
+        for item, png in zip(flagged, pngs, strict=False):
+            item.heatmap_png = png
+            item.heatmap_rel = _heatmap_rel(images.sha256_bytes(png))
+            made += 1
+
+    to_write: dict[str, bytes] = {}
+    for item in good:
+        item.image_rel = _image_rel(item.sha, item.info.format)
+        to_write.setdefault(item.image_rel, item.data)
+        if item.heatmap_rel and item.heatmap_png is not None:
+            to_write.setdefault(item.heatmap_rel, item.heatmap_png)
+    _store_all(settings, to_write, pool)
+
+    latency_ms = (time.perf_counter() - t0) * 1000.0 / len(good)
+    captured = trace.captured_at or utcnow()
+    try:
+        records = _insert_rows(db, good, trace, captured, model, rule, latency_ms)
+    except IntegrityError:
+        # Another process stored one of these images between our lookup and insert
+        # (PostgreSQL; SQLite serialises writers): the rows now exist, so look them up again.
+        records = _insert_rows(db, good, trace, captured, model, rule, latency_ms)
+    return records, rejected, made
+
+
+def _insert_rows(
+    db: Database,
+    items: list[_Item],
+    trace: Traceability,
+    captured: datetime,
+    model: ModelRecord,
+    rule: thresholds.FlagRule,
+    latency_ms: float,
+) -> list[InspectionRecord]:
+    with db.write() as session:
+        shas = sorted({i.sha for i in items})
+        by_sha = {
+            row.sha256: row
+            for row in session.scalars(select(Image).where(Image.sha256.in_(shas))).all()
+        }
+        for item in items:
+            if item.sha not in by_sha:
+                row = Image(
+                    sha256=item.sha,
+                    stored_path=item.image_rel,
+                    size_bytes=len(item.data),
+                    format=item.info.format,
+                    width=item.info.width,
+                    height=item.info.height,
+                )
+                session.add(row)
+                by_sha[item.sha] = row
+        session.flush()
+        rows: list[tuple[Inspection, Image]] = []
+        for item in items:
+            pred = item.prediction
+            assert pred is not None
+            is_defect, flagged, reason = item.judged
+            image = by_sha[item.sha]
+            insp = Inspection(
+                image_id=image.id,
+                source_name=item.name,
+                captured_at=captured,
+                line=trace.line,
+                station=trace.station,
+                product=trace.product,
+                lot=trace.lot,
+                serial=trace.serial,
+                model_id=model.id,
+                predicted_class=pred.class_name,
+                confidence=pred.confidence,
+                probabilities=pred.probabilities,
+                is_defect=is_defect,
+                flagged=flagged,
+                flag_reason=reason,
+                threshold_id=rule.id,
+                heatmap_path=item.heatmap_rel,
+                latency_ms=latency_ms,
+                review_version=0,
+            )
+            session.add(insp)
+            rows.append((insp, image))
+        session.flush()
+        return [_record(insp, image, None, None) for insp, image in rows]
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+def _zip_entry_parts(name: str) -> list[str] | None:
+    """The entry's path parts, or None when it is an OS/archiver artefact to skip."""
+    from core.datasets import _zip_parts
+
+    parts = _zip_parts(name)
+    if not parts or any(p.startswith(".") or p in _IGNORED_ZIP_PARTS for p in parts):
+        return None
+    return parts
+
+
+def expand_upload(
+    name: str, data: bytes, settings: Settings
+) -> tuple[list[tuple[str, bytes]], list[Rejection]]:
+    """A .zip upload -> its image entries (validated like dataset import); else [(name, data)].
+
+    The archive is checked entry by entry before anything is read (no '..', absolute paths,
+    links; entry count, size and ratio caps). Entry names are display text only.
+    """
+    from core.datasets import _read_zip_entry, _validate_zip
+
+    shown = display_name(name)
+    if not data.startswith(b"PK\x03\x04") and not data.startswith(b"PK\x05\x06"):
+        return [(name, data)], []
+    if len(data) > settings.max_upload_mb * 1024 * 1024:
+        return [], [Rejection(shown, f"larger than the {settings.max_upload_mb} MB upload limit")]
+    limits = images.DecodeLimits.from_settings(settings)
+    files: list[tuple[str, bytes]] = []
+    rejected: list[Rejection] = []
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            _validate_zip(zf, settings)
+            budget = [settings.max_zip_total_bytes]
+            for info in zf.infolist():
+                if info.is_dir():
+                    continue
+                parts = _zip_entry_parts(info.filename)
+                if parts is None:
+                    continue
+                entry_name = display_name(f"{shown}/{'/'.join(parts)}")
+                if info.flag_bits & 0x1:
+                    rejected.append(Rejection(entry_name, "encrypted entry"))
+                    continue
+                try:
+                    files.append(
+                        (entry_name, _read_zip_entry(zf, info.filename, entry_name, limits, budget))
+                    )
+                except InvalidImageError as e:
+                    rejected.append(Rejection(entry_name, _reason(e, entry_name)))
+    except DatasetError as e:
+        return [], [Rejection(shown, f"archive refused: {e}")]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
+        return [], [Rejection(shown, f"damaged zip archive ({e})")]
+    if not files and not rejected:
+        rejected.append(Rejection(shown, "archive holds no files"))
+    return files, rejected
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+def _record(
+    insp: Inspection, image: Image | None, review: Review | None, reviewer: str | None
+) -> InspectionRecord:
+    return InspectionRecord(
+        id=insp.id,
+        image_id=insp.image_id,
+        source_name=insp.source_name,
+        captured_at=insp.captured_at,
+        line=insp.line,
+        station=insp.station,
+        product=insp.product,
+        lot=insp.lot,
+        serial=insp.serial,
+        model_id=insp.model_id,
+        predicted_class=insp.predicted_class,
+        confidence=float(insp.confidence),
+        probabilities={str(k): float(v) for k, v in (insp.probabilities or {}).items()},
+        is_defect=bool(insp.is_defect),
+        flagged=bool(insp.flagged),
+        flag_reason=insp.flag_reason,
+        threshold_id=insp.threshold_id,
+        heatmap_path=insp.heatmap_path,
+        review_version=insp.review_version,
+        latency_ms=insp.latency_ms,
+        reviewed=review is not None,
+        true_class=None if review is None else review.true_class,
+        disposition=None if review is None else review.disposition,
+        image_sha256=None if image is None else image.sha256,
+        image_path=None if image is None else image.stored_path,
+        width=None if image is None else image.width,
+        height=None if image is None else image.height,
+        reviewer=reviewer,
+        reviewed_at=None if review is None else review.created_at,
+        is_demo=bool(insp.is_demo),
+        created_at=insp.created_at,
+    )
+
+
+def records_for(
+    session: Session, rows: Sequence[tuple[Inspection, Image | None]]
+) -> list[InspectionRecord]:
+    """InspectionRecords for loaded rows, with each part's newest review (one extra query)."""
+    ids = [insp.id for insp, _ in rows]
+    latest: dict[int, tuple[Review, str | None]] = {}
+    if ids:
+        for review, username in session.execute(
+            select(Review, User.username)
+            .outerjoin(User, User.id == Review.reviewer_id)
+            .where(Review.inspection_id.in_(ids))
+            .order_by(Review.id)
+        ).all():
+            latest[review.inspection_id] = (review, username)
+    out = []
+    for insp, image in rows:
+        found = latest.get(insp.id)
+        if found is None:
+            out.append(_record(insp, image, None, None))
+        else:
+            out.append(_record(insp, image, found[0], found[1]))
+    return out
+
+
+def list_inspections(
+    db: Database,
+    *,
+    limit: int = 200,
+    flagged_only: bool = False,
+    line: str | None = None,
+    product: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[InspectionRecord]:
+    """Newest inspections first, optionally only flagged ones, by line, product and time."""
+    stmt = (
+        select(Inspection, Image)
+        .outerjoin(Image, Image.id == Inspection.image_id)
+        .order_by(Inspection.captured_at.desc(), Inspection.id.desc())
+        .limit(max(1, int(limit)))
+    )
+    if flagged_only:
+        stmt = stmt.where(Inspection.flagged.is_(True))
+    if line:
+        stmt = stmt.where(Inspection.line == line)
+    if product:
+        stmt = stmt.where(Inspection.product == product)
+    if since is not None:
+        stmt = stmt.where(Inspection.captured_at >= since)
+    if until is not None:
+        stmt = stmt.where(Inspection.captured_at < until)
+    with db.read() as session:
+        rows = [(i, im) for i, im in session.execute(stmt).all()]
+        return records_for(session, rows)
+
+
+def get_inspection(db: Database, inspection_id: int) -> InspectionRecord:
+    """One inspection by id, with its newest review; NotFound otherwise."""
+    with db.read() as session:
+        row = session.execute(
+            select(Inspection, Image)
+            .outerjoin(Image, Image.id == Inspection.image_id)
+            .where(Inspection.id == inspection_id)
+        ).first()
+        if row is None:
+            raise NotFound(f"no inspection with id {inspection_id}")
+        return records_for(session, [(row[0], row[1])])[0]
+
+
+def _read_stored(settings: Settings, rel: str, what: str) -> bytes:
+    root = settings.images_dir.resolve()
+    path = (root / rel).resolve()
+    if root not in path.parents:  # stored paths are ours, but never trust a row blindly
+        raise NotFound(f"{what} path {rel!r} is outside the image store")
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise NotFound(f"{what} file {rel} is missing from the image store") from None
+
+
+def image_bytes(settings: Settings, record: InspectionRecord) -> bytes:
+    """The original bytes of an inspected image."""
+    if not record.image_path:
+        raise NotFound(f"inspection {record.id} has no stored image")
+    return _read_stored(settings, record.image_path, "image")
+
+
+def heatmap_png(settings: Settings, record: InspectionRecord) -> bytes | None:
+    """The stored Grad-CAM overlay PNG, or None when the part has none; never calls the model."""
+    if not record.heatmap_path:
+        return None
+    return _read_stored(settings, record.heatmap_path, "heatmap")
+
+
+def thumbnail_png(settings: Settings, record: InspectionRecord, size: int = 96) -> bytes:
+    """A PNG of the image scaled to fit size x size (for result tables)."""
+    data = image_bytes(settings, record)
+    limits = images.DecodeLimits.from_settings(settings)
+    arr = images.decode(data, name=record.source_name or "image", limits=limits, max_side=size)
+    h, w = arr.shape[:2]
+    scale = size / max(h, w)
+    if scale < 1:
+        arr = cv2.resize(
+            arr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+        )
+    return images.encode_png(arr)
+
+
+# --------------------------------------------------------------------------- maintenance
+
+
+def backfill_heatmaps(
+    db: Database,
+    settings: Settings,
+    *,
+    classifier: tuple[ModelRecord, Classifier] | None = None,
+    limit: int = 1000,
+) -> int:
+    """Compute missing heatmaps of flagged parts judged by the active model; returns how many.
+
+    For ingest runs made with ``with_heatmaps=False`` (``defectlens ingest --no-heatmaps``).
+    """
+    model, clf = classifier if classifier is not None else load_active(db, settings)
+    with db.read() as session:
+        rows = session.execute(
+            select(Inspection.id, Inspection.predicted_class, Image.stored_path)
+            .join(Image, Image.id == Inspection.image_id)
+            .where(
+                Inspection.flagged.is_(True),
+                Inspection.heatmap_path.is_(None),
+                Inspection.model_id == model.id,
+            )
+            .order_by(Inspection.id)
+            .limit(limit)
+        ).all()
+    done = 0
+    with ThreadPoolExecutor(max_workers=max(1, settings.num_threads)) as pool:
+        for start in range(0, len(rows), CHUNK_SIZE):
+            chunk = [r for r in rows[start : start + CHUNK_SIZE] if r[1] in clf.class_names]
+            datas: list[bytes] = []
+            kept: list[int] = []
+            targets: list[int] = []
+            for insp_id, cls, rel in chunk:
+                try:
+                    datas.append(_read_stored(settings, rel, "image"))
+                except NotFound as e:
+                    log.warning("inspection %s: %s", insp_id, e)
+                    continue
+                kept.append(insp_id)
+                targets.append(clf.class_names.index(cls))
+            try:
+                pngs = explain_batch(clf, datas, targets, pool=pool)
+            except InvalidImageError as e:
+                log.warning("heatmap backfill skipped a chunk: %s", e)
+                continue
+            rels = [_heatmap_rel(images.sha256_bytes(p)) for p in pngs]
+            _store_all(settings, dict(zip(rels, pngs, strict=True)), pool)
+            with db.write() as session:
+                for insp_id, rel in zip(kept, rels, strict=True):
+                    session.execute(
+                        update(Inspection)
+                        .where(Inspection.id == insp_id, Inspection.heatmap_path.is_(None))
+                        .values(heatmap_path=rel)
+                    )
+            done += len(rels)
+    return done
+
+
+def sweep_orphans(db: Database, settings: Settings, *, grace_s: float = ORPHAN_GRACE_S) -> int:
+    """Delete stored image/heatmap files no row points at, older than grace_s; returns count.
+
+    The grace period keeps files an ingest has written but not yet committed.
+    """
+    root = settings.images_dir
+    if not root.is_dir():
+        return 0
+    with db.read() as session:
+        used = set(session.scalars(select(Image.stored_path)).all())
+        used |= {
+            p
+            for p in session.scalars(
+                select(Inspection.heatmap_path).where(Inspection.heatmap_path.is_not(None))
+            ).all()
+            if p
+        }
+    cutoff = time.time() - grace_s
+    removed = 0
+    for dirpath, _dirs, names in os.walk(root):
+        for fname in names:
+            path = Path(dirpath) / fname
+            rel = path.relative_to(root).as_posix()
+            try:
+                if rel in used or path.stat().st_mtime > cutoff:
+                    continue
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                continue
+    return removed

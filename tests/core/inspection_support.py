@@ -1,0 +1,90 @@
+"""Helpers for the inspection, review, watcher and threshold tests: an active model, images."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core import auth, catalog
+from core.artifacts import ModelMetadata, save_model
+from core.catalog import ModelRecord
+from core.config import Settings
+from db.engine import Database
+
+
+def register_active_model(
+    db: Database,
+    settings: Settings,
+    *,
+    class_names: tuple[str, ...] = ("ok", "scratch"),
+    dataset_id: int | None = None,
+    seed: int = 0,
+    img_size: int = 32,
+) -> ModelRecord:
+    """An untrained (but real, verified) defectnet saved, registered and promoted.
+
+    Untrained is enough where the test controls the flagging rule; tests that need a model
+    that sees the difference use the train_tiny fixture.
+    """
+    from core.architectures import build_model
+
+    torch.manual_seed(seed)
+    model = build_model("defectnet", len(class_names), 1).eval()
+    meta = ModelMetadata(
+        architecture="defectnet",
+        class_names=list(class_names),
+        img_size=img_size,
+        in_channels=1,
+        normalisation={"mean": [0.5], "std": [0.25]},
+    )
+    saved = save_model(model, meta, settings.models_dir / uuid.uuid4().hex)
+    record = catalog.register_model(
+        db,
+        auth.SYSTEM,
+        name="test model",
+        architecture="defectnet",
+        class_names=list(class_names),
+        input_spec={"img_size": img_size, "in_channels": 1},
+        artifact_path=saved.path_meta,
+        artifact_sha256=saved.sha256,
+        metrics={},
+        dataset_id=dataset_id,
+    )
+    return catalog.promote_model(db, auth.SYSTEM, record.id)
+
+
+def png(seed: int, size: tuple[int, int] = (40, 48), scratch: bool = False) -> bytes:
+    """A distinct grayscale PNG per seed (optionally with a bright vertical scratch)."""
+    rng = np.random.default_rng(seed)
+    a = (rng.random(size) * 60 + 100).astype(np.uint8)
+    if scratch:
+        a[:, size[1] // 2 - 2 : size[1] // 2 + 2] = 250
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def jpeg(seed: int, size: tuple[int, int] = (40, 48)) -> bytes:
+    """A distinct RGB JPEG per seed."""
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def bomb_png() -> bytes:
+    """A tiny PNG whose header claims more pixels than the test limit allows."""
+    buf = io.BytesIO()
+    Image.new("L", (3000, 3000), 0).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def stored_files(settings: Settings) -> list[Path]:
+    """Every file in the image store (images and heatmaps)."""
+    root = settings.images_dir
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
