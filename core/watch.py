@@ -28,7 +28,7 @@ from core import catalog, images, inspection
 from core.auth import Action, CurrentUser, require
 from core.catalog import ModelRecord
 from core.config import Settings
-from core.errors import InvalidImageError, ValidationError
+from core.errors import InvalidImageError, NotFound, ValidationError
 from core.inspection import IngestResult, Rejection, Traceability
 from db.engine import Database
 from db.models import Image, Inspection
@@ -117,6 +117,7 @@ class FolderWatcher:
         self.processed_dir = self.folder / PROCESSED
         self.rejected_dir = self.folder / REJECTED
         self._recovered = False
+        self._warned_no_model = False
 
     # ----------------------------------------------------------------------- model
 
@@ -164,9 +165,20 @@ class FolderWatcher:
             self._recovered = True
         now = self._candidates()
         stable = sorted(n for n, seen in now.items() if self._seen.get(n) == seen)
-        self._seen = {n: s for n, s in now.items() if n not in stable}
+        self._seen = now
         if not stable:
             return None
+        try:
+            self._model()
+        except NotFound as e:
+            # Leave the files where they are; they are taken once a model is promoted.
+            if not self._warned_no_model:
+                log.warning("watcher: %s; %d file(s) wait", e, len(stable))
+                self._warned_no_model = True
+            return None
+        self._warned_no_model = False
+        for name in stable:
+            del self._seen[name]
         self.inflight.mkdir(parents=True, exist_ok=True)
         taken: list[Path] = []
         for name in stable:
