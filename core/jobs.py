@@ -209,12 +209,12 @@ def submit_job(
     """Queue a training job (engineer; audited). A worker or the Ray cluster runs it."""
     require(actor, Action.TRAIN)
     validate_config(config)
-    _name, classes = check_dataset(db, dataset_id)
     backend = "ray" if settings.ray_address else "local"
     if backend == "ray":
         from core import jobs_ray
 
         jobs_ray.check_settings(settings)
+    _name, classes = check_dataset(db, dataset_id)
     # Locally a job runs on this machine's GPU; on Ray the cluster's GPU nodes decide.
     if config.device.lower() == "cuda" and backend == "local" and detected_gpu() is None:
         raise ValidationError(
@@ -343,8 +343,22 @@ def log_tail(settings: Settings, job: JobRecord, lines: int = 50) -> str:
             f.seek(max(0, size - 256 * max(lines, 1)))
             data = f.read()
     except OSError:
+        if job.backend == "ray" and job.backend_ref:
+            return _ray_log_tail(job.backend_ref, lines)
         return ""
     text = data.decode("utf-8", errors="replace").splitlines()
+    return "\n".join(text[-lines:]) if lines > 0 else ""
+
+
+def _ray_log_tail(backend_ref: str, lines: int) -> str:
+    """The Ray driver log, for a run whose job folder is not on this machine's storage."""
+    from core import jobs_ray
+
+    try:
+        text = jobs_ray.ray_logs(backend_ref).splitlines()
+    except Exception:  # noqa: BLE001 - no log is better than a broken page
+        log.debug("no Ray log for %s", backend_ref, exc_info=True)
+        return ""
     return "\n".join(text[-lines:]) if lines > 0 else ""
 
 
