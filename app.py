@@ -20,8 +20,24 @@ PAGES = [
         Action.VIEW_TRENDS,
     ),
     (
+        st.Page("pages/inspect.py", title="Inspect", icon=":material/photo_camera:"),
+        Action.INSPECT,
+    ),
+    (
+        st.Page("pages/review.py", title="Review", icon=":material/fact_check:"),
+        Action.REVIEW,
+    ),
+    (
+        st.Page("pages/training.py", title="Training", icon=":material/school:"),
+        Action.TRAIN,
+    ),
+    (
         st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
         Action.MANAGE_MODELS,
+    ),
+    (
+        st.Page("pages/rules.py", title="Flagging rules", icon=":material/tune:"),
+        Action.EDIT_THRESHOLDS,
     ),
     (
         st.Page("pages/admin.py", title="Administration", icon=":material/admin_panel_settings:"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import streamlit as st
 
 from core import auth, setup
@@ -9,6 +11,10 @@ from core.auth import Action, CurrentUser
 from core.config import Settings, load_settings
 from core.errors import PermissionDenied
 from db.engine import Database
+
+if TYPE_CHECKING:
+    from core.catalog import ModelRecord
+    from core.inference import Classifier
 
 USER_KEY = "defectlens_user"
 
@@ -64,3 +70,18 @@ def require_page(action: Action) -> CurrentUser:
         st.error(str(e))
         st.stop()
     return user
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the model…")
+def _load_classifier(model_id: int, artifact_sha256: str) -> Classifier:
+    from core import catalog, compare
+
+    return compare.load_classifier(get_settings(), catalog.get_model(get_db(), model_id))
+
+
+def get_classifier(model: ModelRecord) -> Classifier:
+    """The loaded classifier for a model, shared by every session (never mutated).
+
+    Keyed by id and artifact hash, so promoting another model switches inference at once.
+    """
+    return _load_classifier(model.id, model.artifact_sha256)

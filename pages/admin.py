@@ -30,7 +30,7 @@ with users_tab:
             ]
         ),
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )
 
     st.subheader("Add a user")
@@ -72,4 +72,4 @@ with audit_tab:
     action = c1.text_input("Action (e.g. login_failed)", key="audit_action")
     who = c2.text_input("User", key="audit_user")
     rows = auth.audit_log(db, user, limit=500, action=action.strip(), username=who.strip())
-    st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")

@@ -42,7 +42,7 @@ st.dataframe(
         ]
     ),
     hide_index=True,
-    use_container_width=True,
+    width="stretch",
 )
 
 c1, c2 = st.columns([3, 1])
@@ -77,7 +77,7 @@ with left:
     st.caption(f"Artifact SHA-256 {model.artifact_sha256}")
     per_class = model.metrics.get("per_class") or {}
     if per_class:
-        st.dataframe(pd.DataFrame(per_class).T, use_container_width=True)
+        st.dataframe(pd.DataFrame(per_class).T, width="stretch")
 with right:
     cm = model.metrics.get("confusion_matrix")
     if cm:
@@ -94,7 +94,7 @@ with right:
             margin={"l": 0, "r": 0, "t": 30, "b": 0},
             title="Validation confusion matrix",
         )
-        st.plotly_chart(fig, use_container_width=True)
+        st.plotly_chart(fig, width="stretch")
 
 b1, b2 = st.columns(2)
 if model.status.value != "active" and b1.button("Promote to active", type="primary"):
@@ -142,4 +142,4 @@ if active is not None and active.id != model.id and model.dataset_id is not None
                 for cls, m in score.metrics["per_class"].items():  # type: ignore[attr-defined]
                     row[f"recall {cls}"] = round(m["recall"], 4)
                 rows.append(row)
-            st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")

@@ -1,0 +1,140 @@
+"""Inspect: upload part images (or a zip), classify them with the active model, see why."""
+
+import base64
+from datetime import UTC, datetime, time
+
+import pandas as pd
+import streamlit as st
+
+from core import catalog, inspection
+from core.auth import Action
+from core.errors import DefectLensError, NotFound
+from pages._ui import get_classifier, get_db, get_settings, require_page
+
+user = require_page(Action.INSPECT)
+db, settings = get_db(), get_settings()
+st.title("Inspect parts")
+
+try:
+    active = catalog.get_model(db, "active")
+except NotFound:
+    st.warning("No active model yet. An engineer promotes one on the Models page.")
+    st.stop()
+st.caption(f"Active model #{active.id}: {active.name}")
+
+with st.form("inspect", clear_on_submit=False):
+    c1, c2, c3, c4, c5 = st.columns(5)
+    line = c1.text_input("Line")
+    station = c2.text_input("Station")
+    product = c3.text_input("Product")
+    lot = c4.text_input("Lot")
+    serial = c5.text_input("Serial")
+    d1, d2 = st.columns(2)
+    day = d1.date_input("Capture date (UTC)", value=datetime.now(UTC).date())
+    at_time = d2.time_input("Capture time (UTC)", value=time(datetime.now(UTC).hour))
+    files = st.file_uploader(
+        "Part images or a zip of them",
+        accept_multiple_files=True,
+        type=["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "gif", "zip"],
+    )
+    submitted = st.form_submit_button("Inspect", type="primary")
+
+if submitted:
+    if not files:
+        st.error("Choose at least one image or zip.")
+    else:
+        batch, rejected = [], []
+        for f in files:
+            items, bad = inspection.expand_upload(f.name, f.getvalue(), settings)
+            batch += items
+            rejected += bad
+        trace = inspection.Traceability(
+            line=line or None,
+            station=station or None,
+            product=product or None,
+            lot=lot or None,
+            serial=serial or None,
+            captured_at=datetime.combine(day, at_time, tzinfo=UTC),
+        )
+        try:
+            with st.spinner(f"Inspecting {len(batch)} image(s)…"):
+                result = inspection.ingest(
+                    db, settings, user, batch, trace, classifier=(active, get_classifier(active))
+                )
+        except DefectLensError as e:
+            st.error(str(e))
+        else:
+            st.session_state["inspect_ids"] = [r.id for r in result.processed]
+            st.session_state["inspect_rejected"] = [
+                (r.file, r.reason) for r in rejected + result.rejected
+            ]
+            st.success(
+                f"{len(result.processed)} inspected, {result.flagged} flagged, "
+                f"{len(rejected) + len(result.rejected)} rejected "
+                f"({result.images_per_second:.0f} images/s)."
+            )
+
+ids = st.session_state.get("inspect_ids", [])
+rejected_rows = st.session_state.get("inspect_rejected", [])
+if rejected_rows:
+    st.subheader("Rejected files")
+    st.dataframe(
+        pd.DataFrame(rejected_rows, columns=["file", "reason"]), hide_index=True, width="stretch"
+    )
+if not ids:
+    st.stop()
+
+records = [inspection.get_inspection(db, i) for i in ids]
+
+
+def _thumb(rec: inspection.InspectionRecord) -> str:
+    png = inspection.thumbnail_png(settings, rec, size=72)
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+st.subheader("Results")
+table = pd.DataFrame(
+    [
+        {
+            "id": r.id,
+            "image": _thumb(r),
+            "file": r.source_name,
+            "class": r.predicted_class,
+            "confidence": r.confidence,
+            "flagged": r.flagged,
+            "reason": r.flag_reason or "",
+        }
+        for r in records
+    ]
+)
+st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    row_height=80,
+    column_config={
+        "image": st.column_config.ImageColumn("image", width="small"),
+        "confidence": st.column_config.ProgressColumn(
+            "confidence", min_value=0, max_value=1, format="percent"
+        ),
+    },
+)
+
+chosen = st.selectbox(
+    "Open a result",
+    [r.id for r in records],
+    format_func=lambda i: next(f"#{r.id} {r.source_name}" for r in records if r.id == i),
+)
+rec = next(r for r in records if r.id == chosen)
+left, mid, right = st.columns(3)
+left.image(inspection.image_bytes(settings, rec), caption="Image", width="stretch")
+heat = inspection.heatmap_png(settings, rec)
+if heat is None and mid.button("Compute heatmap"):
+    heat = get_classifier(active).explain(inspection.image_bytes(settings, rec)).overlay_png
+if heat is not None:
+    mid.image(heat, caption="Grad-CAM heatmap: where the model looked", width="stretch")
+right.bar_chart(pd.Series(rec.probabilities, name="probability"), horizontal=True)
+right.write(
+    f"**{rec.predicted_class}** at {rec.confidence:.1%}"
+    + (f" · flagged ({rec.flag_reason})" if rec.flagged else " · not flagged")
+)

@@ -1,0 +1,223 @@
+"""Training: datasets and their health, import, launch a job, the queue, and a live job view."""
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import catalog, jobs, pipeline, review
+from core.architectures import ARCHITECTURES
+from core.auth import Action
+from core.errors import DefectLensError
+from core.train import TrainConfig
+from pages._ui import get_db, get_settings, require_page
+
+user = require_page(Action.TRAIN)
+db, settings = get_db(), get_settings()
+st.title("Training")
+defaults = TrainConfig()
+
+data_tab, launch_tab, jobs_tab = st.tabs(["Datasets", "Launch a job", "Jobs"])
+
+with data_tab:
+    datasets = catalog.list_datasets(db)
+    if not datasets:
+        st.info(
+            "No datasets yet. Import a zip or a server folder below (one sub-folder per class)."
+        )
+    for ds in datasets:
+        health = ds.health
+        warn = len(health.get("warnings", [])) + len(health.get("unreadable", []))
+        label = f"#{ds.id} {ds.name} · {ds.num_images} images · {len(ds.class_names)} classes"
+        with st.expander(label + (f" · {warn} warning(s)" if warn else "")):
+            st.caption(f"Source: {ds.source} · imported {ds.created_at:%Y-%m-%d %H:%M} UTC")
+            st.bar_chart(pd.Series(ds.counts, name="images"))
+            st.write(
+                f"Imbalance (largest / smallest class): {health.get('imbalance_ratio', 1):.2f}"
+                f" · grayscale: {'yes' if health.get('grayscale') else 'no'}"
+            )
+            for w in health.get("warnings", []):
+                st.warning(w)
+            if health.get("unreadable"):
+                st.dataframe(
+                    pd.DataFrame(health["unreadable"], columns=["file", "reason"]), hide_index=True
+                )
+
+    st.subheader("Import a dataset")
+    upload_tab, folder_tab = st.tabs(["Upload a zip", "Folder on the server"])
+    with upload_tab, st.form("upload_dataset", clear_on_submit=True):
+        upload = st.file_uploader("Zip with one folder per class", type=["zip"])
+        up_name = st.text_input("Dataset name", key="upload_name")
+        if st.form_submit_button("Import zip", type="primary"):
+            if upload is None or not up_name.strip():
+                st.error("Choose a zip and give the dataset a name.")
+            else:
+                try:
+                    with st.spinner("Validating and importing…"):
+                        rec, _snap, created = pipeline.import_upload(
+                            db, settings, user, upload.getvalue(), upload.name, up_name
+                        )
+                    st.success(f"Dataset #{rec.id} {'imported' if created else 'already existed'}.")
+                except DefectLensError as e:
+                    st.error(str(e))
+    with folder_tab, st.form("folder_dataset"):
+        folder = st.text_input("Folder path on the server")
+        folder_name = st.text_input("Dataset name", key="folder_name")
+        if st.form_submit_button("Import folder", type="primary"):
+            try:
+                with st.spinner("Validating and importing…"):
+                    rec, _snap, created = pipeline.import_server_folder(
+                        db, settings, user, folder, folder_name
+                    )
+                st.success(f"Dataset #{rec.id} {'imported' if created else 'already existed'}.")
+            except DefectLensError as e:
+                st.error(str(e))
+
+    st.subheader("Make a dataset from reviewed parts")
+    st.caption(
+        "Every reviewed part, labelled with its reviewer's true class (the newest review "
+        "wins), optionally merged with an existing dataset. It appears in the list above."
+    )
+    with st.form("from_reviews"):
+        loop_name = st.text_input("Dataset name", key="loop_name")
+        merge_choices = [None] + [d.id for d in datasets]
+        merge_id = st.selectbox(
+            "Merge with",
+            merge_choices,
+            format_func=lambda i: (
+                "nothing" if i is None else next(f"#{d.id} {d.name}" for d in datasets if d.id == i)
+            ),
+        )
+        if st.form_submit_button("Make dataset"):
+            try:
+                with st.spinner("Collecting reviewed parts…"):
+                    rec = review.snapshot_from_reviews(
+                        db, settings, user, loop_name, merge_dataset_id=merge_id
+                    )
+                st.success(f"Dataset #{rec.id} {rec.name}: {rec.num_images} images.")
+            except DefectLensError as e:
+                st.error(str(e))
+
+with launch_tab:
+    datasets = catalog.list_datasets(db)
+    gpu = jobs.detected_gpu()
+    st.caption(f"GPU: {gpu}" if gpu else "No GPU detected: jobs train on the CPU.")
+    with st.form("launch"):
+        ds_id = st.selectbox(
+            "Dataset",
+            [d.id for d in datasets],
+            format_func=lambda i: next(f"#{d.id} {d.name}" for d in datasets if d.id == i),
+        )
+        c1, c2, c3 = st.columns(3)
+        arch = c1.selectbox("Architecture", list(ARCHITECTURES), help="defectnet: fast default")
+        epochs = c2.number_input("Epochs", 1, 500, defaults.epochs, key="launch_epochs")
+        img_size = c3.number_input(
+            "Image size (px)",
+            16,
+            1024,
+            defaults.img_size or ARCHITECTURES[defaults.arch].default_img_size,
+            key="launch_img_size",
+        )
+        c4, c5, c6 = st.columns(3)
+        lr = c4.number_input("Learning rate", 1e-6, 1.0, defaults.lr, format="%.5f")
+        batch = c5.number_input("Batch size", 1, 4096, defaults.batch_size)
+        device_labels = {
+            "auto": f"auto ({gpu or 'CPU'})",
+            "cpu": "CPU",
+            "cuda": f"GPU ({gpu})" if gpu else "GPU (none detected)",
+        }
+        device = c6.selectbox(
+            "Device", list(device_labels), format_func=device_labels.get, key="launch_device"
+        )
+        if st.form_submit_button("Queue training job", type="primary"):
+            if ds_id is None:
+                st.error("Import a dataset first.")
+            else:
+                config = TrainConfig(
+                    arch=arch,
+                    epochs=int(epochs),
+                    img_size=int(img_size),
+                    lr=float(lr),
+                    batch_size=int(batch),
+                    device=device,
+                )
+                try:
+                    job = jobs.submit_job(db, settings, user, int(ds_id), config)
+                    st.success(f"Job #{job.id} queued; a worker picks it up shortly.")
+                    st.session_state["training_job"] = job.id
+                except DefectLensError as e:
+                    st.error(str(e))
+
+with jobs_tab:
+    history = jobs.list_jobs(db, limit=200)
+    if not history:
+        st.info("No training jobs yet.")
+        st.stop()
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "job": j.id,
+                    "status": j.status.value,
+                    "dataset": j.dataset_name,
+                    "progress": f"{j.progress:.0%}",
+                    "model": j.model_id,
+                    "by": j.created_by,
+                    "created (UTC)": j.created_at,
+                    "message": j.error or j.message,
+                }
+                for j in history
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+    ids = [j.id for j in history]
+    wanted = st.session_state.get("training_job")
+    job_id = st.selectbox(
+        "Job", ids, index=ids.index(wanted) if wanted in ids else 0, key="training_job"
+    )
+
+    def live_view() -> None:
+        job = jobs.get_job(db, job_id)
+        eta = "" if job.eta_seconds is None else f" · about {job.eta_seconds:.0f}s left"
+        st.progress(
+            min(max(job.progress, 0.0), 1.0), text=f"Job #{job.id}: {job.status.value}{eta}"
+        )
+        if job.error:
+            st.error(job.error)
+        elif job.message:
+            st.caption(job.message)
+        metrics = jobs.job_metrics(db, job.id)
+        if metrics:
+            df = pd.DataFrame([vars(m) for m in metrics])
+            loss = go.Figure()
+            loss.add_scatter(x=df.epoch, y=df.train_loss, name="train loss")
+            loss.add_scatter(x=df.epoch, y=df.val_loss, name="validation loss")
+            acc = go.Figure()
+            acc.add_scatter(x=df.epoch, y=df.val_accuracy, name="validation accuracy")
+            acc.add_scatter(x=df.epoch, y=df.macro_f1, name="macro-F1")
+            for fig, title in ((loss, "Loss"), (acc, "Validation")):
+                fig.update_layout(
+                    title=title,
+                    height=300,
+                    xaxis_title="epoch",
+                    margin={"l": 0, "r": 0, "t": 40, "b": 0},
+                )
+            c1, c2 = st.columns(2)
+            c1.plotly_chart(loss, width="stretch")
+            c2.plotly_chart(acc, width="stretch")
+        if not job.is_finished and st.button("Cancel job", key=f"cancel_{job.id}"):
+            try:
+                jobs.cancel_job(db, user, job.id)
+            except DefectLensError as e:
+                st.warning(str(e))
+        with st.expander("Log"):
+            st.code(jobs.log_tail(settings, job, lines=40) or "(empty)", language=None)
+        if job.is_finished and st.session_state.get("_live_polling") == job.id:
+            st.session_state.pop("_live_polling")
+            st.rerun()
+
+    current = jobs.get_job(db, job_id)
+    if not current.is_finished:
+        st.session_state["_live_polling"] = current.id
+    st.fragment(live_view, run_every=None if current.is_finished else "2s")()

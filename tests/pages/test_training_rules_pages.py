@@ -1,0 +1,88 @@
+"""AppTest: the training page queues a job and shows a finished job's curves; the flagging
+rules page saves a new audited version."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import auth, catalog, jobs, thresholds, worker
+from core.train import TrainConfig
+from tests.pages.conftest import APP
+
+pytestmark = pytest.mark.slow
+
+
+def _page(user: object, path: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["defectlens_user"] = user
+    at.run()
+    return at.switch_page(path).run()
+
+
+def test_launch_form_queues_a_job(app_env, make_user, db, tiny_dataset) -> None:  # type: ignore[no-untyped-def]
+    engineer, _ = make_user("erin", "engineer")
+    at = _page(engineer, "pages/training.py")
+    assert not at.exception
+    at.number_input(key="launch_epochs").set_value(2)
+    at.number_input(key="launch_img_size").set_value(32)
+    at.selectbox(key="launch_device").set_value("cpu")
+    next(b for b in at.button if b.label == "Queue training job").click().run()
+    assert not at.exception
+    (job,) = jobs.list_jobs(db)
+    assert job.status.value == "queued" and job.dataset_id == tiny_dataset.id
+    assert job.config["epochs"] == 2 and job.config["img_size"] == 32
+    assert job.created_by == "erin"
+    assert any(f"Job #{job.id} queued" in s.value for s in at.success)
+
+
+def test_live_view_shows_finished_job_curves(
+    app_env, make_user, db, settings, tiny_dataset
+) -> None:  # type: ignore[no-untyped-def]
+    engineer, _ = make_user("erin", "engineer")
+    job = jobs.submit_job(
+        db, settings, engineer, tiny_dataset.id, TrainConfig(epochs=2, img_size=32, device="cpu")
+    )
+    runner = threading.Thread(
+        target=worker.run_worker, args=(settings,), kwargs={"once": True, "poll_s": 0.2}
+    )
+    runner.start()
+    runner.join(timeout=300)
+    assert jobs.get_job(db, job.id).status.value == "succeeded"
+    at = _page(engineer, "pages/training.py")
+    assert not at.exception
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2
+    assert "succeeded" in at.get("progress")[0].proto.text
+
+
+def test_reviewer_cannot_open_training_page(app_env, make_user) -> None:  # type: ignore[no-untyped-def]
+    reviewer, _ = make_user("rev", "reviewer")
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["defectlens_user"] = reviewer
+    at.run()
+    with pytest.raises(ValueError):
+        at.switch_page("pages/training.py")
+
+
+def test_rules_page_saves_a_new_version(app_env, make_user, db, train_tiny) -> None:  # type: ignore[no-untyped-def]
+    engineer, _ = make_user("erin", "engineer")
+    model = train_tiny()
+    catalog.promote_model(db, engineer, model.id)
+    at = _page(engineer, "pages/rules.py")
+    assert not at.exception
+    at.text_input[0].input("P-9").run()
+    at.multiselect[0].set_value(["ok"]).run()
+    at.slider[0].set_value(0.75).run()
+    next(b for b in at.button if b.label == "Save as a new version").click().run()
+    assert not at.exception
+    rule = thresholds.active_rule(db, "P-9")
+    assert (rule.product, rule.version, rule.good_classes, rule.min_confidence) == (
+        "P-9",
+        1,
+        ["ok"],
+        0.75,
+    )
+    assert auth.audit_log(db, auth.SYSTEM, action="threshold_changed")
