@@ -145,9 +145,12 @@ def worker(
     ] = None,
 ) -> None:
     """Run queued training jobs until Ctrl-C or SIGTERM (`defectlens run` starts one)."""
+    import os
+
     from core import worker as worker_mod
 
-    logging.getLogger().setLevel(logging.INFO)
+    if not os.environ.get("DEFECTLENS_LOG_LEVEL"):
+        logging.getLogger().setLevel(logging.INFO)  # an operator wants to see claims and ends
     worker_mod.run_worker(settings(), once=once, poll_s=poll_seconds)
 
 
