@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -146,6 +146,7 @@ class _Item:
     data: bytes
     info: images.ImageInfo
     sha: str
+    model_input: np.ndarray | None = None
     prediction: Prediction | None = None
     heatmap_png: bytes | None = None
     heatmap_rel: str | None = None
@@ -270,70 +271,67 @@ def _store_all(settings: Settings, files: dict[str, bytes], pool: ThreadPoolExec
 
 
 # --------------------------------------------------------------------------- heatmaps
+#
+# What is stored for a flagged part is its Grad-CAM map at the model layer's resolution (a few
+# hundred bytes of 8-bit grayscale PNG), not a full-size overlay: encoding a 300x300 colour PNG
+# costs more than classifying the image, and would halve ingest speed. ``heatmap_png`` turns the
+# stored map into the overlay a reviewer sees (the same picture as ``Classifier.explain``) in a
+# few milliseconds, without the model.
 
 
-def explain_batch(
-    clf: Classifier,
-    datas: Sequence[bytes],
-    targets: Sequence[int],
-    names: Sequence[str] | None = None,
-    *,
-    pool: ThreadPoolExecutor | None = None,
-) -> list[bytes]:
-    """Grad-CAM overlays (PNG) for many images in one forward/backward pass.
+def _cam_inputs(clf: Classifier, inputs: Sequence[np.ndarray]) -> Any:
+    import torch
 
-    Gives the same overlay as ``Classifier.explain`` for each image (batch norm is in eval
-    mode, so images do not affect each other), but is several times faster per image.
+    x = torch.from_numpy(np.stack(inputs)).float().div_(255.0)
+    # Normalised like the classifier's Grad-CAM copy of the model expects.
+    return (x - clf._cam_mean) / clf._cam_std
+
+
+def cam_batch(
+    clf: Classifier, inputs: Sequence[np.ndarray], targets: Sequence[int]
+) -> list[np.ndarray]:
+    """Grad-CAM maps (uint8, layer resolution, peak 255) of many model inputs in one pass.
+
+    inputs are the classifier's prepared CxSxS uint8 arrays; targets the class to explain.
+    Batch norm is in eval mode, so each map equals the one ``Classifier.explain`` computes.
     """
     from captum.attr import LayerGradCam
 
-    if not datas:
+    if not inputs:
         return []
-    import torch
-    import torch.nn.functional as F
+    x = _cam_inputs(clf, inputs)
+    # captum hooks the classifier's private copy of the model: one Grad-CAM at a time.
+    with clf._cam_lock:
+        cam = LayerGradCam(clf._cam_model, clf._cam_layer)
+        attr = cam.attribute(x, target=list(targets), relu_attributions=True).detach()
+    maps = attr[:, 0].float().numpy()
+    out = []
+    for m in maps:
+        top = float(m.max())
+        scaled = np.clip(m / top, 0.0, 1.0) if top > 0 else np.zeros_like(m)
+        out.append(np.round(scaled * 255).astype(np.uint8))
+    return out
 
-    names = list(names) if names is not None else [f"image {i}" for i in range(len(datas))]
-    gray_model = clf.in_channels == 1
 
-    def prepare(item: tuple[bytes, str]) -> tuple[np.ndarray, np.ndarray]:
-        rgb = images.decode(item[0], name=item[1], limits=clf.limits, max_side=HEATMAP_MAX_SIDE)
-        h, w = rgb.shape[:2]
-        if max(h, w) > HEATMAP_MAX_SIDE:
-            f = HEATMAP_MAX_SIDE / max(h, w)
-            h, w = max(1, round(h * f)), max(1, round(w * f))
-            rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-        if gray_model:
-            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-            return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB), clf.prepare(gray)
-        return rgb, clf.prepare(rgb)
+def _encode_map(cam: np.ndarray) -> bytes:
+    return images.encode_png(cam)
 
-    own_pool = pool is None
-    pool = pool or ThreadPoolExecutor(max_workers=clf.num_threads)
-    try:
-        prepared = list(pool.map(prepare, zip(datas, names, strict=True)))
-        x = torch.from_numpy(np.stack([p[1] for p in prepared])).float().div_(255.0)
-        # The classifier's Grad-CAM copy of the model (see core.inference.Classifier).
-        x = (x - clf._cam_mean) / clf._cam_std
-        with clf._cam_lock:  # captum hooks the shared copy: one Grad-CAM at a time
-            cam = LayerGradCam(clf._cam_model, clf._cam_layer)
-            attr = cam.attribute(x, target=list(targets), relu_attributions=True).detach()
 
-        def overlay(i: int) -> bytes:
-            base = prepared[i][0]
-            h, w = base.shape[:2]
-            heat = F.interpolate(
-                attr[i : i + 1].float(), size=(h, w), mode="bilinear", align_corners=False
-            )[0, 0].numpy()
-            top = float(heat.max())
-            heat = np.clip(heat / top, 0.0, 1.0) if top > 0 else np.zeros_like(heat)
-            colour = cv2.applyColorMap(np.round(heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
-            colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
-            return images.encode_png(cv2.addWeighted(base, 0.55, colour, 0.45, 0.0))
-
-        return list(pool.map(overlay, range(len(prepared))))
-    finally:
-        if own_pool:
-            pool.shutdown()
+def render_overlay(image: bytes, cam_png: bytes, limits: images.DecodeLimits) -> bytes:
+    """The reviewer's picture: the image with the Grad-CAM map in colour on top (PNG)."""
+    rgb = images.decode(image, limits=limits, max_side=HEATMAP_MAX_SIDE)
+    h, w = rgb.shape[:2]
+    if max(h, w) > HEATMAP_MAX_SIDE:
+        f = HEATMAP_MAX_SIDE / max(h, w)
+        h, w = max(1, round(h * f)), max(1, round(w * f))
+        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+    cam = images.decode(cam_png, limits=limits, grayscale=True).astype(np.float32)
+    heat = cv2.resize(cam, (w, h), interpolation=cv2.INTER_LINEAR)
+    top = float(heat.max())
+    heat = np.clip(heat / top, 0.0, 1.0) if top > 0 else np.zeros_like(heat)
+    colour = cv2.applyColorMap(np.round(heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
+    return images.encode_png(cv2.addWeighted(rgb, 0.55, colour, 0.45, 0.0))
 
 
 # --------------------------------------------------------------------------- ingest
@@ -377,13 +375,29 @@ def ingest(
     )
 
 
-def _check(name: str, data: bytes, limits: images.DecodeLimits) -> _Item | Rejection:
+def _check(
+    name: str, data: bytes, limits: images.DecodeLimits, clf: Classifier
+) -> _Item | Rejection:
+    """Header checks, hash, and decode to the model's input; a bad file becomes a Rejection."""
     shown = display_name(name)
     try:
         info = images.probe(data, name=shown, limits=limits)
+        pixels = images.decode(
+            data,
+            name=shown,
+            limits=limits,
+            grayscale=clf.in_channels == 1,
+            max_side=clf.img_size,
+        )
     except InvalidImageError as e:
         return Rejection(shown, _reason(e, shown))
-    return _Item(name=shown, data=data, info=info, sha=images.sha256_bytes(data))
+    return _Item(
+        name=shown,
+        data=data,
+        info=info,
+        sha=images.sha256_bytes(data),
+        model_input=clf.prepare(pixels),
+    )
 
 
 def _ingest_chunk(
@@ -399,41 +413,28 @@ def _ingest_chunk(
     with_heatmaps: bool,
 ) -> tuple[list[InspectionRecord], list[Rejection], int]:
     t0 = time.perf_counter()
-    checked = list(pool.map(lambda nd: _check(nd[0], bytes(nd[1]), limits), chunk))
+    # Pillow, OpenCV and hashlib release the GIL, so decoding scales over the threads.
+    checked = list(pool.map(lambda nd: _check(nd[0], bytes(nd[1]), limits, clf), chunk))
     rejected = [c for c in checked if isinstance(c, Rejection)]
-    items = [c for c in checked if isinstance(c, _Item)]
-    if not items:
-        return [], rejected, 0
-
-    results = clf.predict_bytes([i.data for i in items], [i.name for i in items])
-    good: list[_Item] = []
-    for item, res in zip(items, results, strict=True):
-        if isinstance(res, InvalidImageError):
-            rejected.append(Rejection(item.name, _reason(res, item.name)))
-        else:
-            item.prediction = res
-            item.judged = thresholds.judge(rule, res.class_name, res.confidence)
-            good.append(item)
+    good = [c for c in checked if isinstance(c, _Item)]
     if not good:
         return [], rejected, 0
 
+    inputs = [i.model_input for i in good if i.model_input is not None]
+    predictions = clf.predict_prepared(inputs, [i.name for i in good], batch_size=CHUNK_SIZE)
+    for item, pred in zip(good, predictions, strict=True):
+        item.prediction = pred
+        item.judged = thresholds.judge(rule, pred.class_name, pred.confidence)
+
     made = 0
-    flagged = [i for i in good if i.judged[1]]
+    flagged = [i for i in good if i.judged[1] and i.model_input is not None]
     if with_heatmaps and flagged:
-        try:
-            pngs = explain_batch(
-                clf,
-                [i.data for i in flagged],
-                [i.prediction.class_index for i in flagged if i.prediction is not None],
-                [i.name for i in flagged],
-                pool=pool,
-            )
-        except InvalidImageError as e:
-            # Decoded once already, so this is not expected; the parts are still recorded and
-            # `backfill_heatmaps` can retry later.
-            log.warning("heatmaps skipped for a chunk: %s", e)
-            pngs = []
-        for item, png in zip(flagged, pngs, strict=False):
+        maps = cam_batch(
+            clf,
+            [i.model_input for i in flagged if i.model_input is not None],
+            [i.prediction.class_index for i in flagged if i.prediction is not None],
+        )
+        for item, png in zip(flagged, pool.map(_encode_map, maps), strict=True):
             item.heatmap_png = png
             item.heatmap_rel = _heatmap_rel(images.sha256_bytes(png))
             made += 1
@@ -707,10 +708,15 @@ def image_bytes(settings: Settings, record: InspectionRecord) -> bytes:
 
 
 def heatmap_png(settings: Settings, record: InspectionRecord) -> bytes | None:
-    """The stored Grad-CAM overlay PNG, or None when the part has none; never calls the model."""
+    """The Grad-CAM overlay (PNG) from the stored map, or None when the part has none.
+
+    Never calls the model: the map was computed at ingest.
+    """
     if not record.heatmap_path:
         return None
-    return _read_stored(settings, record.heatmap_path, "heatmap")
+    cam = _read_stored(settings, record.heatmap_path, "heatmap")
+    limits = images.DecodeLimits.from_settings(settings)
+    return render_overlay(image_bytes(settings, record), cam, limits)
 
 
 def thumbnail_png(settings: Settings, record: InspectionRecord, size: int = 96) -> bytes:
@@ -758,22 +764,23 @@ def backfill_heatmaps(
     with ThreadPoolExecutor(max_workers=max(1, settings.num_threads)) as pool:
         for start in range(0, len(rows), CHUNK_SIZE):
             chunk = [r for r in rows[start : start + CHUNK_SIZE] if r[1] in clf.class_names]
-            datas: list[bytes] = []
+            limits = images.DecodeLimits.from_settings(settings)
+            inputs: list[np.ndarray] = []
             kept: list[int] = []
             targets: list[int] = []
             for insp_id, cls, rel in chunk:
                 try:
-                    datas.append(_read_stored(settings, rel, "image"))
-                except NotFound as e:
-                    log.warning("inspection %s: %s", insp_id, e)
+                    data = _read_stored(settings, rel, "image")
+                    pixels = images.decode(
+                        data, limits=limits, grayscale=clf.in_channels == 1, max_side=clf.img_size
+                    )
+                except (NotFound, InvalidImageError) as e:
+                    log.warning("inspection %s: no heatmap: %s", insp_id, e)
                     continue
+                inputs.append(clf.prepare(pixels))
                 kept.append(insp_id)
                 targets.append(clf.class_names.index(cls))
-            try:
-                pngs = explain_batch(clf, datas, targets, pool=pool)
-            except InvalidImageError as e:
-                log.warning("heatmap backfill skipped a chunk: %s", e)
-                continue
+            pngs = list(pool.map(_encode_map, cam_batch(clf, inputs, targets)))
             rels = [_heatmap_rel(images.sha256_bytes(p)) for p in pngs]
             _store_all(settings, dict(zip(rels, pngs, strict=True)), pool)
             with db.write() as session:
