@@ -53,7 +53,9 @@ def _is_zip(path: Path) -> bool:
 
 
 def ingest_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="Image files, folders (recursive), zips.")],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Image files, folders (recursive), zips.")
+    ] = None,
     line: Annotated[str | None, typer.Option(help="Production line.")] = None,
     station: Annotated[str | None, typer.Option(help="Station on the line.")] = None,
     product: Annotated[str | None, typer.Option(help="Product (picks its rule).")] = None,
@@ -81,6 +83,9 @@ def ingest_cmd(
 
     if poll_seconds <= 0:
         raise ValidationError("--poll-seconds must be positive")
+    paths = paths or []
+    if not paths and not backfill:
+        raise ValidationError("give at least one file, folder or zip (or --backfill)")
     s, db = _open()
     trace = inspection.Traceability(
         line=line, station=station, product=product, lot=lot, serial=serial

@@ -164,3 +164,22 @@ def test_watch_processes_dropped_files_and_stops_on_sigterm(home: Path, tmp_path
     out = json.loads(stdout.strip().splitlines()[-1])
     assert out["processed"] == 1 and [r["file"] for r in out["rejected"]] == ["junk.png"]
     assert (camera / "rejected" / "junk.png.reason.txt").read_text().strip()
+
+
+def test_no_heatmaps_then_backfill(home: Path, tmp_path: Path) -> None:
+    from core import auth, thresholds
+
+    settings = load_settings({"DEFECTLENS_HOME": str(home)})
+    db = setup.open_database(settings)
+    thresholds.set_rule(db, auth.SYSTEM, "*", ["ok", "scratch"], 1.0)  # flag everything
+    db.dispose()
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        (src / f"{i}.png").write_bytes(png(i))
+    out = _json(_run(home, "ingest", str(src), "--no-heatmaps", "--json"))
+    assert out["processed"] == 3 and out["flagged"] == 3 and out["heatmaps"] == 0
+    assert _json(_run(home, "ingest", "--backfill", "--json")) == {"heatmaps": 3}
+    assert _json(_run(home, "ingest", "--backfill", "--json")) == {"heatmaps": 0}
+    usage = _run(home, "ingest", "--json")
+    assert usage.returncode == 1 and "give at least one file" in usage.stderr
