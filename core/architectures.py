@@ -42,15 +42,18 @@ class _Block(nn.Module):
 class DefectNet(nn.Module):
     """Small residual CNN for surface-inspection images (grayscale or RGB, 64-128 px).
 
-    A strided stem halves the input, then each stage (one residual block) halves it again, so a
-    96 px image ends as a 6x6 map with ``widths[-1]`` channels before global average pooling.
+    A strided stem halves the input; stage i then runs ``blocks[i]`` residual blocks at
+    ``widths[i + 1]`` channels, the first with ``strides[i]``. With the defaults a 96 px image
+    is processed at 48, 48, 24, 12 and 6 px and ends as a 6x6 map before global average pooling.
     """
 
     def __init__(
         self,
         num_classes: int,
         in_channels: int = 1,
-        widths: tuple[int, ...] = (32, 64, 128, 256),
+        widths: tuple[int, ...] = (32, 32, 64, 128, 256),
+        strides: tuple[int, ...] = (1, 2, 2, 2),
+        blocks: tuple[int, ...] = (1, 1, 1, 1),
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
@@ -60,7 +63,10 @@ class DefectNet(nn.Module):
             nn.BatchNorm2d(w0),
             nn.ReLU(inplace=True),
         )
-        stages = [_Block(a, b, 2) for a, b in zip(widths[:-1], widths[1:], strict=True)]
+        stages: list[nn.Module] = []
+        for c_in, c_out, stride, n in zip(widths[:-1], widths[1:], strides, blocks, strict=True):
+            stages.append(_Block(c_in, c_out, stride))
+            stages += [_Block(c_out, c_out, 1) for _ in range(n - 1)]
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
