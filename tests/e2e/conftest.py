@@ -74,7 +74,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
     with log.open("wb") as log_file:
         proc = subprocess.Popen(
             [_cli(), "run", "--port", str(port), "--no-demo"],
-            env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -115,3 +117,26 @@ def page(server: Server) -> Iterator[object]:
         yield pg
         context.close()
         browser.close()
+
+
+def run_cli(server: Server, *args: str) -> dict:  # type: ignore[type-arg]
+    """Run a `defectlens … --json` command against the server's data directory."""
+    env = dict(os.environ, DEFECTLENS_HOME=str(server.home))
+    env.pop("DEFECTLENS_DB_URL", None)
+    proc = subprocess.run(
+        [_cli(), *args, "--json"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def login(page: object, server: Server, username: str, password: str) -> None:
+    """Log in through the form and wait for the overview."""
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.goto(server.url)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Plant overview")).to_be_visible()
