@@ -104,6 +104,24 @@ def _fresh_home(base: Path, artifact_dir: Path, fields: dict[str, Any]) -> Path:
     return home
 
 
+def _accuracy(home: Path) -> dict[str, Any]:
+    """Accuracy of the recorded predictions against the class folder in each file's path."""
+    from core import inspection, setup
+    from core.config import load_settings
+
+    db = setup.open_database(load_settings({"DEFECTLENS_HOME": str(home)}))
+    try:
+        recs = inspection.list_inspections(db, limit=100_000)
+    finally:
+        db.dispose()
+    right = sum(1 for r in recs if Path(r.source_name or "").parent.name == r.predicted_class)
+    return {
+        "accuracy": round(right / len(recs), 4) if recs else None,
+        "heatmap_files": sum(1 for r in recs if r.heatmap_path),
+        "mean_latency_ms": round(sum(r.latency_ms or 0 for r in recs) / max(len(recs), 1), 2),
+    }
+
+
 def _cli_ingest(home: Path, src: Path, *extra: str) -> dict[str, Any]:
     import json
 
@@ -173,7 +191,7 @@ def main() -> None:
     for _ in range(args.runs):
         for variant, extra in (("with_heatmaps", ()), ("no_heatmaps", ("--no-heatmaps",))):
             home = _fresh_home(homes, artifact_dir, fields)
-            results[variant].append(_cli_ingest(home, src, *extra))
+            results[variant].append(_cli_ingest(home, src, *extra) | _accuracy(home))
             shutil.rmtree(home, ignore_errors=True)
     plain = _plain_loop(artifact_dir, src)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
@@ -440,3 +441,44 @@ def test_sweep_removes_only_old_unreferenced_files(
 
     assert inspection.sweep_orphans(db, settings) == 1
     assert not orphan.exists() and fresh.exists() and referenced.exists()
+
+
+def test_gradcam_matches_captum(active: Active) -> None:
+    """The batched one-pass Grad-CAM gives captum's LayerGradCam maps (before upsampling)."""
+    from captum.attr import LayerGradCam
+
+    _model, clf = active
+    inputs = [clf.prepare(np.asarray(PILImage.open(io.BytesIO(png(i))))) for i in range(5)]
+    targets = [0, 1, 1, 0, 1]
+    ours = inspection.cam_batch(clf, inputs, targets)
+    x = (torch.from_numpy(np.stack(inputs)).float() / 255.0 - clf._cam_mean) / clf._cam_std
+    attr = LayerGradCam(clf._cam_model, clf._cam_layer).attribute(
+        x, target=targets, relu_attributions=True
+    )
+    for mine, theirs in zip(ours, attr[:, 0].detach().numpy(), strict=True):
+        top = theirs.max()
+        want = np.round(np.clip(theirs / top, 0, 1) * 255) if top > 0 else np.zeros_like(theirs)
+        assert mine.shape == theirs.shape
+        assert np.abs(mine.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_large_mostly_flagged_batch_explains_every_flagged_part(
+    db: Database, settings: Settings, make_user: Any, active: Active
+) -> None:
+    # Past the first chunk, a mostly-flagged batch switches to the one-pass classify+explain.
+    engineer, _ = make_user("erin", Role.ENGINEER)
+    thresholds.set_rule(db, engineer, "*", ["ok", "scratch"], 1.0)
+    n = inspection.CHUNK_SIZE + 6
+    files = [(f"m{i}.png", png(700 + i)) for i in range(n)]
+    result = inspection.ingest(db, settings, auth.SYSTEM, files, Traceability(), classifier=active)
+    assert result.flagged == n and result.heatmaps == n
+    _model, clf = active
+    onnx = clf.predict_bytes([d for _, d in files])
+    for rec, pred in zip(result.processed, onnx, strict=True):
+        assert not isinstance(pred, Exception)
+        assert rec.predicted_class == pred.class_name  # both paths classify alike
+        assert rec.confidence == pytest.approx(pred.confidence, abs=1e-4)
+    last, data = result.processed[-1], files[-1][1]
+    got = np.asarray(PILImage.open(io.BytesIO(inspection.heatmap_png(settings, last) or b"")))
+    want = np.asarray(PILImage.open(io.BytesIO(clf.explain(data).overlay_png)))
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 3
