@@ -22,7 +22,7 @@ import time
 import unicodedata
 import zipfile
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -414,18 +414,34 @@ def ingest(
     heatmaps = 0
     cam = GradCam(clf) if with_heatmaps and files else None
     fused = False  # decided per chunk from the share the previous chunk flagged
-    with ThreadPoolExecutor(max_workers=max(1, settings.num_threads)) as pool:
+    workers = max(1, settings.num_threads)
+    # Chunk N is written (files fsynced, rows inserted) by the writer thread while chunk N+1
+    # is decoded and classified: the fsyncs wait on the disk, not the CPU.
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        ThreadPoolExecutor(max_workers=8) as io_pool,
+        ThreadPoolExecutor(max_workers=1) as writer,
+    ):
+        pending: Future[list[InspectionRecord]] | None = None
         for start in range(0, len(files), CHUNK_SIZE):
-            chunk = files[start : start + CHUNK_SIZE]
-            records, bad, made = _ingest_chunk(
-                db, settings, chunk, trace, model, clf, rule, limits, pool, cam, fused
+            t0 = time.perf_counter()
+            good, bad, made = _classify_chunk(
+                files[start : start + CHUNK_SIZE], clf, rule, limits, pool, cam, fused
             )
-            processed += records
             rejected += bad
             heatmaps += made
-            if records:
-                share = sum(1 for r in records if r.flagged) / len(records)
+            if good:
+                share = sum(1 for i in good if i.judged[1]) / len(good)
                 fused = share > FUSED_ABOVE_FLAGGED_SHARE
+            if pending is not None:
+                processed += pending.result()
+                pending = None
+            if good:
+                pending = writer.submit(
+                    _save_chunk, db, settings, good, trace, model, rule, t0, io_pool
+                )
+        if pending is not None:
+            processed += pending.result()
     return IngestResult(
         processed=processed,
         rejected=rejected,
@@ -473,20 +489,16 @@ def _check(
     )
 
 
-def _ingest_chunk(
-    db: Database,
-    settings: Settings,
+def _classify_chunk(
     chunk: Sequence[tuple[str, bytes]],
-    trace: Traceability,
-    model: ModelRecord,
     clf: Classifier,
     rule: thresholds.FlagRule,
     limits: images.DecodeLimits,
     pool: ThreadPoolExecutor,
     cam: GradCam | None,
     fused: bool,
-) -> tuple[list[InspectionRecord], list[Rejection], int]:
-    t0 = time.perf_counter()
+) -> tuple[list[_Item], list[Rejection], int]:
+    """Check, decode, classify, judge and explain one chunk; nothing is stored yet."""
     # Pillow, OpenCV and hashlib release the GIL, so decoding scales over the threads.
     checked = list(pool.map(lambda nd: _check(nd[0], bytes(nd[1]), limits, clf), chunk))
     rejected = [c for c in checked if isinstance(c, Rejection)]
@@ -530,13 +542,27 @@ def _ingest_chunk(
             good[row].heatmap_rel = _heatmap_rel(images.sha256_bytes(png))
             made += 1
 
+    return good, rejected, made
+
+
+def _save_chunk(
+    db: Database,
+    settings: Settings,
+    good: list[_Item],
+    trace: Traceability,
+    model: ModelRecord,
+    rule: thresholds.FlagRule,
+    t0: float,
+    io_pool: ThreadPoolExecutor,
+) -> list[InspectionRecord]:
+    """Write the chunk's files durably, then its rows in one transaction."""
     to_write: dict[str, bytes] = {}
     for item in good:
         item.image_rel = _image_rel(item.sha, item.info.format)
         to_write.setdefault(item.image_rel, item.data)
         if item.heatmap_rel and item.heatmap_png is not None:
             to_write.setdefault(item.heatmap_rel, item.heatmap_png)
-    _store_all(settings, to_write, pool)
+    _store_all(settings, to_write, io_pool)
 
     latency_ms = (time.perf_counter() - t0) * 1000.0 / len(good)
     captured = trace.captured_at or utcnow()
@@ -546,7 +572,7 @@ def _ingest_chunk(
         # Another process stored one of these images between our lookup and insert
         # (PostgreSQL; SQLite serialises writers): the rows now exist, so look them up again.
         records = _insert_rows(db, good, trace, captured, model, rule, latency_ms)
-    return records, rejected, made
+    return records
 
 
 def _insert_rows(
