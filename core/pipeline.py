@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core import artifacts, catalog, datasets
 from core.auth import Action, CurrentUser, require
@@ -68,6 +69,23 @@ def load_dataset(db: Database, dataset_id: int) -> tuple[DatasetRecord, datasets
     return record, datasets.load_snapshot(record.snapshot_dir)
 
 
+def test_metrics(result: TrainResult, snapshot: datasets.DatasetSnapshot) -> dict[str, Any]:
+    """Metrics of a trained model on the snapshot's test split (JSON-ready)."""
+    import torch
+
+    from core import evaluate
+    from core.train import load_split_tensors, predict_tensor
+
+    test = load_split_tensors(snapshot, result.img_size, result.in_channels, ("test",))["test"]
+    mean = torch.tensor(result.normalisation[0]).view(1, -1, 1, 1)
+    std = torch.tensor(result.normalisation[1]).view(1, -1, 1, 1)
+    with torch.no_grad():
+        probs = predict_tensor(result.model, test.x, mean, std)
+    return evaluate.evaluate(
+        test.y.numpy(), probs.argmax(1).numpy(), result.class_names, probs.numpy()
+    ).to_dict()
+
+
 @dataclass(frozen=True)
 class TrainOutcome:
     """A finished training run: the registered model (None when stopped) and the result."""
@@ -103,12 +121,20 @@ def train_and_register(
     )
     if result.stopped:
         return TrainOutcome(model=None, result=result)
+    metrics = result.metrics.to_dict() if result.metrics else {}
+    if metrics:
+        metrics["evaluated_on"] = "val"
+    elif snapshot.split_entries("test"):
+        # No validation split (a published train/test split): the last epoch was kept, and the
+        # test split, never used for any choice, measures it once.
+        metrics = {**test_metrics(result, snapshot), "evaluated_on": "test"}
     meta = artifacts.metadata_from_result(
         result, dataset_id=str(record.id), dataset_hash=record.content_hash
     )
+    meta.metrics = metrics
     directory = settings.models_dir / uuid.uuid4().hex
     saved = artifacts.save_model(result, meta, directory)
-    acc = result.metrics.accuracy if result.metrics else None
+    acc = metrics.get("accuracy")
     name = f"{result.arch} on {record.name}" + (f" ({acc:.2%})" if acc is not None else "")
     model = catalog.register_model(
         db,
@@ -123,7 +149,7 @@ def train_and_register(
         },
         artifact_path=saved.path_meta,
         artifact_sha256=saved.sha256,
-        metrics=result.metrics.to_dict() if result.metrics else {},
+        metrics=metrics,
         dataset_id=record.id,
         training_job_id=training_job_id,
     )

@@ -79,12 +79,13 @@ def train(
         db, s, auth.SYSTEM, dataset_id, config, on_progress=report
     )
     result = outcome.result
-    metrics = result.metrics.to_dict() if result.metrics else {}
+    metrics = outcome.model.metrics if outcome.model else {}
     payload: dict[str, Any] = {
         "model_id": outcome.model.id if outcome.model else None,
         "dataset_id": dataset_id,
         "architecture": result.arch,
         "val_accuracy": metrics.get("accuracy"),
+        "evaluated_on": metrics.get("evaluated_on"),
         "macro_f1": metrics.get("macro_f1"),
         "per_class": metrics.get("per_class"),
         "confusion_matrix": metrics.get("confusion_matrix"),
