@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Every CPU benchmark in docs/benchmarks.md, in order; JSON results land in bench/out/.
+# The baseline is slow on 2 cores (tens of minutes); skip it with SKIP_BASELINE=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+mkdir -p bench/out
+run() {  # name, command...: record load before and after every result
+  local name=$1; shift
+  echo "== $name  start $(date -u +%FT%TZ)  load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  "$@" > "bench/out/$name.json" 2> "bench/out/$name.log"
+  echo "== $name  end   $(date -u +%FT%TZ)  load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+}
+run train_neu "$PY" bench/train_neu.py --save bench/out/models/neu
+run inference_speed "$PY" bench/inference_speed.py --model bench/out/models/neu
+run heatmap_speed "$PY" bench/heatmap_speed.py --model bench/out/models/neu
+if [ -z "${SKIP_BASELINE:-}" ]; then
+  run baseline_keras_style "$PY" bench/baseline_keras_style.py
+fi
+run train_casting "$PY" bench/train_casting.py
