@@ -68,7 +68,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     num_threads: int | None = None  # None: every core (CPU path)
-    channels_last: bool | None = None  # None: on for CUDA, off on CPU (measured slower there)
+    channels_last: bool | None = None  # None: on for CUDA; off on CPU (no reliable gain measured)
     amp: bool | None = None  # bf16 autocast; None: on for CUDA and for CPUs with native bf16
     compile: bool = False  # torch.compile (CUDA only); pays only for long runs
     # Augmentation strengths (surface inspection: orientation carries no label).
