@@ -48,7 +48,7 @@ def import_dataset(
         db,
         actor,
         name=name,
-        source=str(source),
+        source=source_label or str(source),
         class_names=list(snapshot.class_names),
         counts=dict(snapshot.counts),
         manifest_path=snapshot.manifest_path,
@@ -181,7 +181,14 @@ def import_upload(
         tmp.flush()
         try:
             return import_dataset(
-                db, settings, actor, Path(tmp.name), name, val_fraction=val_fraction, seed=seed
+                db,
+                settings,
+                actor,
+                Path(tmp.name),
+                name,
+                val_fraction=val_fraction,
+                seed=seed,
+                source_label=f"upload: {filename}",
             )
         except DatasetError as e:
             raise DatasetError(str(e).replace(tmp.name, filename)) from None

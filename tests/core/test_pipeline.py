@@ -74,3 +74,15 @@ def test_upload_error_names_the_uploaded_file_not_the_temp_file(db, settings) ->
         pipeline.import_upload(db, settings, auth.SYSTEM, b"PK\x03\x04 broken", "parts.zip", "x")
     assert "parts.zip" in str(err.value) and ".zip" in str(err.value)
     assert str(settings.home) not in str(err.value)
+
+
+def test_upload_records_the_uploaded_name_as_source(tmp_path: Path, db, settings) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    archive = shutil.make_archive(
+        str(tmp_path / "parts"), "zip", write_tiny_dataset(tmp_path / "t")
+    )
+    record, _snap, _ = pipeline.import_upload(
+        db, settings, auth.SYSTEM, Path(archive).read_bytes(), "line3 parts.zip", "uploaded"
+    )
+    assert record.source == "upload: line3 parts.zip"
