@@ -160,6 +160,22 @@ def _append_log(path: Path, line: str) -> None:
         log.warning("could not write to %s", path)
 
 
+ORPHAN_SWEEP_INTERVAL_S = 3600.0
+
+
+def _sweep_orphan_files(db: Database, settings: Settings) -> None:
+    """Remove stored image files no row points at (DESIGN.md, Storage); never fatal."""
+    from core import inspection  # loads torch; only when the sweep is due
+
+    try:
+        removed = inspection.sweep_orphans(db, settings)
+    except (OSError, SQLAlchemyError):
+        log.warning("worker: orphan sweep failed", exc_info=True)
+        return
+    if removed:
+        log.info("worker: removed %d orphaned image files", removed)
+
+
 def run_worker(
     settings: Settings,
     *,
@@ -184,8 +200,12 @@ def run_worker(
     db = setup.open_database(settings)
     ran = 0
     log.info("worker %s polling every %.1f s", worker_id, poll)
+    next_orphan_sweep = 0.0
     try:
         while not stop.is_set():
+            if not once and time.monotonic() >= next_orphan_sweep:
+                next_orphan_sweep = time.monotonic() + ORPHAN_SWEEP_INTERVAL_S
+                _sweep_orphan_files(db, settings)
             try:
                 jobs.sweep_stale(db, settings.job_heartbeat_timeout_s)
                 if settings.ray_address:

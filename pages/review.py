@@ -15,7 +15,7 @@ flash = st.session_state.pop("review_flash", None)
 if flash is not None:
     getattr(st, flash[0])(flash[1])
 
-stats = review.reviewer_stats(db, user)
+stats = review.reviewer_stats(db, user, timezone=settings.timezone)
 s1, s2, s3 = st.columns(3)
 s1.metric("Reviewed by you today", stats.reviewed_today)
 s2.metric("Agreement with the model", "–" if stats.agreement is None else f"{stats.agreement:.0%}")
