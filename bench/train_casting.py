@@ -21,8 +21,8 @@ from core.train import TrainConfig, fit, load_split_tensors, predict_tensor
 def main() -> None:
     """Train, evaluate on test, print one JSON object."""
     p = argparse.ArgumentParser()
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--img-size", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--img-size", type=int, default=128)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
