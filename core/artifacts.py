@@ -13,8 +13,6 @@ import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from torch import nn
 
 from core.architectures import ARCHITECTURES, build_model, classifier_head
 from core.errors import ModelError
+from core.files import write_atomic
 
 if TYPE_CHECKING:
     from core.train import TrainResult
@@ -46,29 +45,6 @@ def defectlens_version() -> str:
         return version("defectlens")
     except Exception:
         return "dev"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp name in the same folder, fsync, then os.replace (atomic on POSIX)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
 
 
 def sha256_file(path: Path) -> str:

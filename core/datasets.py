@@ -33,6 +33,7 @@ from typing import Any
 from core import images
 from core.config import Settings
 from core.errors import DatasetError, InvalidImageError, ValidationError
+from core.files import fsync_dir, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +43,6 @@ SMALL_CLASS = 10  # fewer usable images than this and a class is flagged in the 
 
 # Names that operating systems and archivers add next to real data.
 _IGNORED_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini", "ehthumbs.db"})
-_EXTENSIONS = {
-    "PNG": "png",
-    "JPEG": "jpg",
-    "BMP": "bmp",
-    "TIFF": "tif",
-    "WEBP": "webp",
-    "GIF": "gif",
-}
 _SPLIT_ALIASES = {
     "train": "train",
     "training": "train",
@@ -195,7 +188,7 @@ def _scan_folder(
     return found, classes, stray
 
 
-def _zip_parts(name: str) -> list[str]:
+def zip_parts(name: str) -> list[str]:
     """Split an entry name into its parts, refusing anything that could escape the target."""
     if "\x00" in name:
         raise DatasetError(f"entry {name!r} has a NUL byte in its name")
@@ -207,7 +200,7 @@ def _zip_parts(name: str) -> list[str]:
     return parts
 
 
-def _validate_zip(zf: zipfile.ZipFile, settings: Settings) -> None:
+def validate_zip(zf: zipfile.ZipFile, settings: Settings) -> None:
     """Check every entry of an archive before a single byte of it is read."""
     infos = zf.infolist()
     if len(infos) > settings.max_zip_entries:
@@ -215,7 +208,7 @@ def _validate_zip(zf: zipfile.ZipFile, settings: Settings) -> None:
     total = compressed = 0
     seen: set[str] = set()
     for info in infos:
-        parts = _zip_parts(info.filename)
+        parts = zip_parts(info.filename)
         mode = info.external_attr >> 16
         if stat.S_ISLNK(mode):
             raise DatasetError(f"entry {info.filename!r} is a symbolic link")
@@ -254,7 +247,7 @@ def _scan_zip(
     items = [
         (parts, info)
         for info in zf.infolist()
-        if (parts := _zip_parts(info.filename)) and not any(_is_ignored(p) for p in parts)
+        if (parts := zip_parts(info.filename)) and not any(_is_ignored(p) for p in parts)
     ]
     # One folder wrapping the class folders is what "Compress" in most file managers makes.
     # Unwrap it only when it holds folders and no files of its own (otherwise it is a class).
@@ -282,7 +275,7 @@ def _scan_zip(
     return found, classes, stray
 
 
-def _read_zip_entry(
+def read_zip_entry(
     zf: zipfile.ZipFile, entry: str, name: str, limits: images.DecodeLimits, budget: list[int]
 ) -> bytes:
     """Read one entry in chunks, never trusting the header's sizes."""
@@ -485,7 +478,7 @@ def _ingest_zip(
     try:
         with zipfile.ZipFile(path) as zf:
             try:
-                _validate_zip(zf, settings)
+                validate_zip(zf, settings)
             except DatasetError as e:
                 raise DatasetError(f"{path.name}: archive refused: {e}") from None
             found, classes, stray = _scan_zip(zf, unreadable)
@@ -496,7 +489,7 @@ def _ingest_zip(
                 # One reader at a time: the archive's file handle and byte budget are shared.
                 with zip_lock:
                     try:
-                        return _read_zip_entry(zf, c.ref, c.rel, limits, budget)
+                        return read_zip_entry(zf, c.ref, c.rel, limits, budget)
                     except DatasetError as e:
                         raise DatasetError(f"{path.name}: archive refused: {e}") from None
 
@@ -533,7 +526,7 @@ def _ingest(
             prefix = f"{c.rel}: "
             return reason[len(prefix) :] if reason.startswith(prefix) else reason
         sha = images.sha256_bytes(data)
-        dest = files_dir / c.cls / f"{sha}.{_EXTENSIONS[info.format]}"
+        dest = files_dir / c.cls / f"{sha}.{images.FORMAT_EXTENSIONS[info.format]}"
         with lock:
             first = dest not in claimed
             claimed.add(dest)
@@ -601,12 +594,9 @@ def _write_file(dest: Path, data: bytes) -> None:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(
+        path, json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8"), sync_dir=False
+    )
 
 
 def _content_hash(entries: Sequence[ManifestEntry]) -> str:
@@ -645,7 +635,7 @@ def _finish(
                 {"sha256": sha, "classes": labels, "files": sorted(s.rel for s in group)}
             )
             for cls in labels:
-                dest = tmp / "files" / cls / f"{sha}.{_EXTENSIONS[group[0].fmt]}"
+                dest = tmp / "files" / cls / f"{sha}.{images.FORMAT_EXTENSIONS[group[0].fmt]}"
                 dest.unlink(missing_ok=True)
     if conflicts:
         warns.append(
@@ -677,7 +667,7 @@ def _finish(
 
     entries = [
         ManifestEntry(
-            file=f"files/{s.cls}/{s.sha}.{_EXTENSIONS[s.fmt]}",
+            file=f"files/{s.cls}/{s.sha}.{images.FORMAT_EXTENSIONS[s.fmt]}",
             cls=s.cls,
             sha256=s.sha,
             split="train",
@@ -735,7 +725,7 @@ def _finish(
     }
     _write_json(tmp / "manifest.json", manifest)
     _write_json(tmp / "health.json", health.to_dict())
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     try:
         os.replace(tmp, final)
     except OSError:
@@ -743,7 +733,7 @@ def _finish(
         if (final / "manifest.json").exists():
             return load_snapshot(final)
         raise
-    _fsync_dir(settings.datasets_dir)
+    fsync_dir(settings.datasets_dir)
     log.info(
         "imported %s as %s: %d images, %d classes", source, final.name, len(entries), len(counts)
     )
@@ -787,14 +777,6 @@ def _size_stats(scanned: list[_Scanned]) -> dict[str, Any]:
         "by_size": dict(by_size.most_common(20)),
         "distinct_sizes": len(by_size),
     }
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------- loading

@@ -27,6 +27,15 @@ from core.errors import InvalidImageError
 log = logging.getLogger(__name__)
 
 SUPPORTED_FORMATS: frozenset[str] = frozenset({"PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF"})
+# File extension each stored format gets (content-addressed stores name files <sha>.<ext>).
+FORMAT_EXTENSIONS: dict[str, str] = {
+    "PNG": "png",
+    "JPEG": "jpg",
+    "BMP": "bmp",
+    "TIFF": "tif",
+    "WEBP": "webp",
+    "GIF": "gif",
+}
 
 # Alpha is composited on white: inspection photos with transparency are almost always product
 # cut-outs or scans, and white is how every viewer (browser, OS preview) shows them.

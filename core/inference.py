@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from core.architectures import get_spec
 from core.artifacts import LoadedModel, ModelMetadata, load_model, onnx_bytes, verify_onnx
@@ -223,6 +224,12 @@ class Classifier:
                 )
                 results += [next(preds) if isinstance(d, np.ndarray) else d for d in decoded]
         return results
+
+    def cam_copy(self) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+        """A private copy of the model for Grad-CAM elsewhere, with its CPU mean and std."""
+        with self._cam_lock:
+            model = copy.deepcopy(self._cam_model).eval()
+        return model, self._cam_mean, self._cam_std
 
     def explain(self, image_bytes: bytes, name: str = "image", max_side: int = 1024) -> Explanation:
         """Grad-CAM (captum LayerGradCam) of the predicted class, as a heatmap and PNG overlay.

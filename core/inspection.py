@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import tempfile
 import time
 import unicodedata
 import zipfile
@@ -39,6 +38,7 @@ from core.auth import Action, CurrentUser, require
 from core.catalog import ModelRecord
 from core.config import Settings
 from core.errors import DatasetError, InvalidImageError, NotFound, ValidationError
+from core.files import fsync_dir, write_atomic
 from db.engine import Database
 from db.models import Image, Inspection, Review, User, utcnow
 
@@ -58,14 +58,6 @@ ORPHAN_GRACE_S = 3600.0
 # 2-core CPU: ONNX ~760 images/s, fused torch ~465 images/s; bench/ingest_speed.py).
 FUSED_ABOVE_FLAGGED_SHARE = 0.4
 
-_EXTENSIONS = {
-    "PNG": "png",
-    "JPEG": "jpg",
-    "BMP": "bmp",
-    "TIFF": "tif",
-    "WEBP": "webp",
-    "GIF": "gif",
-}
 _IGNORED_ZIP_PARTS = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini", ".DS_Store"})
 
 
@@ -221,7 +213,7 @@ def active_model_key(db: Database) -> tuple[int, str] | None:
 
 
 def _image_rel(sha: str, fmt: str) -> str:
-    return f"{sha[:2]}/{sha}.{_EXTENSIONS.get(fmt, 'bin')}"
+    return f"{sha[:2]}/{sha}.{images.FORMAT_EXTENSIONS.get(fmt, 'bin')}"
 
 
 def _heatmap_rel(sha: str) -> str:
@@ -241,37 +233,15 @@ def _store_file(root: Path, rel: str, data: bytes) -> Path:
     except FileNotFoundError:
         pass
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, sync_dir=False)
     return folder
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _store_all(settings: Settings, files: dict[str, bytes], pool: ThreadPoolExecutor) -> None:
     """Write every (relative path -> bytes) durably, renames included, before any row exists."""
     root = settings.images_dir
     folders = set(pool.map(lambda kv: _store_file(root, kv[0], kv[1]), files.items()))
-    list(pool.map(_fsync_dir, folders))
+    list(pool.map(fsync_dir, folders))
 
 
 # --------------------------------------------------------------------------- heatmaps
@@ -302,20 +272,17 @@ class GradCam:
     """
 
     def __init__(self, clf: Classifier) -> None:
-        import copy
 
         import torch
 
         from core.architectures import get_spec
 
         self.clf = clf
-        model = copy.deepcopy(clf._cam_model).eval()
+        model, self.mean, self.std = clf.cam_copy()
         for p in model.parameters():
             p.requires_grad_(False)
         self.model = model.to(memory_format=torch.channels_last)
         self.layer = get_spec(clf.metadata.architecture).cam_layer(self.model)
-        self.mean = clf._cam_mean
-        self.std = clf._cam_std
 
     def run(
         self, inputs: Sequence[np.ndarray], choose: Any
@@ -641,9 +608,9 @@ def _insert_rows(
 
 def _zip_entry_parts(name: str) -> list[str] | None:
     """The entry's path parts, or None when it is an OS/archiver artefact to skip."""
-    from core.datasets import _zip_parts
+    from core.datasets import zip_parts
 
-    parts = _zip_parts(name)
+    parts = zip_parts(name)
     if not parts or any(p.startswith(".") or p in _IGNORED_ZIP_PARTS for p in parts):
         return None
     return parts
@@ -657,7 +624,7 @@ def expand_upload(
     The archive is checked entry by entry before anything is read (no '..', absolute paths,
     links; entry count, size and ratio caps). Entry names are display text only.
     """
-    from core.datasets import _read_zip_entry, _validate_zip
+    from core.datasets import read_zip_entry, validate_zip
 
     shown = display_name(name)
     if not data.startswith(b"PK\x03\x04") and not data.startswith(b"PK\x05\x06"):
@@ -669,7 +636,7 @@ def expand_upload(
     rejected: list[Rejection] = []
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            _validate_zip(zf, settings)
+            validate_zip(zf, settings)
             budget = [settings.max_zip_total_bytes]
             for info in zf.infolist():
                 if info.is_dir():
@@ -683,7 +650,7 @@ def expand_upload(
                     continue
                 try:
                     files.append(
-                        (entry_name, _read_zip_entry(zf, info.filename, entry_name, limits, budget))
+                        (entry_name, read_zip_entry(zf, info.filename, entry_name, limits, budget))
                     )
                 except InvalidImageError as e:
                     rejected.append(Rejection(entry_name, _reason(e, entry_name)))

@@ -53,6 +53,11 @@ class SnapshotLike(Protocol):
     def grayscale(self) -> bool: ...
 
 
+# The CLI's default on CUDA: with bf16 numerics the 30-epoch CPU recipe peaks at 98.6-98.9 % on
+# NEU there, while 40 epochs reach 99 % (about 9 s of training loop on an H200).
+GPU_DEFAULT_EPOCHS = 40
+
+
 @dataclass
 class TrainConfig:
     """Everything that shapes a training run; defaults are the benchmarked CPU recipe."""
@@ -298,7 +303,7 @@ def _save_checkpoint(
 
     from safetensors.torch import save as st_save
 
-    from core.artifacts import write_atomic
+    from core.files import write_atomic
 
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

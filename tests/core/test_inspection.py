@@ -447,14 +447,16 @@ def test_gradcam_matches_captum(active: Active) -> None:
     """The batched one-pass Grad-CAM gives captum's LayerGradCam maps (before upsampling)."""
     from captum.attr import LayerGradCam
 
+    from core.architectures import get_spec
+
     _model, clf = active
     inputs = [clf.prepare(np.asarray(PILImage.open(io.BytesIO(png(i))))) for i in range(5)]
     targets = [0, 1, 1, 0, 1]
     ours = inspection.cam_batch(clf, inputs, targets)
-    x = (torch.from_numpy(np.stack(inputs)).float() / 255.0 - clf._cam_mean) / clf._cam_std
-    attr = LayerGradCam(clf._cam_model, clf._cam_layer).attribute(
-        x, target=targets, relu_attributions=True
-    )
+    cam_model, cam_mean, cam_std = clf.cam_copy()
+    cam_layer = get_spec(clf.metadata.architecture).cam_layer(cam_model)
+    x = (torch.from_numpy(np.stack(inputs)).float() / 255.0 - cam_mean) / cam_std
+    attr = LayerGradCam(cam_model, cam_layer).attribute(x, target=targets, relu_attributions=True)
     for mine, theirs in zip(ours, attr[:, 0].detach().numpy(), strict=True):
         top = theirs.max()
         want = np.round(np.clip(theirs / top, 0, 1) * 255) if top > 0 else np.zeros_like(theirs)
