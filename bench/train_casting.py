@@ -25,14 +25,19 @@ def main() -> None:
     p.add_argument("--img-size", type=int, default=128)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rot90", action="store_true", help="add 90-degree turns to augmentation")
+    p.add_argument("--batch-size", type=int, default=None)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.perf_counter()
     snap = snapshot("casting", split_file=dataset_dir("casting") / "splits.csv")
     import_s = time.perf_counter() - t0
     cfg = TrainConfig(
-        epochs=args.epochs, img_size=args.img_size, device=args.device, seed=args.seed
+        epochs=args.epochs, img_size=args.img_size, device=args.device, seed=args.seed,
+        rot90=args.rot90,
     )
+    if args.batch_size:
+        cfg.batch_size = args.batch_size
     res = fit(cfg, snap)
     t1 = time.perf_counter()
     test = load_split_tensors(snap, res.img_size, res.in_channels, ("test",))["test"]
