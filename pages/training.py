@@ -128,6 +128,11 @@ with launch_tab:
         device = c6.selectbox(
             "Device", list(device_labels), format_func=device_labels.get, key="launch_device"
         )
+        rot90 = st.checkbox(
+            "Parts look the same turned by 90° (adds 90° turns to augmentation)",
+            help="On for round, top-view parts such as impellers; off for textures with a "
+            "direction, such as rolled steel.",
+        )
         if st.form_submit_button("Queue training job", type="primary"):
             if ds_id is None:
                 st.error("Import a dataset first.")
@@ -139,6 +144,7 @@ with launch_tab:
                     lr=float(lr),
                     batch_size=int(batch),
                     device=device,
+                    rot90=rot90,
                 )
                 try:
                     job = jobs.submit_job(db, settings, user, int(ds_id), config)

@@ -29,6 +29,9 @@ def train(
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for split, init and augmentation.")] = 0,
+    rot90: Annotated[
+        bool, typer.Option("--rot90", help="Add 90-degree turns (rotation-symmetric parts).")
+    ] = False,
     split_file: Annotated[
         Path | None, typer.Option(help="With --data: CSV with file,split columns.")
     ] = None,
@@ -59,7 +62,9 @@ def train(
     else:
         assert dataset is not None
         dataset_id = dataset
-    config = TrainConfig(arch=arch, seed=seed, device=device or s.device, num_threads=s.num_threads)
+    config = TrainConfig(
+        arch=arch, seed=seed, device=device or s.device, num_threads=s.num_threads, rot90=rot90
+    )
     for field_name, value in (
         ("epochs", epochs),
         ("img_size", img_size),

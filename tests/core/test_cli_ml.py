@@ -56,11 +56,30 @@ def test_import_train_evaluate_promote_export(tmp_path: Path) -> None:
     assert again["id"] == imported["id"] and again["created"] is False
 
     trained = _json(
-        _run(home, "train", "--dataset", str(imported["id"]), "--epochs", "3",
-             "--img-size", "32", "--device", "cpu", "--json")
+        _run(
+            home,
+            "train",
+            "--dataset",
+            str(imported["id"]),
+            "--epochs",
+            "3",
+            "--img-size",
+            "32",
+            "--device",
+            "cpu",
+            "--json",
+        )
     )
-    for key in ("model_id", "val_accuracy", "macro_f1", "per_class", "confusion_matrix",
-                "train_seconds", "images_per_second", "device"):
+    for key in (
+        "model_id",
+        "val_accuracy",
+        "macro_f1",
+        "per_class",
+        "confusion_matrix",
+        "train_seconds",
+        "images_per_second",
+        "device",
+    ):
         assert key in trained
     assert trained["device"] == "cpu"
     assert trained["val_accuracy"] >= 0.9
@@ -83,16 +102,44 @@ def test_import_train_evaluate_promote_export(tmp_path: Path) -> None:
     assert ev["roc_auc"] is not None
 
     out = tmp_path / "model.onnx"
-    exported = _json(_run(home, "models", "export", str(trained["model_id"]), "--format", "onnx",
-                          "--out", str(out), "--json"))
+    exported = _json(
+        _run(
+            home,
+            "models",
+            "export",
+            str(trained["model_id"]),
+            "--format",
+            "onnx",
+            "--out",
+            str(out),
+            "--json",
+        )
+    )
     assert out.exists() and exported["bytes"] == out.stat().st_size
 
 
 def test_train_on_folder_in_one_step(tmp_path: Path) -> None:
     data = _make_dataset(tmp_path / "parts", n=16)
-    trained = _json(_run(tmp_path / "home", "train", "--data", str(data), "--epochs", "1",
-                         "--img-size", "32", "--json"))
+    home = tmp_path / "home"
+    trained = _json(
+        _run(
+            home,
+            "train",
+            "--data",
+            str(data),
+            "--epochs",
+            "1",
+            "--img-size",
+            "32",
+            "--rot90",
+            "--json",
+        )
+    )
     assert trained["model_id"] == 1 and trained["dataset_id"] == 1
+    meta = json.loads(
+        Path(_json(_run(home, "models", "list", "--json"))["models"][0]["artifact"]).read_text()
+    )
+    assert meta["train_config"]["rot90"] is True and meta["train_config"]["epochs"] == 1
 
 
 def test_one_class_dataset_is_refused_with_one_line(tmp_path: Path) -> None:
@@ -110,11 +157,13 @@ def test_one_class_dataset_is_refused_with_one_line(tmp_path: Path) -> None:
 def test_evaluate_refuses_unknown_class_folder(tmp_path: Path) -> None:
     data = _make_dataset(tmp_path / "parts", n=12)
     home = tmp_path / "home"
-    trained = _json(_run(home, "train", "--data", str(data), "--epochs", "1", "--img-size", "32",
-                         "--json"))
+    trained = _json(
+        _run(home, "train", "--data", str(data), "--epochs", "1", "--img-size", "32", "--json")
+    )
     (data / "dent").mkdir()
-    proc = _run(home, "evaluate", "--model", str(trained["model_id"]), "--data", str(data),
-                check=False)
+    proc = _run(
+        home, "evaluate", "--model", str(trained["model_id"]), "--data", str(data), check=False
+    )
     assert proc.returncode == 1 and "dent" in proc.stderr and "not known" in proc.stderr
 
 
