@@ -167,7 +167,7 @@ with jobs_tab:
                     "dataset": j.dataset_name,
                     "progress": f"{j.progress:.0%}",
                     "model": j.model_id,
-                    "by": j.created_by,
+                    "by": j.created_by or "command line",
                     "created (UTC)": j.created_at,
                     "message": j.error or j.message,
                 }
@@ -211,7 +211,13 @@ with jobs_tab:
                 )
             c1, c2 = st.columns(2)
             c1.plotly_chart(loss, width="stretch")
-            c2.plotly_chart(acc, width="stretch")
+            if df.val_accuracy.notna().any():
+                c2.plotly_chart(acc, width="stretch")
+            else:
+                c2.info(
+                    "This dataset has no validation split (a published train/test split): "
+                    "the last epoch is kept and measured once on the test split."
+                )
         if not job.is_finished and st.button("Cancel job", key=f"cancel_{job.id}"):
             try:
                 jobs.cancel_job(db, user, job.id)
