@@ -26,7 +26,7 @@ lint: install
 	$(VENV)/bin/mypy core db
 
 bench: install
-	$(PY) bench/run_all.py
+	bash bench/run_all.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -17,4 +17,10 @@ run heatmap_speed "$PY" bench/heatmap_speed.py --model bench/out/models/neu
 if [ -z "${SKIP_BASELINE:-}" ]; then
   run baseline_keras_style "$PY" bench/baseline_keras_style.py
 fi
-run train_casting "$PY" bench/train_casting.py
+run train_casting "$PY" bench/train_casting.py --img-size 128 --epochs 12 --rot90
+if [ ! -d bench/out/ingest_model_home/models ]; then
+  DEFECTLENS_HOME=bench/out/ingest_model_home .venv/bin/defectlens train \
+    --data ../shared/datasets/casting --split-file ../shared/datasets/casting/splits.csv \
+    --name casting --epochs 3 --device cpu --json > bench/out/ingest_model_train.json
+fi
+(cd bench && "../$PY" ingest_speed.py --runs 2 > out/ingest_speed.json)

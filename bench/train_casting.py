@@ -33,7 +33,10 @@ def main() -> None:
     snap = snapshot("casting", split_file=dataset_dir("casting") / "splits.csv")
     import_s = time.perf_counter() - t0
     cfg = TrainConfig(
-        epochs=args.epochs, img_size=args.img_size, device=args.device, seed=args.seed,
+        epochs=args.epochs,
+        img_size=args.img_size,
+        device=args.device,
+        seed=args.seed,
         rot90=args.rot90,
     )
     if args.batch_size:
