@@ -365,6 +365,25 @@ def _ray_log_tail(backend_ref: str, lines: int) -> str:
 # ---------------------------------------------------------------- state changes made by workers
 
 
+def _mark_running(session: Session, job_id: int, worker_id: str) -> bool:
+    """queued -> running for this worker, guarded by the status; False when someone was first."""
+    now = utcnow()
+    result = session.execute(
+        update(TrainingJob)
+        .where(TrainingJob.id == job_id, TrainingJob.status == JobStatus.QUEUED.value)
+        .values(
+            status=JobStatus.RUNNING.value,
+            worker_id=worker_id,
+            started_at=now,
+            heartbeat_at=now,
+            progress=0.0,
+            message="starting",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
 def claim_next(db: Database, worker_id: str, backend: str = "local") -> JobRecord | None:
     """Atomically take the oldest queued job for this backend; None when there is none.
 
@@ -372,7 +391,6 @@ def claim_next(db: Database, worker_id: str, backend: str = "local") -> JobRecor
     FOR UPDATE SKIP LOCKED lets concurrent workers pick different rows without waiting. On
     both, the ``status = 'queued'`` guard and the rowcount check make a double claim impossible.
     """
-    now = utcnow()
     with db.write() as session:
         oldest = (
             select(TrainingJob.id)
@@ -384,42 +402,15 @@ def claim_next(db: Database, worker_id: str, backend: str = "local") -> JobRecor
         job_id = session.scalar(oldest)
         if job_id is None:
             return None
-        result = session.execute(
-            update(TrainingJob)
-            .where(TrainingJob.id == job_id, TrainingJob.status == JobStatus.QUEUED.value)
-            .values(
-                status=JobStatus.RUNNING.value,
-                worker_id=worker_id,
-                started_at=now,
-                heartbeat_at=now,
-                progress=0.0,
-                message="starting",
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if not _mark_running(session, job_id, worker_id):
             return None
     return get_job(db, job_id)
 
 
 def claim_job(db: Database, job_id: int, worker_id: str) -> bool:
     """Take one named queued job (a Ray job claims its own row); False when not queued."""
-    now = utcnow()
     with db.write() as session:
-        result = session.execute(
-            update(TrainingJob)
-            .where(TrainingJob.id == job_id, TrainingJob.status == JobStatus.QUEUED.value)
-            .values(
-                status=JobStatus.RUNNING.value,
-                worker_id=worker_id,
-                started_at=now,
-                heartbeat_at=now,
-                progress=0.0,
-                message="starting",
-            )
-            .execution_options(synchronize_session=False)
-        )
-        return result.rowcount == 1  # type: ignore[attr-defined]
+        return _mark_running(session, job_id, worker_id)
 
 
 def heartbeat_interval(settings: Settings) -> float:

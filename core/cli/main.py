@@ -125,11 +125,26 @@ def user_reset_password(name: str, as_json: JsonOpt = False) -> None:
         typer.echo(f"new password for '{match[0].username}': {password}")
 
 
+# Runs in the server's own process, never in core: DefectLens builds its navigation with
+# st.navigation, per role. Streamlit's legacy multipage mode would turn every script in the
+# pages/ folder next to app.py into a page until the first st.navigation call of the process,
+# so a first visit to /admin on a fresh server would list them all. The flag is set before
+# Streamlit starts, keeping navigation role-filtered from the first request.
+STREAMLIT_LAUNCHER = (
+    "import sys; "
+    "from streamlit.runtime.pages_manager import PagesManager; "
+    "from streamlit.web import cli; "
+    "PagesManager.uses_pages_directory = False; "
+    "sys.argv = ['streamlit', *sys.argv[1:]]; "
+    "sys.exit(cli.main())"
+)
+
+
 def _streamlit_command(port: int, max_upload_mb: int) -> list[str]:
     return [
         sys.executable,
-        "-m",
-        "core.serve",
+        "-c",
+        STREAMLIT_LAUNCHER,
         "run",
         str(REPO_ROOT / "app.py"),
         "--server.port",

@@ -61,7 +61,7 @@ def test_run_starts_a_worker_and_sigterm_stops_everything(
         wait_for(lambda: jobs.job_metrics(db, job.id), 120, "the worker to train the job")
         children = _children(proc.pid)
         assert any(" worker" in _cmdline(c) for c in children), children
-        assert any("core.serve" in _cmdline(c) for c in children), children
+        assert any("streamlit.web" in _cmdline(c) for c in children), children
         log = jobs.log_path(settings, job.id).read_text()
         trainer = int(re.search(r"started by \S+ \(pid (\d+)\)", log).group(1))  # type: ignore[union-attr]
         stopped_at = time.monotonic()
