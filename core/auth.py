@@ -111,6 +111,27 @@ def require(user: CurrentUser, action: Action) -> None:
         )
 
 
+def record_audit(
+    session: Session,
+    actor: CurrentUser,
+    *,
+    action: str,
+    entity: str | None = None,
+    entity_id: str | int | None = None,
+    details: dict[str, object] | None = None,
+) -> None:
+    """Append an audit entry for what the actor did, in the caller's transaction."""
+    queries.add_audit(
+        session,
+        user_id=actor.id,
+        username=actor.username,
+        action=action,
+        entity=entity,
+        entity_id=entity_id,
+        details=details,
+    )
+
+
 def hash_password(password: str) -> str:
     """An argon2id hash of the password."""
     return _hasher.hash(password)
@@ -257,10 +278,9 @@ def create_user(
         )
         session.add(user)
         session.flush()
-        queries.add_audit(
+        record_audit(
             session,
-            user_id=actor.id,
-            username=actor.username,
+            actor,
             action="user_created",
             entity="user",
             entity_id=user.id,
@@ -296,10 +316,9 @@ def set_role(db: Database, actor: CurrentUser, user_id: int, role: Role | str) -
         if old == Role.ADMIN.value and role != Role.ADMIN:
             _ensure_an_admin_remains(session, user)
         user.role = role.value
-        queries.add_audit(
+        record_audit(
             session,
-            user_id=actor.id,
-            username=actor.username,
+            actor,
             action="user_role_changed",
             entity="user",
             entity_id=user.id,
@@ -316,10 +335,9 @@ def set_active(db: Database, actor: CurrentUser, user_id: int, active: bool) -> 
         if not active and user.role == Role.ADMIN.value:
             _ensure_an_admin_remains(session, user)
         user.active = active
-        queries.add_audit(
+        record_audit(
             session,
-            user_id=actor.id,
-            username=actor.username,
+            actor,
             action="user_activated" if active else "user_deactivated",
             entity="user",
             entity_id=user.id,
@@ -338,10 +356,9 @@ def reset_password(
     with db.write() as session:
         user = _get_user(session, user_id)
         user.password_hash = hash_password(password)
-        queries.add_audit(
+        record_audit(
             session,
-            user_id=actor.id,
-            username=actor.username,
+            actor,
             action="password_reset",
             entity="user",
             entity_id=user.id,
@@ -361,10 +378,9 @@ def set_email(db: Database, actor: CurrentUser, user_id: int, email: str | None)
             if other is not None and other.id != user.id:
                 raise Conflict(f"e-mail {email!r} already belongs to {other.username}")
         user.email = email
-        queries.add_audit(
+        record_audit(
             session,
-            user_id=actor.id,
-            username=actor.username,
+            actor,
             action="user_email_changed",
             entity="user",
             entity_id=user.id,

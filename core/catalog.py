@@ -10,9 +10,8 @@ from typing import Any
 from sqlalchemy import select
 
 from core import auth
-from core.auth import Action, CurrentUser
+from core.auth import Action, CurrentUser, record_audit
 from core.errors import Conflict, NotFound, ValidationError
-from db import queries
 from db.engine import Database
 from db.models import Dataset, Model, ModelStatus, utcnow
 
@@ -120,10 +119,9 @@ def register_dataset(
         )
         session.add(row)
         session.flush()
-        queries.add_audit(
+        record_audit(
             session,
-            user_id=actor.id,
-            username=actor.username,
+            actor,
             action="dataset_imported",
             entity="dataset",
             entity_id=row.id,
@@ -181,10 +179,9 @@ def register_model(
         )
         session.add(row)
         session.flush()
-        queries.add_audit(
+        record_audit(
             session,
-            user_id=actor.id,
-            username=actor.username,
+            actor,
             action="model_registered",
             entity="model",
             entity_id=row.id,
@@ -237,10 +234,9 @@ def promote_model(db: Database, actor: CurrentUser, model_id: int) -> ModelRecor
         row.status = ModelStatus.ACTIVE.value
         row.promoted_by = actor.id
         row.promoted_at = utcnow()
-        queries.add_audit(
+        record_audit(
             session,
-            user_id=actor.id,
-            username=actor.username,
+            actor,
             action="model_promoted",
             entity="model",
             entity_id=row.id,
@@ -267,10 +263,9 @@ def rollback_model(db: Database, actor: CurrentUser) -> ModelRecord:
         previous.status = ModelStatus.ACTIVE.value
         previous.promoted_by = actor.id
         previous.promoted_at = utcnow()
-        queries.add_audit(
+        record_audit(
             session,
-            user_id=actor.id,
-            username=actor.username,
+            actor,
             action="model_rolled_back",
             entity="model",
             entity_id=previous.id,

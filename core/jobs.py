@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from core.auth import SYSTEM, Action, CurrentUser, require
+from core.auth import SYSTEM, Action, CurrentUser, record_audit, require
 from core.config import DEVICES, Settings
 from core.errors import Conflict, DatasetError, NotFound, ValidationError
 from db import queries
@@ -233,10 +233,9 @@ def submit_job(
         session.add(row)
         session.flush()
         row.log_path = str(log_path(settings, row.id))
-        queries.add_audit(
+        record_audit(
             session,
-            user_id=actor.id,
-            username=actor.username,
+            actor,
             action="job_submitted",
             entity="training_job",
             entity_id=row.id,
@@ -315,10 +314,9 @@ def cancel_job(db: Database, actor: CurrentUser, job_id: int) -> JobRecord:
             row.message = f"cancel requested by {actor.username}; stopping at the next batch"
             action = "job_cancel_requested"
         backend, ref = row.backend, row.backend_ref
-        queries.add_audit(
+        record_audit(
             session,
-            user_id=actor.id,
-            username=actor.username,
+            actor,
             action=action,
             entity="training_job",
             entity_id=job_id,

@@ -17,12 +17,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core import inspection
-from core.auth import Action, CurrentUser, require
+from core.auth import Action, CurrentUser, record_audit, require
 from core.catalog import DatasetRecord
 from core.config import Settings
 from core.errors import Conflict, DatasetError, NotFound, ValidationError
 from core.inspection import InspectionRecord
-from db import queries
 from db.engine import Database
 from db.models import Disposition, Image, Inspection, Model, Review, User, utcnow
 
@@ -192,10 +191,9 @@ def record_review(
         )
         session.add(row)
         session.flush()
-        queries.add_audit(
+        record_audit(
             session,
-            user_id=actor.id,
-            username=actor.username,
+            actor,
             action="part_reviewed",
             entity="inspection",
             entity_id=inspection_id,

@@ -17,9 +17,8 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from core.auth import Action, CurrentUser, require
+from core.auth import Action, CurrentUser, record_audit, require
 from core.errors import Conflict, DatasetError, ValidationError
-from db import queries
 from db.engine import Database
 from db.models import Model, ModelStatus, Threshold
 
@@ -192,10 +191,9 @@ def set_rule(
             )
             session.add(row)
             session.flush()
-            queries.add_audit(
+            record_audit(
                 session,
-                user_id=actor.id,
-                username=actor.username,
+                actor,
                 action="threshold_changed",
                 entity="threshold",
                 entity_id=row.id,
