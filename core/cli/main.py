@@ -167,7 +167,9 @@ def _worker_command() -> list[str]:
 @app.command()
 def run(
     port: Annotated[int | None, typer.Option(help="HTTP port (default DEFECTLENS_PORT).")] = None,
-    no_demo: Annotated[bool, typer.Option("--no-demo", help="Do not load demo data.")] = False,
+    no_demo: Annotated[
+        bool, typer.Option("--no-demo", help="Do not load demo data (no demo exists yet).")
+    ] = False,
 ) -> None:
     """Migrate, then serve the dashboard until Ctrl-C or SIGTERM."""
     s = settings()
@@ -179,8 +181,7 @@ def run(
         )
     port = port or s.port
     env = dict(os.environ, DEFECTLENS_HOME=str(s.home), DEFECTLENS_DB_URL=s.db_url)
-    if no_demo:
-        env["DEFECTLENS_NO_DEMO"] = "1"
+    del no_demo  # accepted for the DESIGN.md contract; there is no demo data to load yet
     children = [
         subprocess.Popen(_streamlit_command(port, s.max_upload_mb), env=env, cwd=REPO_ROOT),
         # The training worker: pages only queue jobs, this process runs them.
