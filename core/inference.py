@@ -164,7 +164,8 @@ class Classifier:
             logits = self._model((xt - self._mean) / self._std)
             return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
-    def _to_prediction(self, name: str, probs: np.ndarray) -> Prediction:
+    def to_prediction(self, name: str, probs: np.ndarray) -> Prediction:
+        """The Prediction for one row of class probabilities."""
         k = int(probs.argmax())
         return Prediction(
             name=name,
@@ -183,7 +184,7 @@ class Classifier:
         for i in range(0, len(inputs), batch_size):
             probs = self._probabilities(np.stack(inputs[i : i + batch_size]))
             batch_names = names[i : i + batch_size]
-            out += [self._to_prediction(n, p) for n, p in zip(batch_names, probs, strict=True)]
+            out += [self.to_prediction(n, p) for n, p in zip(batch_names, probs, strict=True)]
         return out
 
     def predict_arrays(

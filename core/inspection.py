@@ -418,19 +418,6 @@ def ingest(
     )
 
 
-def _prediction(clf: Classifier, name: str, probs: np.ndarray) -> Prediction:
-    from core.inference import Prediction
-
-    k = int(probs.argmax())
-    return Prediction(
-        name=name,
-        class_name=clf.class_names[k],
-        class_index=k,
-        confidence=float(probs[k]),
-        probabilities={c: float(p) for c, p in zip(clf.class_names, probs, strict=True)},
-    )
-
-
 def _check(
     name: str, data: bytes, limits: images.DecodeLimits, clf: Classifier
 ) -> _Item | Rejection:
@@ -480,7 +467,7 @@ def _classify_chunk(
         def choose(probs: np.ndarray) -> list[tuple[int, int]]:
             picks = []
             for row, (item, p) in enumerate(zip(good, probs, strict=True)):
-                item.prediction = _prediction(clf, item.name, p)
+                item.prediction = clf.to_prediction(item.name, p)
                 item.judged = thresholds.judge(rule, item.prediction.class_name, float(p.max()))
                 if item.judged[1]:
                     picks.append((row, item.prediction.class_index))

@@ -57,12 +57,12 @@ def pg_url() -> str:
     return url
 
 
-def write_tiny_dataset(root: Path, n: int = 16, size: int = 40) -> Path:
-    """Two clearly separable classes of small grayscale PNGs (ok / scratch)."""
+def write_tiny_dataset(root: Path, n: int = 16, size: int = 40, seed: int = 0) -> Path:
+    """Two clearly separable classes of small grayscale PNGs (ok / scratch), distinct per seed."""
     import numpy as np
     from PIL import Image
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for cls in ("ok", "scratch"):
         folder = root / cls
         folder.mkdir(parents=True, exist_ok=True)

@@ -10,13 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import numpy as np
-from PIL import Image
-
 from core import auth, pipeline
 from core.catalog import DatasetRecord
 from core.config import Settings
 from db.engine import Database
+from tests.conftest import write_tiny_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -24,16 +22,7 @@ T = TypeVar("T")
 
 def write_two_class_folder(root: Path, n: int = 20, size: int = 32, seed: int = 0) -> Path:
     """ok / scratch folders of n small grayscale PNGs each (distinct per seed)."""
-    rng = np.random.default_rng(seed)
-    for cls in ("ok", "scratch"):
-        folder = root / cls
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            a = (rng.random((size, size)) * 60 + 100).astype(np.uint8)
-            if cls == "scratch":
-                a[:, size // 2 - 2 : size // 2 + 2] = 250
-            Image.fromarray(a).save(folder / f"{cls}_{i}.png")
-    return root
+    return write_tiny_dataset(root, n=n, size=size, seed=seed)
 
 
 def import_tiny(db: Database, settings: Settings, root: Path, seed: int = 0) -> DatasetRecord:
