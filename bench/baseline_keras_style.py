@@ -18,8 +18,8 @@ import torch
 from common import emit, snapshot
 from torch import nn
 
-from core import evaluate as ev
-from core.train import load_split_tensors
+from core.training import metrics as ev
+from core.training.loop import load_split_tensors
 
 
 class KerasStyleCNN(nn.Module):

@@ -44,9 +44,9 @@ class Entry:
 
 @dataclass
 class FolderSnapshot:
-    """Stand-in for core.datasets.DatasetSnapshot that reads the shared folder in place.
+    """Stand-in for core.datasets DatasetSnapshot that reads the shared folder in place.
 
-    Used where core.datasets (and its db-free import path) is not available, e.g. on the GPU box;
+    Used where core.datasets (db-free) is not available, e.g. on the GPU box;
     the split is the same stratified, seeded rule: per class, shuffle sorted names, last 20 % val.
     """
 
@@ -92,10 +92,10 @@ def snapshot(name: str, *, split_file: Path | None = None, use_core: bool = True
     src = dataset_dir(name)
     if use_core:
         try:
-            from core import datasets
             from core.config import load_settings
+            from core.datasets import importer
         except ImportError as e:
-            log.warning("core.datasets unavailable (%s); reading the folder in place", e)
+            log.warning("core.datasets.importer unavailable (%s); reading the folder in place", e)
         else:
             home = OUT_DIR / "home"
             settings = load_settings({"DEFECTLENS_HOME": str(home)})
@@ -103,7 +103,7 @@ def snapshot(name: str, *, split_file: Path | None = None, use_core: bool = True
             kwargs: dict[str, Any] = {"val_fraction": 0.2, "seed": 0}
             if split_file is not None:
                 kwargs["split_file"] = split_file
-            return datasets.import_dataset(src, name, settings, **kwargs)
+            return importer.import_dataset(src, name, settings, **kwargs)
     return folder_snapshot(src, split_file=split_file)
 
 

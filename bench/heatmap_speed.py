@@ -14,7 +14,7 @@ from pathlib import Path
 
 from common import emit, snapshot
 
-from core.inference import Classifier
+from core.vision.classifier import Classifier
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from common import emit, snapshot
 
-from core import evaluate as ev
-from core.inference import Classifier, Prediction
+from core.training import metrics as ev
+from core.vision.classifier import Classifier, Prediction
 
 
 def main() -> None:

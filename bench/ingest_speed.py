@@ -54,9 +54,10 @@ def _test_split(casting: Path, dest: Path) -> int:
 
 def _model_artifact(model_home: Path) -> tuple[Path, dict[str, Any]]:
     """The casting model's artifact folder and catalog fields (active, else newest)."""
-    from core import catalog, setup
+    from core import setup
     from core.config import load_settings
     from core.errors import NotFound
+    from core.registry import catalog
 
     settings = load_settings({"DEFECTLENS_HOME": str(model_home)})
     if not (model_home / "defectlens.db").exists():
@@ -85,8 +86,10 @@ def _model_artifact(model_home: Path) -> tuple[Path, dict[str, Any]]:
 
 def _fresh_home(base: Path, artifact_dir: Path, fields: dict[str, Any]) -> Path:
     """A new data directory whose database holds the model, promoted."""
-    from core import auth, catalog, setup
+    from core import setup
+    from core.auth import accounts
     from core.config import load_settings
+    from core.registry import catalog
 
     home = base / uuid.uuid4().hex[:8]
     settings = load_settings({"DEFECTLENS_HOME": str(home)})
@@ -96,9 +99,9 @@ def _fresh_home(base: Path, artifact_dir: Path, fields: dict[str, Any]) -> Path:
     db = setup.open_database(settings)
     try:
         rec = catalog.register_model(
-            db, auth.SYSTEM, artifact_path=target / "model.json", dataset_id=None, **fields
+            db, accounts.SYSTEM, artifact_path=target / "model.json", dataset_id=None, **fields
         )
-        catalog.promote_model(db, auth.SYSTEM, rec.id)
+        catalog.promote_model(db, accounts.SYSTEM, rec.id)
     finally:
         db.dispose()
     return home
@@ -106,12 +109,13 @@ def _fresh_home(base: Path, artifact_dir: Path, fields: dict[str, Any]) -> Path:
 
 def _accuracy(home: Path) -> dict[str, Any]:
     """Accuracy of the recorded predictions against the class folder in each file's path."""
-    from core import inspection, setup
+    from core import setup
     from core.config import load_settings
+    from core.quality import ingest
 
     db = setup.open_database(load_settings({"DEFECTLENS_HOME": str(home)}))
     try:
-        recs = inspection.list_inspections(db, limit=100_000)
+        recs = ingest.list_inspections(db, limit=100_000)
     finally:
         db.dispose()
     right = sum(1 for r in recs if Path(r.source_name or "").parent.name == r.predicted_class)
@@ -147,7 +151,7 @@ def _plain_loop(artifact_dir: Path, src: Path) -> dict[str, Any]:
     import torch
     from PIL import Image
 
-    from core.artifacts import load_model
+    from core.vision.artifacts import load_model
 
     loaded = load_model(artifact_dir)
     meta = loaded.metadata

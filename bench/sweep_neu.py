@@ -18,8 +18,8 @@ from typing import Any
 
 from common import emit, snapshot
 
-from core import architectures as A
-from core.train import TrainConfig, fit
+from core.training.loop import TrainConfig, fit
+from core.vision import architectures as A
 
 OLD = {"widths": (32, 64, 128, 256), "strides": (2, 2, 2), "blocks": (1, 1, 1)}
 # (name, DefectNet kwargs or None for the registry's own entry, TrainConfig overrides)

@@ -14,8 +14,8 @@ import time
 import torch
 from common import dataset_dir, emit, snapshot
 
-from core import evaluate as ev
-from core.train import TrainConfig, fit, load_split_tensors, predict_tensor
+from core.training import metrics as ev
+from core.training.loop import TrainConfig, fit, load_split_tensors, predict_tensor
 
 
 def main() -> None:

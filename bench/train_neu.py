@@ -1,7 +1,7 @@
 """Train the default model on NEU (stratified 20 % val, seed 0) and report time and accuracy.
 
 Usage: python bench/train_neu.py [--device cpu|cuda|auto] [--epochs N] [--img-size S] ...
-Prints one JSON object. Imports only core.train / core.datasets (no db, no captum).
+Prints one JSON object. Imports only core.training.loop / core.datasets.importer (no db, no captum).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common import class_counts, emit, snapshot
 
-from core.train import EpochReport, TrainConfig, fit
+from core.training.loop import EpochReport, TrainConfig, fit
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--dataset", default="neu_surface")
     p.add_argument(
-        "--folder", action="store_true", help="read the folder in place (no core.datasets)"
+        "--folder", action="store_true", help="read the folder in place (no core.datasets.importer)"
     )
     p.add_argument("--target", type=float, default=0.99)
     p.add_argument("--save", type=Path, help="save the model artifact into this folder")
@@ -63,7 +63,7 @@ def main() -> None:
     cpu_s = usage.ru_utime + usage.ru_stime
     saved = None
     if args.save:
-        from core.artifacts import metadata_from_result, save_model
+        from core.vision.artifacts import metadata_from_result, save_model
 
         meta = metadata_from_result(
             res, dataset_id=getattr(snap, "name", None), dataset_hash=snap.content_hash

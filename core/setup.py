@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from core import auth
+from core.auth import accounts
 from core.config import Settings
 from db import migrate as db_migrate
 from db.engine import Database
@@ -43,8 +43,8 @@ def initialise(settings: Settings, admin_username: str = "admin") -> InitResult:
     try:
         username: str | None = None
         password: str | None = None
-        if not auth.has_users(db):
-            info, password = auth.create_user(db, auth.SYSTEM, admin_username, Role.ADMIN)
+        if not accounts.has_users(db):
+            info, password = accounts.create_user(db, accounts.SYSTEM, admin_username, Role.ADMIN)
             username = info.username
             log.info("created first admin %s", username)
         return InitResult(

@@ -6,15 +6,16 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from core import auth, setup
-from core.auth import Action, CurrentUser
+from core import setup
+from core.auth import accounts
+from core.auth.accounts import Action, CurrentUser
 from core.config import Settings, load_settings
 from core.errors import PermissionDenied
 from db.engine import Database
 
 if TYPE_CHECKING:
-    from core.catalog import ModelRecord
-    from core.inference import Classifier
+    from core.registry.catalog import ModelRecord
+    from core.vision.classifier import Classifier
 
 USER_KEY = "defectlens_user"
 
@@ -38,7 +39,7 @@ def current_user() -> CurrentUser | None:
     user = st.session_state.get(USER_KEY)
     if user is None:
         return None
-    fresh = auth.refresh(get_db(), user)
+    fresh = accounts.refresh(get_db(), user)
     if fresh is None:
         st.session_state.pop(USER_KEY, None)
         return None
@@ -55,7 +56,7 @@ def sign_out() -> None:
     """Forget the user and write the logout to the audit log."""
     user = st.session_state.pop(USER_KEY, None)
     if user is not None:
-        auth.record_logout(get_db(), user)
+        accounts.record_logout(get_db(), user)
 
 
 def require_page(action: Action) -> CurrentUser:
@@ -65,7 +66,7 @@ def require_page(action: Action) -> CurrentUser:
         st.warning("Please log in.")
         st.stop()
     try:
-        auth.require(user, action)
+        accounts.require(user, action)
     except PermissionDenied as e:
         st.error(str(e))
         st.stop()
@@ -74,7 +75,7 @@ def require_page(action: Action) -> CurrentUser:
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the model…")
 def _load_classifier(model_id: int, artifact_sha256: str) -> Classifier:
-    from core import catalog, compare
+    from core.registry import catalog, compare
 
     return compare.load_classifier(get_settings(), catalog.get_model(get_db(), model_id))
 

@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from core import auth
-from core.auth import ROLES, Action
+from core.auth import accounts
+from core.auth.accounts import ROLES, Action
 from core.errors import DefectLensError
 from pages._ui import get_db, require_page
 
@@ -14,7 +14,7 @@ st.title("Administration")
 users_tab, audit_tab = st.tabs(["Users", "Audit log"])
 
 with users_tab:
-    users = auth.list_users(db, user)
+    users = accounts.list_users(db, user)
     st.dataframe(
         pd.DataFrame(
             [
@@ -40,7 +40,7 @@ with users_tab:
         email = st.text_input("E-mail (optional, for single sign-on)")
         if st.form_submit_button("Add user", type="primary"):
             try:
-                info, password = auth.create_user(db, user, name, role, email=email or None)
+                info, password = accounts.create_user(db, user, name, role, email=email or None)
                 st.success(f"Added {info.username}. Their password (shown once): {password}")
             except DefectLensError as e:
                 st.error(str(e))
@@ -56,13 +56,13 @@ with users_tab:
         )
         try:
             if c1.button("Change role"):
-                auth.set_role(db, user, target.id, new_role)
+                accounts.set_role(db, user, target.id, new_role)
                 st.rerun()
             if c2.button("Deactivate" if target.active else "Activate"):
-                auth.set_active(db, user, target.id, not target.active)
+                accounts.set_active(db, user, target.id, not target.active)
                 st.rerun()
             if c3.button("Reset password"):
-                password = auth.reset_password(db, user, target.id)
+                password = accounts.reset_password(db, user, target.id)
                 st.success(f"New password for {target.username} (shown once): {password}")
         except DefectLensError as e:
             st.error(str(e))
@@ -71,5 +71,5 @@ with audit_tab:
     c1, c2 = st.columns(2)
     action = c1.text_input("Action (e.g. login_failed)", key="audit_action")
     who = c2.text_input("User", key="audit_user")
-    rows = auth.audit_log(db, user, limit=500, action=action.strip(), username=who.strip())
+    rows = accounts.audit_log(db, user, limit=500, action=action.strip(), username=who.strip())
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from core import overview
-from core.auth import Action
+from core.auth.accounts import Action
+from core.quality import overview
 from pages._ui import get_db, require_page
 
 user = require_page(Action.VIEW_TRENDS)

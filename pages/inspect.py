@@ -6,9 +6,10 @@ from datetime import UTC, datetime, time
 import pandas as pd
 import streamlit as st
 
-from core import catalog, inspection
-from core.auth import Action
+from core.auth.accounts import Action
 from core.errors import DefectLensError, NotFound
+from core.quality import ingest
+from core.registry import catalog
 from pages._ui import get_classifier, get_db, get_settings, require_page
 
 user = require_page(Action.INSPECT)
@@ -45,10 +46,10 @@ if submitted:
     else:
         batch, rejected = [], []
         for f in files:
-            items, bad = inspection.expand_upload(f.name, f.getvalue(), settings)
+            items, bad = ingest.expand_upload(f.name, f.getvalue(), settings)
             batch += items
             rejected += bad
-        trace = inspection.Traceability(
+        trace = ingest.Traceability(
             line=line or None,
             station=station or None,
             product=product or None,
@@ -58,7 +59,7 @@ if submitted:
         )
         try:
             with st.spinner(f"Inspecting {len(batch)} image(s)…"):
-                result = inspection.ingest(
+                result = ingest.ingest(
                     db, settings, user, batch, trace, classifier=(active, get_classifier(active))
                 )
         except DefectLensError as e:
@@ -84,11 +85,11 @@ if rejected_rows:
 if not ids:
     st.stop()
 
-records = [inspection.get_inspection(db, i) for i in ids]
+records = [ingest.get_inspection(db, i) for i in ids]
 
 
-def _thumb(rec: inspection.InspectionRecord) -> str:
-    png = inspection.thumbnail_png(settings, rec, size=72)
+def _thumb(rec: ingest.InspectionRecord) -> str:
+    png = ingest.thumbnail_png(settings, rec, size=72)
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
@@ -127,10 +128,10 @@ chosen = st.selectbox(
 )
 rec = next(r for r in records if r.id == chosen)
 left, mid, right = st.columns(3)
-left.image(inspection.image_bytes(settings, rec), caption="Image", width="stretch")
-heat = inspection.heatmap_png(settings, rec)
+left.image(ingest.image_bytes(settings, rec), caption="Image", width="stretch")
+heat = ingest.heatmap_png(settings, rec)
 if heat is None and mid.button("Compute heatmap"):
-    heat = get_classifier(active).explain(inspection.image_bytes(settings, rec)).overlay_png
+    heat = get_classifier(active).explain(ingest.image_bytes(settings, rec)).overlay_png
 if heat is not None:
     mid.image(heat, caption="Grad-CAM heatmap: where the model looked", width="stretch")
 right.bar_chart(pd.Series(rec.probabilities, name="probability"), horizontal=True)

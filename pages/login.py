@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core import auth
+from core.auth import accounts
 from core.errors import AuthenticationError
 from pages._ui import get_db, get_settings, sign_in
 
@@ -17,7 +17,7 @@ with st.form("login"):
 
 if submitted:
     try:
-        user = auth.authenticate(get_db(), username, password, delay_s=settings.login_delay_s)
+        user = accounts.authenticate(get_db(), username, password, delay_s=settings.login_delay_s)
     except AuthenticationError as e:
         st.error(str(e))
     else:
@@ -28,7 +28,7 @@ if settings.sso_enabled:
     st.divider()
     if getattr(st.user, "is_logged_in", False) and st.user.email:
         try:
-            sign_in(auth.user_for_email(get_db(), str(st.user.email)))
+            sign_in(accounts.user_for_email(get_db(), str(st.user.email)))
             st.rerun()
         except AuthenticationError as e:
             st.error(str(e))

@@ -4,9 +4,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import catalog, compare
-from core.auth import Action
+from core.auth.accounts import Action
 from core.errors import DefectLensError
+from core.registry import catalog, compare
 from pages._ui import get_db, get_settings, require_page
 
 user = require_page(Action.MANAGE_MODELS)

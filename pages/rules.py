@@ -5,9 +5,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import catalog, thresholds
-from core.auth import Action
+from core.auth.accounts import Action
 from core.errors import DefectLensError, NotFound
+from core.quality import flag_rules
+from core.registry import catalog
 from pages._ui import get_db, get_settings, require_page
 
 user = require_page(Action.EDIT_THRESHOLDS)
@@ -15,7 +16,7 @@ db, settings = get_db(), get_settings()
 st.title("Flagging rules")
 st.caption(
     "A part is flagged when its predicted class is not a good class, or when the model's "
-    f"confidence is below the threshold. Product `{thresholds.DEFAULT_PRODUCT}` is the rule "
+    f"confidence is below the threshold. Product `{flag_rules.DEFAULT_PRODUCT}` is the rule "
     "for every product without its own. Every change is a new version, kept and audited."
 )
 
@@ -25,10 +26,10 @@ except NotFound:
     st.warning("No active model yet: promote one on the Models page first.")
     st.stop()
 
-product = st.text_input("Product", value=thresholds.DEFAULT_PRODUCT).strip()
-current = thresholds.active_rule(db, product or thresholds.DEFAULT_PRODUCT)
+product = st.text_input("Product", value=flag_rules.DEFAULT_PRODUCT).strip()
+current = flag_rules.active_rule(db, product or flag_rules.DEFAULT_PRODUCT)
 st.write(
-    f"In force for **{product or thresholds.DEFAULT_PRODUCT}**: good classes "
+    f"In force for **{product or flag_rules.DEFAULT_PRODUCT}**: good classes "
     f"{', '.join(current.good_classes) or '(none)'}; threshold {current.min_confidence:.0%}"
     + (f" (version {current.version} of `{current.product}`)" if current.id else " (built-in)")
 )
@@ -42,7 +43,7 @@ threshold = st.slider("Confidence threshold", 0.0, 1.0, float(current.min_confid
 
 if good:
     try:
-        curve = thresholds.threshold_curve(db, settings, active, good)
+        curve = flag_rules.threshold_curve(db, settings, active, good)
     except DefectLensError as e:
         st.info(f"Threshold helper unavailable: {e}")
     else:
@@ -70,12 +71,12 @@ if good:
 
 if st.button("Save as a new version", type="primary", disabled=not good):
     try:
-        rule = thresholds.set_rule(db, user, product or thresholds.DEFAULT_PRODUCT, good, threshold)
+        rule = flag_rules.set_rule(db, user, product or flag_rules.DEFAULT_PRODUCT, good, threshold)
         st.success(f"Saved version {rule.version} for {rule.product}.")
     except DefectLensError as e:
         st.error(str(e))
 
-history = thresholds.rule_history(db, product or thresholds.DEFAULT_PRODUCT)
+history = flag_rules.rule_history(db, product or flag_rules.DEFAULT_PRODUCT)
 if history:
     st.subheader("History")
     st.dataframe(

@@ -4,11 +4,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import catalog, jobs, pipeline, review
-from core.architectures import ARCHITECTURES
-from core.auth import Action
+from core.auth.accounts import Action
 from core.errors import DefectLensError
-from core.train import TrainConfig
+from core.jobs import queue
+from core.quality import review
+from core.registry import catalog
+from core.training import register
+from core.training.loop import TrainConfig
+from core.vision.architectures import ARCHITECTURES
 from pages._ui import get_db, get_settings, require_page
 
 user = require_page(Action.TRAIN)
@@ -53,7 +56,7 @@ with data_tab:
             else:
                 try:
                     with st.spinner("Validating and importing…"):
-                        rec, _snap, created = pipeline.import_upload(
+                        rec, _snap, created = register.import_upload(
                             db, settings, user, upload.getvalue(), upload.name, up_name
                         )
                     st.success(f"Dataset #{rec.id} {'imported' if created else 'already existed'}.")
@@ -65,7 +68,7 @@ with data_tab:
         if st.form_submit_button("Import folder", type="primary"):
             try:
                 with st.spinner("Validating and importing…"):
-                    rec, _snap, created = pipeline.import_server_folder(
+                    rec, _snap, created = register.import_server_folder(
                         db, settings, user, folder, folder_name
                     )
                 st.success(f"Dataset #{rec.id} {'imported' if created else 'already existed'}.")
@@ -99,7 +102,7 @@ with data_tab:
 
 with launch_tab:
     datasets = catalog.list_datasets(db)
-    gpu = jobs.detected_gpu()
+    gpu = queue.detected_gpu()
     st.caption(f"GPU: {gpu}" if gpu else "No GPU detected: jobs train on the CPU.")
     with st.form("launch"):
         ds_id = st.selectbox(
@@ -147,14 +150,14 @@ with launch_tab:
                     rot90=rot90,
                 )
                 try:
-                    job = jobs.submit_job(db, settings, user, int(ds_id), config)
+                    job = queue.submit_job(db, settings, user, int(ds_id), config)
                     st.success(f"Job #{job.id} queued; a worker picks it up shortly.")
                     st.session_state["training_job"] = job.id
                 except DefectLensError as e:
                     st.error(str(e))
 
 with jobs_tab:
-    history = jobs.list_jobs(db, limit=200)
+    history = queue.list_jobs(db, limit=200)
     if not history:
         st.info("No training jobs yet.")
         st.stop()
@@ -184,7 +187,7 @@ with jobs_tab:
     )
 
     def live_view() -> None:
-        job = jobs.get_job(db, job_id)
+        job = queue.get_job(db, job_id)
         eta = "" if job.eta_seconds is None else f" · about {job.eta_seconds:.0f}s left"
         st.progress(
             min(max(job.progress, 0.0), 1.0), text=f"Job #{job.id}: {job.status.value}{eta}"
@@ -193,7 +196,7 @@ with jobs_tab:
             st.error(job.error)
         elif job.message:
             st.caption(job.message)
-        metrics = jobs.job_metrics(db, job.id)
+        metrics = queue.job_metrics(db, job.id)
         if metrics:
             df = pd.DataFrame([vars(m) for m in metrics])
             loss = go.Figure()
@@ -220,16 +223,16 @@ with jobs_tab:
                 )
         if not job.is_finished and st.button("Cancel job", key=f"cancel_{job.id}"):
             try:
-                jobs.cancel_job(db, user, job.id)
+                queue.cancel_job(db, user, job.id)
             except DefectLensError as e:
                 st.warning(str(e))
         with st.expander("Log"):
-            st.code(jobs.log_tail(settings, job, lines=40) or "(empty)", language=None)
+            st.code(queue.log_tail(settings, job, lines=40) or "(empty)", language=None)
         if job.is_finished and st.session_state.get("_live_polling") == job.id:
             st.session_state.pop("_live_polling")
             st.rerun()
 
-    current = jobs.get_job(db, job_id)
+    current = queue.get_job(db, job_id)
     if not current.is_finished:
         st.session_state["_live_polling"] = current.id
     st.fragment(live_view, run_every=None if current.is_finished else "2s")()

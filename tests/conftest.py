@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from core import auth, setup
-from core.auth import CurrentUser
+from core import setup
+from core.auth import accounts
+from core.auth.accounts import CurrentUser
 from core.config import Settings, load_settings
 from db.engine import Database
 from db.models import Role
@@ -40,7 +41,7 @@ def make_user(db: Database):  # type: ignore[no-untyped-def]
     """Create a user with a role; returns (CurrentUser, password)."""
 
     def _make(username: str, role: Role | str = Role.VIEWER, password: str = "correct-horse-1"):
-        info, pw = auth.create_user(db, auth.SYSTEM, username, role, password=password)
+        info, pw = accounts.create_user(db, accounts.SYSTEM, username, role, password=password)
         return CurrentUser(id=info.id, username=info.username, role=info.role), pw
 
     return _make
@@ -77,10 +78,10 @@ def write_tiny_dataset(root: Path, n: int = 16, size: int = 40, seed: int = 0) -
 @pytest.fixture
 def tiny_dataset(tmp_path: Path, db: Database, settings: Settings):  # type: ignore[no-untyped-def]
     """A tiny two-class dataset imported and registered; returns its DatasetRecord."""
-    from core import pipeline
+    from core.training import register
 
-    record, _snap, _ = pipeline.import_dataset(
-        db, settings, auth.SYSTEM, write_tiny_dataset(tmp_path / "tiny"), "tiny"
+    record, _snap, _ = register.import_dataset(
+        db, settings, accounts.SYSTEM, write_tiny_dataset(tmp_path / "tiny"), "tiny"
     )
     return record
 
@@ -88,11 +89,13 @@ def tiny_dataset(tmp_path: Path, db: Database, settings: Settings):  # type: ign
 @pytest.fixture
 def train_tiny(db: Database, settings: Settings, tiny_dataset):  # type: ignore[no-untyped-def]
     """Train and register a small model on the tiny dataset (a few seconds on the CPU)."""
-    from core import pipeline
-    from core.train import TrainConfig
+    from core.training import register
+    from core.training.loop import TrainConfig
 
     def _train(epochs: int = 1):  # type: ignore[no-untyped-def]
         config = TrainConfig(epochs=epochs, img_size=32, device="cpu")
-        return pipeline.train_and_register(db, settings, auth.SYSTEM, tiny_dataset.id, config).model
+        return register.train_and_register(
+            db, settings, accounts.SYSTEM, tiny_dataset.id, config
+        ).model
 
     return _train

@@ -16,7 +16,7 @@ from core.cli.common import emit_json, fail
 from core.cli.ml import JsonOpt, _open, _progress
 
 if TYPE_CHECKING:
-    from core.inspection import Rejection
+    from core.quality.ingest import Rejection
 
 # Files read and inspected together: bounds memory, while chunks inside stay full-size.
 READ_GROUP = 256
@@ -33,7 +33,7 @@ def _walk(root: Path) -> Iterator[Path]:
 
 
 def _sources(paths: list[Path]) -> Iterator[Path | Rejection]:
-    from core.inspection import Rejection
+    from core.quality.ingest import Rejection
 
     for path in paths:
         if path.is_dir():
@@ -77,9 +77,10 @@ def ingest_cmd(
 ) -> None:
     """Inspect images with the active model and record them; prints processed, rejected,
     flagged and images_per_second. Exit code 0 when at least one image was processed."""
-    from core import auth, inspection
+    from core.auth import accounts
     from core.errors import InvalidImageError, ValidationError
-    from core.images import DecodeLimits, read_file_limited
+    from core.quality import ingest
+    from core.vision.images import DecodeLimits, read_file_limited
 
     if poll_seconds <= 0:
         raise ValidationError("--poll-seconds must be positive")
@@ -87,15 +88,13 @@ def ingest_cmd(
     if not paths and not backfill:
         raise ValidationError("give at least one file, folder or zip (or --backfill)")
     s, db = _open()
-    trace = inspection.Traceability(
-        line=line, station=station, product=product, lot=lot, serial=serial
-    )
+    trace = ingest.Traceability(line=line, station=station, product=product, lot=lot, serial=serial)
     load_started = time.perf_counter()
-    active = inspection.load_active(db, s)
+    active = ingest.load_active(db, s)
     load_seconds = time.perf_counter() - load_started
 
     if backfill:
-        made = inspection.backfill_heatmaps(db, s, classifier=active, limit=10**9)
+        made = ingest.backfill_heatmaps(db, s, classifier=active, limit=10**9)
         if as_json:
             emit_json({"heatmaps": made})
         else:
@@ -107,7 +106,7 @@ def ingest_cmd(
 
     limits = DecodeLimits.from_settings(s)
     processed = flagged = heatmaps = 0
-    rejected: list[inspection.Rejection] = []
+    rejected: list[ingest.Rejection] = []
     started = time.perf_counter()
     group: list[tuple[str, bytes]] = []
 
@@ -115,8 +114,8 @@ def ingest_cmd(
         nonlocal processed, flagged, heatmaps
         if not group:
             return
-        result = inspection.ingest(
-            db, s, auth.SYSTEM, group, trace, classifier=active, with_heatmaps=not no_heatmaps
+        result = ingest.ingest(
+            db, s, accounts.SYSTEM, group, trace, classifier=active, with_heatmaps=not no_heatmaps
         )
         processed += len(result.processed)
         flagged += result.flagged
@@ -127,7 +126,7 @@ def ingest_cmd(
     sources = list(_sources(paths))
     with _progress("inspecting", as_json) as progress:
         for done, item in enumerate(sources, start=1):
-            if isinstance(item, inspection.Rejection):
+            if isinstance(item, ingest.Rejection):
                 rejected.append(item)
                 continue
             shown = str(item)
@@ -135,16 +134,16 @@ def ingest_cmd(
                 try:
                     data = item.read_bytes()
                 except OSError as e:
-                    rejected.append(inspection.Rejection(shown, f"cannot read ({e.strerror})"))
+                    rejected.append(ingest.Rejection(shown, f"cannot read ({e.strerror})"))
                     continue
-                files, bad = inspection.expand_upload(shown, data, s)
+                files, bad = ingest.expand_upload(shown, data, s)
                 rejected.extend(bad)
                 group.extend(files)
             else:
                 try:
                     group.append((shown, read_file_limited(item, limits, name=shown)))
                 except InvalidImageError as e:
-                    rejected.append(inspection.Rejection(shown, str(e).removeprefix(f"{shown}: ")))
+                    rejected.append(ingest.Rejection(shown, str(e).removeprefix(f"{shown}: ")))
             if len(group) >= READ_GROUP:
                 flush()
                 progress(done, len(sources))
@@ -186,9 +185,9 @@ def _watch(
     poll_seconds: float,
     as_json: bool,
 ) -> None:
-    from core import auth
+    from core.auth import accounts
     from core.errors import ValidationError
-    from core.watch import FolderWatcher
+    from core.quality.watch import FolderWatcher
 
     if len(paths) != 1 or not paths[0].is_dir():
         raise ValidationError("--watch takes exactly one folder")
@@ -213,7 +212,7 @@ def _watch(
     watcher = FolderWatcher(
         db,
         s,
-        auth.SYSTEM,
+        accounts.SYSTEM,
         paths[0],
         trace,
         with_heatmaps=with_heatmaps,

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
-from core import auth, jobs
+from core.auth import accounts
 from core.cli.common import emit_json, settings
-from core.jobs import JobRecord
+from core.jobs import queue
+from core.jobs.queue import JobRecord
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
@@ -52,7 +53,7 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Queue a training job; a worker (`defectlens worker`, started by `run`) runs it."""
-    from core.train import TrainConfig
+    from core.training.loop import TrainConfig
 
     s, db = _open()
     config = TrainConfig(seed=seed, device=(device or s.device).lower())
@@ -65,7 +66,7 @@ def submit(
     ):
         if value is not None:
             setattr(config, name, value)
-    job = jobs.submit_job(db, s, auth.SYSTEM, dataset, config)
+    job = queue.submit_job(db, s, accounts.SYSTEM, dataset, config)
     if as_json:
         emit_json(_job_dict(job))
     else:
@@ -82,7 +83,7 @@ def list_cmd(
 ) -> None:
     """List training jobs, newest first."""
     _s, db = _open()
-    rows = jobs.list_jobs(db, limit=limit, statuses=status or None)
+    rows = queue.list_jobs(db, limit=limit, statuses=status or None)
     if as_json:
         emit_json({"jobs": [_job_dict(j) for j in rows]})
         return
@@ -100,9 +101,9 @@ def show(
 ) -> None:
     """One job with its per-epoch metrics and the end of its log."""
     s, db = _open()
-    job = jobs.get_job(db, job_id)
-    metrics = jobs.job_metrics(db, job_id)
-    tail = jobs.log_tail(s, job, log_lines)
+    job = queue.get_job(db, job_id)
+    metrics = queue.job_metrics(db, job_id)
+    tail = queue.log_tail(s, job, log_lines)
     if as_json:
         emit_json(
             {
@@ -129,7 +130,7 @@ def show(
 def cancel(job_id: int, as_json: JsonOpt = False) -> None:
     """Cancel a job: a queued one at once, a running one at its next batch."""
     _s, db = _open()
-    job = jobs.cancel_job(db, auth.SYSTEM, job_id)
+    job = queue.cancel_job(db, accounts.SYSTEM, job_id)
     if as_json:
         emit_json(_job_dict(job))
     elif job.is_finished:
@@ -147,7 +148,7 @@ def worker(
     """Run queued training jobs until Ctrl-C or SIGTERM (`defectlens run` starts one)."""
     import os
 
-    from core import worker as worker_mod
+    from core.jobs import worker as worker_mod
 
     if not os.environ.get("DEFECTLENS_LOG_LEVEL"):
         logging.getLogger().setLevel(logging.INFO)  # an operator wants to see claims and ends

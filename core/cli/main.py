@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from core import auth, setup
+from core import setup
+from core.auth import accounts
 from core.cli.common import emit_json, fail, settings
 from core.errors import DefectLensError
 
@@ -71,7 +72,7 @@ def user_add(
     s = settings()
     setup.migrate(s)
     db = setup.open_database(s)
-    info, password = auth.create_user(db, auth.SYSTEM, name, role, email=email)
+    info, password = accounts.create_user(db, accounts.SYSTEM, name, role, email=email)
     if as_json:
         emit_json(
             {
@@ -90,7 +91,7 @@ def user_list(as_json: JsonOpt = False) -> None:
     """List user accounts."""
     s = settings()
     setup.migrate(s)
-    users = auth.list_users(setup.open_database(s), auth.SYSTEM)
+    users = accounts.list_users(setup.open_database(s), accounts.SYSTEM)
     rows = [
         {
             "id": u.id,
@@ -115,10 +116,12 @@ def user_reset_password(name: str, as_json: JsonOpt = False) -> None:
     s = settings()
     setup.migrate(s)
     db = setup.open_database(s)
-    match = [u for u in auth.list_users(db, auth.SYSTEM) if u.username.lower() == name.lower()]
+    match = [
+        u for u in accounts.list_users(db, accounts.SYSTEM) if u.username.lower() == name.lower()
+    ]
     if not match:
         raise fail(f"no user named {name!r}")
-    password = auth.reset_password(db, auth.SYSTEM, match[0].id)
+    password = accounts.reset_password(db, accounts.SYSTEM, match[0].id)
     if as_json:
         emit_json({"username": match[0].username, "password": password})
     else:

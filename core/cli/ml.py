@@ -10,9 +10,11 @@ from typing import Annotated, Any
 
 import typer
 
-from core import auth, catalog, setup
+from core import setup
+from core.auth import accounts
 from core.cli.common import emit_json, settings
 from core.config import Settings
+from core.registry import catalog
 from db.engine import Database
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -88,14 +90,14 @@ def dataset_import(
     as_json: JsonOpt = False,
 ) -> None:
     """Import a folder or zip (one sub-folder per class) as an immutable dataset snapshot."""
-    from core import pipeline  # torch: imported only by the commands that need it
+    from core.training import register
 
     s, db = _open()
     with _progress("importing", as_json) as progress:
-        record, snapshot, created = pipeline.import_dataset(
+        record, snapshot, created = register.import_dataset(
             db,
             s,
-            auth.SYSTEM,
+            accounts.SYSTEM,
             path,
             name,
             val_fraction=val_fraction,
@@ -167,7 +169,7 @@ def models_list(as_json: JsonOpt = False) -> None:
 def models_promote(model_id: int, as_json: JsonOpt = False) -> None:
     """Make a model the active one (the previous active model is archived)."""
     _, db = _open()
-    record = catalog.promote_model(db, auth.SYSTEM, model_id)
+    record = catalog.promote_model(db, accounts.SYSTEM, model_id)
     if as_json:
         emit_json(_model_summary(record))
     else:

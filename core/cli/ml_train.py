@@ -9,16 +9,17 @@ from typing import Annotated, Any
 
 import typer
 
-from core import auth, catalog
+from core.auth import accounts
 from core.cli.common import emit_json
 from core.cli.ml import JsonOpt, _open, _progress
 from core.errors import DatasetError, ValidationError
+from core.registry import catalog
 
 
 def train(
     data: Annotated[Path | None, typer.Option(help="Folder or zip to import and train on.")] = None,
     dataset: Annotated[int | None, typer.Option(help="Id of an imported dataset.")] = None,
-    arch: Annotated[str, typer.Option(help="Architecture (see core/architectures.py).")] = (
+    arch: Annotated[str, typer.Option(help="Architecture (see core/vision/architectures.py).")] = (
         "defectnet"
     ),
     epochs: Annotated[
@@ -42,16 +43,16 @@ def train(
     started = time.perf_counter()
     if (data is None) == (dataset is None):
         raise ValidationError("give exactly one of --data PATH or --dataset ID")
-    from core import pipeline  # torch: imported only by the commands that need it
-    from core.train import GPU_DEFAULT_EPOCHS, EpochReport, TrainConfig, resolve_device
+    from core.training import register
+    from core.training.loop import GPU_DEFAULT_EPOCHS, EpochReport, TrainConfig, resolve_device
 
     s, db = _open()
     if data is not None:
         with _progress("importing", as_json) as progress:
-            record, _snap, _created = pipeline.import_dataset(
+            record, _snap, _created = register.import_dataset(
                 db,
                 s,
-                auth.SYSTEM,
+                accounts.SYSTEM,
                 data,
                 name or data.name,
                 seed=seed,
@@ -86,8 +87,8 @@ def train(
                 f"val acc {acc}  {epoch.images_per_second:.0f} img/s  {epoch.seconds:.1f}s\n"
             )
 
-    outcome = pipeline.train_and_register(
-        db, s, auth.SYSTEM, dataset_id, config, on_progress=report
+    outcome = register.train_and_register(
+        db, s, accounts.SYSTEM, dataset_id, config, on_progress=report
     )
     result = outcome.result
     metrics = outcome.model.metrics if outcome.model else {}
@@ -152,9 +153,9 @@ def evaluate_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure a model on labelled images: accuracy, macro-F1, per class, confusion matrix."""
-    from core import evaluate, pipeline
-    from core.images import DecodeLimits
-    from core.inference import Classifier, Prediction
+    from core.training import metrics, register
+    from core.vision.classifier import Classifier, Prediction
+    from core.vision.images import DecodeLimits
 
     if (data is None) == (dataset is None):
         raise ValidationError("give exactly one of --data PATH or --dataset ID")
@@ -164,7 +165,7 @@ def evaluate_cmd(
         items = _folder_images(data, record.class_names)
     else:
         assert dataset is not None
-        _rec, snap = pipeline.load_dataset(db, dataset)
+        _rec, snap = register.load_dataset(db, dataset)
         if split not in ("val", "test", "train", "all"):
             raise ValidationError(f"split must be val, test, train or all, not {split!r}")
         entries = [e for e in snap.entries if split == "all" or e.split == split]
@@ -203,7 +204,7 @@ def evaluate_cmd(
     seconds = time.perf_counter() - started
     if not y_true:
         raise DatasetError("no readable images to evaluate")
-    result = evaluate.evaluate(y_true, y_pred, record.class_names, probs)
+    result = metrics.evaluate(y_true, y_pred, record.class_names, probs)
     payload = {
         "model_id": record.id,
         **result.to_dict(),
@@ -238,7 +239,7 @@ def models_export(
     """Export a model to ONNX (checked against PyTorch with ONNX Runtime)."""
     if format.lower() != "onnx":
         raise ValidationError(f"format {format!r} is not supported; use onnx")
-    from core import artifacts
+    from core.vision import artifacts
 
     s, db = _open()
     record = catalog.get_model(db, model_id)

@@ -10,10 +10,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core import auth, catalog
-from core.artifacts import ModelMetadata, save_model
-from core.catalog import ModelRecord
+from core.auth import accounts
 from core.config import Settings
+from core.registry import catalog
+from core.registry.catalog import ModelRecord
+from core.vision.artifacts import ModelMetadata, save_model
 from db.engine import Database
 
 
@@ -31,7 +32,7 @@ def register_active_model(
     Untrained is enough where the test controls the flagging rule; tests that need a model
     that sees the difference use the train_tiny fixture.
     """
-    from core.architectures import build_model
+    from core.vision.architectures import build_model
 
     torch.manual_seed(seed)
     model = build_model("defectnet", len(class_names), 1).eval()
@@ -45,7 +46,7 @@ def register_active_model(
     saved = save_model(model, meta, settings.models_dir / uuid.uuid4().hex)
     record = catalog.register_model(
         db,
-        auth.SYSTEM,
+        accounts.SYSTEM,
         name="test model",
         architecture="defectnet",
         class_names=list(class_names),
@@ -55,7 +56,7 @@ def register_active_model(
         metrics={},
         dataset_id=dataset_id,
     )
-    return catalog.promote_model(db, auth.SYSTEM, record.id)
+    return catalog.promote_model(db, accounts.SYSTEM, record.id)
 
 
 def png(seed: int, size: tuple[int, int] = (40, 48), scratch: bool = False) -> bytes:

@@ -10,9 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from core import auth, pipeline
-from core.catalog import DatasetRecord
+from core.auth import accounts
 from core.config import Settings
+from core.registry.catalog import DatasetRecord
+from core.training import register
 from db.engine import Database
 from tests.conftest import write_tiny_dataset
 
@@ -27,8 +28,8 @@ def write_two_class_folder(root: Path, n: int = 20, size: int = 32, seed: int = 
 
 def import_tiny(db: Database, settings: Settings, root: Path, seed: int = 0) -> DatasetRecord:
     """Import a 2 x 20 image dataset through the real import path."""
-    record, _snap, _created = pipeline.import_dataset(
-        db, settings, auth.SYSTEM, write_two_class_folder(root, seed=seed), f"tiny-{seed}"
+    record, _snap, _created = register.import_dataset(
+        db, settings, accounts.SYSTEM, write_two_class_folder(root, seed=seed), f"tiny-{seed}"
     )
     return record
 

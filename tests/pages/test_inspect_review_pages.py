@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import auth, catalog, inspection, review
+from core.auth import accounts
+from core.quality import ingest, review
+from core.registry import catalog
 from tests.pages.conftest import APP
 
 pytestmark = pytest.mark.slow
@@ -36,7 +38,7 @@ def _page(user: object, path: str) -> AppTest:
 @pytest.fixture
 def active_model(db, train_tiny):  # type: ignore[no-untyped-def]
     model = train_tiny(epochs=2)
-    catalog.promote_model(db, auth.SYSTEM, model.id)
+    catalog.promote_model(db, accounts.SYSTEM, model.id)
     return model
 
 
@@ -55,7 +57,7 @@ def test_upload_two_good_one_bad(app_env, make_user, db, active_model) -> None: 
     )
     next(b for b in at.button if b.label == "Inspect").click().run()
     assert not at.exception
-    stored = inspection.list_inspections(db)
+    stored = ingest.list_inspections(db)
     assert len(stored) == 2
     assert {r.line for r in stored} == {"L1"} and {r.product for r in stored} == {"P-100"}
     rejected = at.dataframe[0].value
@@ -65,13 +67,13 @@ def test_upload_two_good_one_bad(app_env, make_user, db, active_model) -> None: 
     assert sorted(results["file"]) == ["a.png", "b.png"]
 
 
-def _flag_one(db, settings) -> inspection.InspectionRecord:  # type: ignore[no-untyped-def]
-    result = inspection.ingest(
+def _flag_one(db, settings) -> ingest.InspectionRecord:  # type: ignore[no-untyped-def]
+    result = ingest.ingest(
         db,
         settings,
-        auth.SYSTEM,
+        accounts.SYSTEM,
         [("part.png", _png(7, stripe=True))],
-        inspection.Traceability(line="L2", product="P-7"),
+        ingest.Traceability(line="L2", product="P-7"),
     )
     (rec,) = result.processed
     assert rec.flagged, "a stripe part is a defect for the tiny model"
@@ -95,7 +97,7 @@ def test_review_writes_review_and_audit(app_env, make_user, db, settings, active
         "<b>burr</b> on edge",
     )
     assert entry.reviewer == "rita"
-    audit = auth.audit_log(db, auth.SYSTEM, action="part_reviewed")
+    audit = accounts.audit_log(db, accounts.SYSTEM, action="part_reviewed")
     assert audit and audit[0]["user"] == "rita"
     assert any("Nothing waiting" in s.value for s in at.success)
 

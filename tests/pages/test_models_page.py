@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import auth, catalog
+from core.auth import accounts
+from core.registry import catalog
 from tests.pages.conftest import APP
 
 pytestmark = pytest.mark.slow
@@ -29,7 +30,7 @@ def test_promote_changes_active_model_and_audits(app_env, make_user, db, train_t
     promote.click().run()
     assert not at.exception
     assert catalog.get_model(db, "active").id == model.id
-    entries = auth.audit_log(db, auth.SYSTEM, action="model_promoted")
+    entries = accounts.audit_log(db, accounts.SYSTEM, action="model_promoted")
     assert entries and entries[0]["user"] == "eng" and entries[0]["entity_id"] == str(model.id)
 
 
@@ -42,7 +43,7 @@ def test_rollback_restores_previous_active(app_env, make_user, db, train_tiny) -
     next(b for b in at.button if b.label == "Roll back to previous active").click().run()
     assert not at.exception
     assert catalog.get_model(db, "active").id == first.id
-    assert auth.audit_log(db, auth.SYSTEM, action="model_rolled_back")
+    assert accounts.audit_log(db, accounts.SYSTEM, action="model_rolled_back")
 
 
 def test_reviewer_cannot_open_models_page(app_env, make_user) -> None:  # type: ignore[no-untyped-def]

@@ -8,8 +8,11 @@ import threading
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import auth, catalog, jobs, thresholds, worker
-from core.train import TrainConfig
+from core.auth import accounts
+from core.jobs import queue, worker
+from core.quality import flag_rules
+from core.registry import catalog
+from core.training.loop import TrainConfig
 from tests.pages.conftest import APP
 
 pytestmark = pytest.mark.slow
@@ -31,7 +34,7 @@ def test_launch_form_queues_a_job(app_env, make_user, db, tiny_dataset) -> None:
     at.selectbox(key="launch_device").set_value("cpu")
     next(b for b in at.button if b.label == "Queue training job").click().run()
     assert not at.exception
-    (job,) = jobs.list_jobs(db)
+    (job,) = queue.list_jobs(db)
     assert job.status.value == "queued" and job.dataset_id == tiny_dataset.id
     assert job.config["epochs"] == 2 and job.config["img_size"] == 32
     assert job.created_by == "erin"
@@ -42,7 +45,7 @@ def test_live_view_shows_finished_job_curves(
     app_env, make_user, db, settings, tiny_dataset
 ) -> None:  # type: ignore[no-untyped-def]
     engineer, _ = make_user("erin", "engineer")
-    job = jobs.submit_job(
+    job = queue.submit_job(
         db, settings, engineer, tiny_dataset.id, TrainConfig(epochs=2, img_size=32, device="cpu")
     )
     runner = threading.Thread(
@@ -50,7 +53,7 @@ def test_live_view_shows_finished_job_curves(
     )
     runner.start()
     runner.join(timeout=300)
-    assert jobs.get_job(db, job.id).status.value == "succeeded"
+    assert queue.get_job(db, job.id).status.value == "succeeded"
     at = _page(engineer, "pages/training.py")
     assert not at.exception
     charts = at.get("plotly_chart")
@@ -78,11 +81,11 @@ def test_rules_page_saves_a_new_version(app_env, make_user, db, train_tiny) -> N
     at.slider[0].set_value(0.75).run()
     next(b for b in at.button if b.label == "Save as a new version").click().run()
     assert not at.exception
-    rule = thresholds.active_rule(db, "P-9")
+    rule = flag_rules.active_rule(db, "P-9")
     assert (rule.product, rule.version, rule.good_classes, rule.min_confidence) == (
         "P-9",
         1,
         ["ok"],
         0.75,
     )
-    assert auth.audit_log(db, auth.SYSTEM, action="threshold_changed")
+    assert accounts.audit_log(db, accounts.SYSTEM, action="threshold_changed")

@@ -1,0 +1,1 @@
+"""Labeled datasets: archive checks, import, splits, snapshots and health, datasets from reviews."""

@@ -1,0 +1,1 @@
+"""Training jobs: the queue, the backends (local, Ray), the worker and the child run."""

@@ -1,0 +1,235 @@
+"""The training worker: ``defectlens worker``. Claims queued jobs and supervises their runs.
+
+Each job trains in a child process (``core.jobs.run``). The worker heartbeats for it while the
+child lives, turns a cancel into a SIGTERM (then SIGKILL) when the child does not stop by
+itself, and ends the job failed with the exit code when the child dies without ending it.
+Every poll it also sweeps: any running job whose heartbeat is older than the timeout, from
+this worker or one that died, is marked failed. Nothing stays ``running`` forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from core import setup
+from core.config import Settings
+from core.jobs import queue
+from core.jobs.queue import JobRecord
+from db.engine import Database
+from db.models import JobStatus
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CANCEL_GRACE_S = 4.0  # a cancelled child gets this long to stop at a batch boundary
+KILL_GRACE_S = 4.0  # after SIGTERM, this long before SIGKILL
+TICK_S = 0.25
+
+
+def make_worker_id() -> str:
+    """host:pid, unique among live workers."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _exit_reason(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = " (out of memory?)" if returncode == -signal.SIGKILL else ""
+        return f"training process was killed by {name}{hint}; see the job log"
+    return f"training process exited with code {returncode} without finishing; see the job log"
+
+
+def _child_command(job_id: int, worker_id: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "core.jobs.run",
+        str(job_id),
+        worker_id,
+        "--parent",
+        str(os.getpid()),
+    ]
+
+
+def supervise(
+    db: Database,
+    settings: Settings,
+    job: JobRecord,
+    worker_id: str,
+    stopping: Callable[[], bool] = lambda: False,
+) -> JobStatus:
+    """Run a claimed job in a child process until it ends; its final status."""
+    log_file = queue.log_path(settings, job.id)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, DEFECTLENS_HOME=str(settings.home), DEFECTLENS_DB_URL=settings.db_url)
+    # The child's stdout/stderr (a segfault or an uncaught error) land in the job's log too.
+    # Its own session keeps a terminal's Ctrl-C away from it: the worker decides how it stops.
+    with log_file.open("ab") as out:
+        proc = subprocess.Popen(
+            _child_command(job.id, worker_id),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=REPO_ROOT,
+            start_new_session=True,
+        )
+    log.info("job %s: training in pid %d", job.id, proc.pid)
+    interval = queue.heartbeat_interval(settings)
+    next_beat = next_check = 0.0
+    cancel_seen: float | None = None
+    term_sent: float | None = None
+    why_stopped: str | None = None  # "cancel", "lost", "shutdown"
+
+    def terminate(reason: str) -> None:
+        nonlocal term_sent, why_stopped
+        if term_sent is None:
+            why_stopped = reason
+            term_sent = time.monotonic()
+            log.info("job %s: stopping the training process (%s)", job.id, reason)
+            proc.terminate()
+
+    while proc.poll() is None:
+        now = time.monotonic()
+        if now >= next_beat:
+            next_beat = now + interval
+            try:
+                beat = queue.heartbeat(db, job.id, worker_id)
+            except SQLAlchemyError:
+                log.warning("job %s: heartbeat failed", job.id, exc_info=True)
+            else:
+                if not beat.owned:
+                    terminate("lost")  # swept or ended elsewhere: never train unsupervised
+                elif beat.cancel_requested and cancel_seen is None:
+                    cancel_seen = now
+        if cancel_seen is None and now >= next_check:
+            # Between heartbeats too, so a hard stop is never a whole interval late.
+            next_check = now + 0.5
+            try:
+                if queue.get_job(db, job.id).cancel_requested:
+                    cancel_seen = now
+            except SQLAlchemyError:
+                pass
+        if cancel_seen is not None and now - cancel_seen > CANCEL_GRACE_S:
+            terminate("cancel")
+        if stopping():
+            terminate("shutdown")
+        if term_sent is not None and now - term_sent > KILL_GRACE_S:
+            log.warning("job %s: training process ignored SIGTERM; killing it", job.id)
+            proc.kill()
+        time.sleep(TICK_S)
+
+    rc = proc.returncode
+    current = queue.get_job(db, job.id)
+    if current.status == JobStatus.RUNNING and current.worker_id == worker_id:
+        # The child died without ending the job itself.
+        if current.cancel_requested:
+            queue.finish(
+                db, job.id, worker_id, JobStatus.CANCELLED, message="cancelled (process stopped)"
+            )
+        else:
+            if why_stopped == "shutdown":
+                reason = "interrupted: the worker was shut down while the job ran; submit it again"
+            else:
+                reason = _exit_reason(rc)
+            queue.finish(db, job.id, worker_id, JobStatus.FAILED, error=reason, message="failed")
+            _append_log(log_file, f"worker: {reason}")
+        current = queue.get_job(db, job.id)
+    log.info("job %s ended %s (exit code %s)", job.id, current.status, rc)
+    return current.status
+
+
+def _append_log(path: Path, line: str) -> None:
+    try:
+        with path.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+    except OSError:
+        log.warning("could not write to %s", path)
+
+
+ORPHAN_SWEEP_INTERVAL_S = 3600.0
+
+
+def _sweep_orphan_files(db: Database, settings: Settings) -> None:
+    """Remove stored image files no row points at (DESIGN.md, Storage); never fatal."""
+    from core.quality import ingest
+
+    try:
+        removed = ingest.sweep_orphans(db, settings)
+    except (OSError, SQLAlchemyError):
+        log.warning("worker: orphan sweep failed", exc_info=True)
+        return
+    if removed:
+        log.info("worker: removed %d orphaned image files", removed)
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    once: bool = False,
+    poll_s: float | None = None,
+    stop_event: threading.Event | None = None,
+    on_job: Callable[[JobRecord, JobStatus], None] | None = None,
+) -> int:
+    """Claim and run jobs until stopped (or one with once=True); how many jobs ran."""
+    stop = stop_event or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+
+        def _stop(signum: int, _frame: object) -> None:
+            log.info("worker: signal %d, stopping", signum)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+    poll = settings.worker_poll_s if poll_s is None else poll_s
+    worker_id = make_worker_id()
+    setup.migrate(settings)
+    db = setup.open_database(settings)
+    ran = 0
+    log.info("worker %s polling every %.1f s", worker_id, poll)
+    next_orphan_sweep = 0.0
+    try:
+        while not stop.is_set():
+            if not once and time.monotonic() >= next_orphan_sweep:
+                next_orphan_sweep = time.monotonic() + ORPHAN_SWEEP_INTERVAL_S
+                _sweep_orphan_files(db, settings)
+            try:
+                queue.sweep_stale(db, settings.job_heartbeat_timeout_s)
+                if settings.ray_address:
+                    from core.jobs import ray_backend
+
+                    ray_backend.sync(db)
+                job = queue.claim_next(db, worker_id)
+            except SQLAlchemyError:
+                log.warning("worker: database unavailable; retrying", exc_info=True)
+                stop.wait(max(poll, 1.0))
+                continue
+            if job is not None:
+                log.info("worker %s claimed job %s", worker_id, job.id)
+                status = supervise(db, settings, job, worker_id, stop.is_set)
+                ran += 1
+                if on_job is not None:
+                    on_job(job, status)
+                if once:
+                    break
+                continue
+            if once:
+                break
+            stop.wait(poll)
+    finally:
+        db.dispose()
+    return ran

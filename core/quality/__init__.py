@@ -1,0 +1,1 @@
+"""The shop floor: ingest, image store, inspections, flagging rules, review, watch, overview."""

@@ -1,0 +1,37 @@
+"""The plant overview shown on the home page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from core.auth import accounts
+from core.auth.accounts import Action, CurrentUser
+from db import queries
+from db.engine import Database
+from db.models import utcnow
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Headline numbers for the last `hours` hours."""
+
+    hours: int
+    inspected: int
+    flagged: int
+    defects: int
+    open_reviews: int
+    jobs_waiting_or_running: int
+    active_model: str | None
+
+    @property
+    def defect_rate(self) -> float | None:
+        return None if self.inspected == 0 else self.defects / self.inspected
+
+
+def plant_overview(db: Database, user: CurrentUser, hours: int = 24) -> Overview:
+    """Headline numbers any logged-in user may see."""
+    accounts.require(user, Action.VIEW_TRENDS)
+    with db.read() as session:
+        counts = queries.overview_counts(session, utcnow() - timedelta(hours=hours))
+    return Overview(hours=hours, **counts)

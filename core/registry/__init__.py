@@ -1,0 +1,1 @@
+"""The model registry: catalog, promote / roll back, load and compare."""

@@ -1,0 +1,85 @@
+"""Measure models on the same labelled images, so candidate and active compare fairly."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.config import Settings
+from core.errors import DatasetError
+from core.registry.catalog import ModelRecord
+from core.training import metrics, register
+from core.vision.classifier import Classifier, Prediction
+from core.vision.images import DecodeLimits
+from db.engine import Database
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    """One model's metrics on one dataset split."""
+
+    model_id: int
+    dataset_id: int
+    split: str
+    metrics: dict[str, object]
+    images: int
+    rejected: int
+    seconds: float
+
+
+def load_classifier(settings: Settings, model: ModelRecord) -> Classifier:
+    """A verified Classifier for a registered model (CPU unless a GPU is configured)."""
+    device = settings.device if settings.device != "auto" else "cpu"
+    return Classifier.from_artifact(
+        Path(model.artifact_path),
+        device=device,
+        num_threads=settings.num_threads,
+        limits=DecodeLimits.from_settings(settings),
+    )
+
+
+def score_model(
+    db: Database, settings: Settings, model: ModelRecord, dataset_id: int, split: str = "val"
+) -> ModelScore:
+    """Classify one split of a dataset with a model and compute its metrics."""
+    _record, snap = register.load_dataset(db, dataset_id)
+    entries = [e for e in snap.entries if split == "all" or e.split == split]
+    if not entries:
+        raise DatasetError(f"dataset {dataset_id} has no images in split {split!r}")
+    unknown = sorted({e.cls for e in entries} - set(model.class_names))
+    if unknown:
+        raise DatasetError(
+            f"model {model.id} does not know the classes {', '.join(unknown)} of dataset "
+            f"{dataset_id}; compare models trained on the same classes"
+        )
+    clf = load_classifier(settings, model)
+    started = time.perf_counter()
+    results = clf.predict_bytes(
+        [(snap.path / e.file).read_bytes() for e in entries], [e.file for e in entries]
+    )
+    y_true, y_pred, probs = [], [], []
+    rejected = 0
+    for entry, res in zip(entries, results, strict=True):
+        if isinstance(res, Prediction):
+            y_true.append(model.class_names.index(entry.cls))
+            y_pred.append(res.class_index)
+            probs.append([res.probabilities[c] for c in model.class_names])
+        else:
+            rejected += 1
+    if not y_true:
+        raise DatasetError(f"no readable images in split {split!r} of dataset {dataset_id}")
+    scores = metrics.evaluate(y_true, y_pred, model.class_names, probs).to_dict()
+    return ModelScore(
+        model.id, dataset_id, split, scores, len(y_true), rejected, time.perf_counter() - started
+    )
+
+
+def onnx_export_bytes(model: ModelRecord) -> bytes:
+    """The model as ONNX (checked against PyTorch with ONNX Runtime), for download."""
+    from core.vision import artifacts
+
+    loaded = artifacts.load_model(Path(model.artifact_path))
+    data = artifacts.onnx_bytes(loaded)
+    artifacts.verify_onnx(loaded, data)
+    return data

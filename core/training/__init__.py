@@ -1,0 +1,1 @@
+"""Training: config, data and augmentation, the loop, metrics, registering the result."""

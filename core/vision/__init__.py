@@ -1,0 +1,1 @@
+"""Images, the model input, architectures, artifacts, the classifier and Grad-CAM."""

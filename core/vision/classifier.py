@@ -1,0 +1,271 @@
+"""Batched classification of image bytes and Grad-CAM heatmaps for one loaded model.
+
+One ``Classifier`` is meant to be cached and shared by every browser session and the ingest
+worker, so it is never mutated after construction: predictions run on the shared model without
+hooks (safe to call from many threads), and Grad-CAM runs on a private copy under a lock because
+captum attaches hooks to the module it explains.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.errors import InvalidImageError, ModelError
+from core.training.loop import resize_for_model
+from core.vision.architectures import get_spec
+from core.vision.artifacts import LoadedModel, ModelMetadata, load_model, onnx_bytes, verify_onnx
+from core.vision.images import DecodeLimits, decode, encode_png
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "onnx")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's answer for one image."""
+
+    name: str
+    class_name: str
+    class_index: int
+    confidence: float
+    probabilities: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Grad-CAM of the predicted class: heatmap in [0, 1] at image size and a PNG overlay."""
+
+    heatmap: np.ndarray  # float32 H x W in [0, 1]
+    overlay_png: bytes
+    class_name: str
+    confidence: float
+
+
+class Classifier:
+    """A verified model ready to classify and explain images."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        device: str = "cpu",
+        num_threads: int | None = None,
+        backend: str = "auto",
+        limits: DecodeLimits | None = None,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        from core.training.loop import resolve_device
+
+        self.metadata: ModelMetadata = loaded.metadata
+        self.class_names: list[str] = list(loaded.metadata.class_names)
+        self.device = resolve_device(device)
+        self.limits = limits or DecodeLimits()
+        self.num_threads = num_threads or os.cpu_count() or 1
+        meta = loaded.metadata
+        self._model = loaded.model.to(self.device).eval()
+        for p in self._model.parameters():
+            p.requires_grad_(False)
+        self._mean = torch.tensor(meta.normalisation["mean"], device=self.device).view(1, -1, 1, 1)
+        self._std = torch.tensor(meta.normalisation["std"], device=self.device).view(1, -1, 1, 1)
+        # Grad-CAM needs gradients and hooks: it gets its own copy so the shared model stays clean.
+        self._cam_model = copy.deepcopy(loaded.model).cpu().eval()
+        self._cam_layer = get_spec(meta.architecture).cam_layer(self._cam_model)
+        self._cam_lock = threading.Lock()
+        self._cam_mean = self._mean.cpu()
+        self._cam_std = self._std.cpu()
+        self._ort: Any = None
+        self.backend = "torch"
+        # ONNX Runtime is faster on CPU for these small CNNs (bench/inference_speed.py).
+        if backend == "onnx" or (backend == "auto" and self.device.type == "cpu"):
+            self._ort = self._make_ort_session(loaded, strict=backend == "onnx")
+            if self._ort is not None:
+                self.backend = "onnx"
+        if backend == "onnx" and self.device.type != "cpu":
+            raise ValueError("the onnx backend runs on the CPU only")
+
+    def _make_ort_session(self, loaded: LoadedModel, strict: bool) -> Any:
+        """ONNX Runtime session checked against torch; None (torch fallback) when not strict."""
+        try:
+            import onnxruntime as ort
+
+            data = onnx_bytes(loaded)
+            verify_onnx(loaded, data)
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = self.num_threads
+            opts.inter_op_num_threads = 1
+            return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            if strict:
+                raise ModelError(f"cannot use ONNX Runtime for this model: {e}") from e
+            log.warning("ONNX Runtime unavailable for this model, using torch: %s", e)
+            return None
+
+    @classmethod
+    def from_artifact(
+        cls,
+        path: Path,
+        *,
+        device: str = "cpu",
+        num_threads: int | None = None,
+        backend: str = "auto",
+        limits: DecodeLimits | None = None,
+    ) -> Classifier:
+        """Load and verify an artifact (directory or its model.json) and wrap it."""
+        loaded = load_model(Path(path))
+        return cls(loaded, device=device, num_threads=num_threads, backend=backend, limits=limits)
+
+    @property
+    def in_channels(self) -> int:
+        """1 for grayscale models, 3 for RGB."""
+        return self.metadata.in_channels
+
+    @property
+    def img_size(self) -> int:
+        """Input side in pixels."""
+        return self.metadata.img_size
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """Decoded HxW / HxWx3 uint8 image -> the model's CxSxS uint8 input."""
+        return resize_for_model(image, self.img_size, self.in_channels)
+
+    def _decode(self, data: bytes, name: str) -> np.ndarray:
+        img = decode(
+            data,
+            name=name,
+            limits=self.limits,
+            grayscale=self.in_channels == 1,
+            max_side=self.img_size,
+        )
+        return self.prepare(img)
+
+    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """N x C x S x S uint8 -> N x K float32 probabilities."""
+        if self._ort is not None:
+            x = batch.astype(np.float32) * np.float32(1 / 255)
+            return np.asarray(self._ort.run(None, {"pixels": x})[0], dtype=np.float32)
+        with torch.inference_mode():
+            xt = torch.from_numpy(batch).to(self.device).float().div_(255.0)
+            logits = self._model((xt - self._mean) / self._std)
+            return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def to_prediction(self, name: str, probs: np.ndarray) -> Prediction:
+        """The Prediction for one row of class probabilities."""
+        k = int(probs.argmax())
+        return Prediction(
+            name=name,
+            class_name=self.class_names[k],
+            class_index=k,
+            confidence=float(probs[k]),
+            probabilities={c: float(p) for c, p in zip(self.class_names, probs, strict=True)},
+        )
+
+    def predict_prepared(
+        self, inputs: Sequence[np.ndarray], names: Sequence[str] | None = None, batch_size: int = 64
+    ) -> list[Prediction]:
+        """Classify inputs already in model shape (CxSxS uint8)."""
+        names = list(names) if names is not None else [f"image {i}" for i in range(len(inputs))]
+        out: list[Prediction] = []
+        for i in range(0, len(inputs), batch_size):
+            probs = self._probabilities(np.stack(inputs[i : i + batch_size]))
+            batch_names = names[i : i + batch_size]
+            out += [self.to_prediction(n, p) for n, p in zip(batch_names, probs, strict=True)]
+        return out
+
+    def predict_arrays(
+        self, images: Sequence[np.ndarray], names: Sequence[str] | None = None, batch_size: int = 64
+    ) -> list[Prediction]:
+        """Classify decoded images (HxW or HxWx3 uint8, any size)."""
+        return self.predict_prepared([self.prepare(im) for im in images], names, batch_size)
+
+    def predict_bytes(
+        self, datas: Sequence[bytes], names: Sequence[str] | None = None, batch_size: int = 64
+    ) -> list[Prediction | InvalidImageError]:
+        """Decode and classify encoded images; a bad image yields its InvalidImageError in place."""
+        names = list(names) if names is not None else [f"image {i}" for i in range(len(datas))]
+        if len(names) != len(datas):
+            raise ValueError(f"{len(datas)} images but {len(names)} names")
+
+        def safe_decode(item: tuple[bytes, str]) -> np.ndarray | InvalidImageError:
+            try:
+                return self._decode(item[0], item[1])
+            except InvalidImageError as e:
+                return e
+
+        results: list[Prediction | InvalidImageError] = []
+        # Pillow and OpenCV release the GIL while decoding and resizing, so threads scale.
+        with ThreadPoolExecutor(max_workers=self.num_threads) as pool:
+            for i in range(0, len(datas), batch_size):
+                chunk = list(zip(datas[i : i + batch_size], names[i : i + batch_size], strict=True))
+                decoded = list(pool.map(safe_decode, chunk))
+                good = [
+                    (d, n)
+                    for d, (_, n) in zip(decoded, chunk, strict=True)
+                    if isinstance(d, np.ndarray)
+                ]
+                preds = iter(
+                    self.predict_prepared([d for d, _ in good], [n for _, n in good])
+                    if good
+                    else []
+                )
+                results += [next(preds) if isinstance(d, np.ndarray) else d for d in decoded]
+        return results
+
+    def cam_copy(self) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+        """A private copy of the model for Grad-CAM elsewhere, with its CPU mean and std."""
+        with self._cam_lock:
+            model = copy.deepcopy(self._cam_model).eval()
+        return model, self._cam_mean, self._cam_std
+
+    def explain(self, image_bytes: bytes, name: str = "image", max_side: int = 1024) -> Explanation:
+        """Grad-CAM (captum LayerGradCam) of the predicted class, as a heatmap and PNG overlay.
+
+        The heatmap has the decoded image's size, scaled down to fit ``max_side`` when larger.
+        """
+        from captum.attr import LayerGradCam
+
+        rgb = decode(image_bytes, name=name, limits=self.limits, grayscale=False)
+        h, w = rgb.shape[:2]
+        if max(h, w) > max_side:
+            f = max_side / max(h, w)
+            h, w = max(1, round(h * f)), max(1, round(w * f))
+            rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        model_in = self.prepare(gray if self.in_channels == 1 else rgb)
+        x = (torch.from_numpy(model_in[None]).float() / 255.0 - self._cam_mean) / self._cam_std
+        with self._cam_lock:
+            with torch.no_grad():
+                probs = torch.softmax(self._cam_model(x), dim=1)[0]
+            k = int(probs.argmax())
+            cam = LayerGradCam(self._cam_model, self._cam_layer)
+            attr = cam.attribute(x, target=k, relu_attributions=True).detach()
+        heat = F.interpolate(attr.float(), size=(h, w), mode="bilinear", align_corners=False)
+        heatmap = heat[0, 0].numpy().astype(np.float32)
+        top = float(heatmap.max())
+        heatmap = np.clip(heatmap / top, 0.0, 1.0) if top > 0 else np.zeros_like(heatmap)
+        heat_u8 = np.round(heatmap * 255).astype(np.uint8)
+        colour = cv2.applyColorMap(heat_u8, cv2.COLORMAP_JET)
+        colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
+        base = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB) if self.in_channels == 1 else rgb
+        overlay = cv2.addWeighted(base, 0.55, colour, 0.45, 0.0)
+        return Explanation(
+            heatmap=heatmap,
+            overlay_png=encode_png(overlay),
+            class_name=self.class_names[k],
+            confidence=float(probs[k]),
+        )

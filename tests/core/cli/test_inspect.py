@@ -1,0 +1,187 @@
+"""`defectlens ingest` through the real script: the JSON contract, exit codes, --watch."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core import setup
+from core.config import load_settings
+from core.quality import ingest
+from tests.core.inspection_support import png, register_active_model
+
+pytestmark = pytest.mark.slow
+
+CLI = str(Path(sys.executable).with_name("defectlens"))
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = dict(os.environ, DEFECTLENS_HOME=str(home), DEFECTLENS_NUM_THREADS="2")
+    env.pop("DEFECTLENS_DB_URL", None)
+    return env
+
+
+def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], env=_env(home), capture_output=True, text=True, timeout=300)
+
+
+def _json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stdout + proc.stderr
+    out: dict[str, Any] = json.loads(lines[0])
+    return out
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A data directory with a migrated database and an active model."""
+    path = tmp_path / "home"
+    settings = load_settings({"DEFECTLENS_HOME": str(path)})
+    setup.migrate(settings)
+    db = setup.open_database(settings)
+    register_active_model(db, settings)
+    db.dispose()
+    return path
+
+
+def test_ingest_files_folders_and_zips_prints_the_json_contract(home: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.png").write_bytes(png(1))
+    (src / "sub" / "b.png").write_bytes(png(2))
+    (src / "broken.png").write_bytes(png(3)[:40])
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("z/c.png", png(4))
+        zf.writestr("z/d.txt", "text")
+    (tmp_path / "batch.zip").write_bytes(buf.getvalue())
+    single = tmp_path / "e.png"
+    single.write_bytes(png(5))
+
+    proc = _run(
+        home,
+        "ingest",
+        str(src),
+        str(tmp_path / "batch.zip"),
+        str(single),
+        str(tmp_path / "missing.png"),
+        "--line",
+        "L1",
+        "--station",
+        "S1",
+        "--product",
+        "pump",
+        "--lot",
+        "LOT-1",
+        "--serial",
+        "SN-9",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = _json(proc)
+    assert out["processed"] == 4
+    assert isinstance(out["flagged"], int) and 0 <= out["flagged"] <= 4
+    assert isinstance(out["images_per_second"], float) and out["images_per_second"] > 0
+    rejected = {Path(r["file"]).name: r["reason"] for r in out["rejected"]}
+    assert set(rejected) == {"broken.png", "d.txt", "missing.png"}
+    assert "truncated or corrupt" in rejected["broken.png"]
+    assert rejected["missing.png"] == "not found"
+    assert all(set(r) == {"file", "reason"} for r in out["rejected"])
+
+    settings = load_settings({"DEFECTLENS_HOME": str(home)})
+    db = setup.open_database(settings)
+    try:
+        recs = ingest.list_inspections(db)
+    finally:
+        db.dispose()
+    assert len(recs) == 4
+    assert {(r.line, r.station, r.product, r.lot, r.serial) for r in recs} == {
+        ("L1", "S1", "pump", "LOT-1", "SN-9")
+    }
+
+    text = _run(home, "ingest", str(single))
+    assert text.returncode == 0 and "processed 1" in text.stdout
+
+
+def test_nothing_processed_exits_non_zero(home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"")
+    proc = _run(home, "ingest", str(bad), "--json")
+    assert proc.returncode == 1
+    out = _json(proc)
+    assert out["processed"] == 0 and out["rejected"][0]["reason"] == "file is empty"
+
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    proc = _run(home, "ingest", str(empty), "--json")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.startswith("error: no files found")
+
+
+def test_no_active_model_is_a_one_line_error(tmp_path: Path) -> None:
+    img = tmp_path / "a.png"
+    img.write_bytes(png(1))
+    proc = _run(tmp_path / "fresh", "ingest", str(img), "--json")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("error: no active model")
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_watch_processes_dropped_files_and_stops_on_sigterm(home: Path, tmp_path: Path) -> None:
+    camera = tmp_path / "camera"
+    camera.mkdir()
+    proc = subprocess.Popen(
+        [CLI, "ingest", str(camera), "--watch", "--poll-seconds", "0.2", "--json"],
+        env=_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        (camera / "a.png").write_bytes(png(1))
+        (camera / "junk.png").write_bytes(b"junk")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (
+            (camera / "processed" / "a.png").exists()
+            and (camera / "rejected" / "junk.png").exists()
+        ):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    out = json.loads(stdout.strip().splitlines()[-1])
+    assert out["processed"] == 1 and [r["file"] for r in out["rejected"]] == ["junk.png"]
+    assert (camera / "rejected" / "junk.png.reason.txt").read_text().strip()
+
+
+def test_no_heatmaps_then_backfill(home: Path, tmp_path: Path) -> None:
+    from core.auth import accounts
+    from core.quality import flag_rules
+
+    settings = load_settings({"DEFECTLENS_HOME": str(home)})
+    db = setup.open_database(settings)
+    flag_rules.set_rule(db, accounts.SYSTEM, "*", ["ok", "scratch"], 1.0)  # flag everything
+    db.dispose()
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        (src / f"{i}.png").write_bytes(png(i))
+    out = _json(_run(home, "ingest", str(src), "--no-heatmaps", "--json"))
+    assert out["processed"] == 3 and out["flagged"] == 3 and out["heatmaps"] == 0
+    assert _json(_run(home, "ingest", "--backfill", "--json")) == {"heatmaps": 3}
+    assert _json(_run(home, "ingest", "--backfill", "--json")) == {"heatmaps": 0}
+    usage = _run(home, "ingest", "--json")
+    assert usage.returncode == 1 and "give at least one file" in usage.stderr

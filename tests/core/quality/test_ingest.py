@@ -1,0 +1,485 @@
+"""Ingest: storage, content addressing, bad input, display-text names, rules, heatmaps, reads."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import time
+import zipfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+from sqlalchemy import func, select
+
+from core.auth import accounts
+from core.config import Settings
+from core.errors import NotFound, PermissionDenied, ValidationError
+from core.quality import flag_rules, ingest
+from core.quality.ingest import Traceability
+from core.registry.catalog import ModelRecord
+from core.vision.classifier import Classifier
+from db.engine import Database
+from db.models import Image, Inspection, Role
+from tests.core.inspection_support import (
+    bomb_png,
+    jpeg,
+    png,
+    register_active_model,
+    stored_files,
+)
+
+Active = tuple[ModelRecord, Classifier]
+
+
+@pytest.fixture
+def active(db: Database, settings: Settings) -> Active:
+    """The active model and its loaded classifier (loaded once per test)."""
+    register_active_model(db, settings)
+    return ingest.load_active(db, settings)
+
+
+def _count(db: Database, model: type) -> int:
+    with db.read() as s:
+        return s.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_ingest_records_traceability_and_stores_images_by_content(
+    db: Database, settings: Settings, active: Active
+) -> None:
+    captured = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
+    trace = Traceability(
+        line=" L1 ", station="S2", product="pump", lot="LOT-7", serial="", captured_at=captured
+    )
+    files = [("a.png", png(1)), ("b.jpg", jpeg(2)), ("c.png", png(3, scratch=True))]
+    result = ingest.ingest(db, settings, accounts.SYSTEM, files, trace, classifier=active)
+
+    assert [r.source_name for r in result.processed] == ["a.png", "b.jpg", "c.png"]
+    assert result.rejected == []
+    assert result.images_per_second > 0
+    model, clf = active
+    for rec, (_name, data) in zip(result.processed, files, strict=True):
+        assert (rec.line, rec.station, rec.product, rec.lot) == ("L1", "S2", "pump", "LOT-7")
+        assert rec.serial is None  # blank means "not given"
+        assert rec.captured_at == captured
+        assert rec.model_id == model.id
+        assert rec.predicted_class in clf.class_names
+        assert sum(rec.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+        assert rec.confidence == pytest.approx(max(rec.probabilities.values()))
+        assert rec.latency_ms is not None and rec.latency_ms > 0
+        assert rec.review_version == 0 and not rec.reviewed
+        # Content-addressed: the path comes from the bytes' SHA-256, never from the name.
+        sha = rec.image_sha256
+        assert sha is not None and rec.image_path is not None
+        assert rec.image_path.startswith(f"{sha[:2]}/{sha}.")
+        assert (settings.images_dir / rec.image_path).read_bytes() == data
+        assert ingest.image_bytes(settings, rec) == data
+    assert result.processed[1].image_path.endswith(".jpg")  # type: ignore[union-attr]
+
+    listed = ingest.list_inspections(db)
+    assert {r.id for r in listed} == {r.id for r in result.processed}
+    one = ingest.get_inspection(db, result.processed[0].id)
+    assert one == result.processed[0]
+    with pytest.raises(NotFound):
+        ingest.get_inspection(db, 10_000)
+
+
+def test_same_bytes_are_stored_once_and_inspected_twice(
+    db: Database, settings: Settings, active: Active
+) -> None:
+    data = png(7)
+    first = ingest.ingest(
+        db,
+        settings,
+        accounts.SYSTEM,
+        [("x.png", data), ("copy.png", data)],
+        Traceability(),
+        classifier=active,
+    )
+    second = ingest.ingest(
+        db, settings, accounts.SYSTEM, [("again.png", data)], Traceability(), classifier=active
+    )
+    recs = first.processed + second.processed
+    assert len(recs) == 3
+    assert len({r.id for r in recs}) == 3
+    assert len({r.image_id for r in recs}) == 1
+    assert _count(db, Image) == 1 and _count(db, Inspection) == 3
+    images_only = [p for p in stored_files(settings) if "heatmaps" not in p.parts]
+    assert len(images_only) == 1
+
+
+def _truncated_png() -> bytes:
+    data = png(11, size=(64, 64))
+    return data[: len(data) // 2]
+
+
+def test_each_bad_file_is_rejected_with_its_reason_and_leaves_nothing(
+    db: Database, settings: Settings
+) -> None:
+    settings = dataclasses.replace(settings, max_image_pixels=1_000_000, max_image_bytes=200_000)
+    register_active_model(db, settings)
+    active = ingest.load_active(db, settings)
+    rng = np.random.default_rng(0)
+    big = io.BytesIO()
+    PILImage.fromarray(rng.integers(0, 256, (400, 400, 3), dtype=np.uint8)).save(big, "PNG")
+    assert len(big.getvalue()) > 200_000
+    files = [
+        ("good1.png", png(1)),
+        ("truncated.png", _truncated_png()),
+        ("empty.png", b""),
+        ("notes.png", b"hello, this is a text file\n"),
+        ("bomb.png", bomb_png()),
+        ("doc.pdf", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n"),
+        ("huge.png", big.getvalue()),
+        ("good2.png", png(2)),
+    ]
+    result = ingest.ingest(db, settings, accounts.SYSTEM, files, Traceability(), classifier=active)
+
+    assert [r.source_name for r in result.processed] == ["good1.png", "good2.png"]
+    reasons = {r.file: r.reason for r in result.rejected}
+    assert set(reasons) == {
+        "truncated.png",
+        "empty.png",
+        "notes.png",
+        "bomb.png",
+        "doc.pdf",
+        "huge.png",
+    }
+    assert "truncated or corrupt" in reasons["truncated.png"]
+    assert "empty" in reasons["empty.png"]
+    assert "not an image" in reasons["notes.png"]
+    assert "exceeds" in reasons["bomb.png"] and "Mpx" in reasons["bomb.png"]
+    assert "PDF" in reasons["doc.pdf"] and "not allowed" in reasons["doc.pdf"]
+    assert "exceeds" in reasons["huge.png"] and "MB" in reasons["huge.png"]
+    for reason in reasons.values():
+        assert not reason.startswith(tuple(reasons))  # the name is not repeated in the reason
+    # Nothing stored for the bad ones: two image rows, and only their files (plus heatmaps).
+    assert _count(db, Image) == 2 and _count(db, Inspection) == 2
+    stored = {p.name.split(".")[0] for p in stored_files(settings) if "heatmaps" not in p.parts}
+    assert stored == {r.image_sha256 for r in result.processed}
+
+
+def test_all_bad_batch_records_nothing(db: Database, settings: Settings, active: Active) -> None:
+    result = ingest.ingest(
+        db, settings, accounts.SYSTEM, [("a", b""), ("b", b"x")], Traceability(), classifier=active
+    )
+    assert result.processed == [] and len(result.rejected) == 2 and result.flagged == 0
+    assert _count(db, Image) == 0 and stored_files(settings) == []
+
+
+def test_hostile_file_names_are_display_text_only(
+    db: Database, settings: Settings, active: Active, tmp_path: Path
+) -> None:
+    names = [
+        "../../../../tmp/escaped.png",
+        "/etc/passwd",
+        "ünïcødé 部品 😀.png",
+        "x" * 300 + ".png",
+        "<script>alert('x')</script>.png",
+        "new\nline\x00nul.png",
+    ]
+    files = [(n, png(100 + i)) for i, n in enumerate(names)]
+    result = ingest.ingest(db, settings, accounts.SYSTEM, files, Traceability(), classifier=active)
+    assert len(result.processed) == len(names)
+    shown = [r.source_name for r in result.processed]
+    assert shown[0] == "../../../../tmp/escaped.png"
+    assert shown[2] == "ünïcødé 部品 😀.png"
+    assert shown[4] == "<script>alert('x')</script>.png"  # stored verbatim; pages show text
+    assert shown[3] is not None and len(shown[3]) <= ingest.MAX_SOURCE_NAME
+    assert shown[5] == "new?line?nul.png"
+    for rec in result.processed:
+        assert rec.image_path is not None and rec.image_sha256 is not None
+        assert rec.image_path.split("/")[-1].startswith(rec.image_sha256)
+    # Nothing was written anywhere a name pointed to.
+    assert not Path("/tmp/escaped.png").exists()
+    assert not any(p.name.startswith("escaped") for p in tmp_path.rglob("*"))
+
+
+def test_traceability_is_validated(db: Database, settings: Settings, active: Active) -> None:
+    with pytest.raises(ValidationError, match="timezone"):
+        ingest.ingest(
+            db,
+            settings,
+            accounts.SYSTEM,
+            [("a.png", png(1))],
+            Traceability(captured_at=datetime(2026, 1, 1)),
+            classifier=active,
+        )
+    with pytest.raises(ValidationError, match="line"):
+        ingest.ingest(
+            db,
+            settings,
+            accounts.SYSTEM,
+            [("a.png", png(1))],
+            Traceability(line="L" * 101),
+            classifier=active,
+        )
+    assert _count(db, Inspection) == 0
+
+
+def test_viewers_may_not_inspect(
+    db: Database, settings: Settings, make_user: Any, active: Active
+) -> None:
+    viewer, _ = make_user("vera", Role.VIEWER)
+    with pytest.raises(PermissionDenied):
+        ingest.ingest(db, settings, viewer, [("a.png", png(1))], Traceability(), classifier=active)
+    reviewer, _ = make_user("rita", Role.REVIEWER)
+    result = ingest.ingest(
+        db, settings, reviewer, [("a.png", png(1))], Traceability(), classifier=active
+    )
+    assert len(result.processed) == 1
+
+
+def test_load_active_needs_an_active_model(db: Database, settings: Settings) -> None:
+    with pytest.raises(NotFound, match="no active model"):
+        ingest.load_active(db, settings)
+
+
+def test_flagging_rule_of_the_product_is_applied_and_stored(
+    db: Database, settings: Settings, make_user: Any, active: Active
+) -> None:
+    engineer, _ = make_user("erin", Role.ENGINEER)
+    files = [(f"p{i}.png", png(200 + i, scratch=i % 2 == 0)) for i in range(6)]
+    lenient = flag_rules.set_rule(db, engineer, "pump", ["ok", "scratch"], 0.01)
+    strict = flag_rules.set_rule(db, engineer, "*", ["ok", "scratch"], 1.0)
+
+    passed = ingest.ingest(
+        db, settings, accounts.SYSTEM, files, Traceability(product="pump"), classifier=active
+    )
+    assert passed.flagged == 0
+    assert all(r.threshold_id == lenient.id and not r.is_defect for r in passed.processed)
+
+    # A product without its own rule gets "*": everything below 100 % confidence is unsure.
+    unsure = ingest.ingest(
+        db, settings, accounts.SYSTEM, files, Traceability(product="valve"), classifier=active
+    )
+    assert unsure.flagged == len(files)
+    for r in unsure.processed:
+        assert r.threshold_id == strict.id
+        assert r.flag_reason is not None and r.flag_reason.startswith("unsure: ")
+
+    only_ok = flag_rules.set_rule(db, engineer, "pump", ["ok"], 0.01)
+    judged = ingest.ingest(
+        db, settings, accounts.SYSTEM, files, Traceability(product="pump"), classifier=active
+    )
+    for r in judged.processed:
+        assert r.threshold_id == only_ok.id
+        assert r.is_defect == (r.predicted_class == "scratch")
+        assert r.flagged == r.is_defect
+        assert r.flag_reason == ("defect: scratch" if r.is_defect else None)
+    # Old inspections still name the rule version they were judged by.
+    assert {r.threshold_id for r in ingest.list_inspections(db, product="pump")} == {
+        lenient.id,
+        only_ok.id,
+    }
+
+
+def test_heatmaps_are_stored_for_flagged_parts_only_and_match_explain(
+    db: Database, settings: Settings, make_user: Any, active: Active
+) -> None:
+    engineer, _ = make_user("erin", Role.ENGINEER)
+    flag_rules.set_rule(db, engineer, "flag-all", ["ok", "scratch"], 1.0)
+    flag_rules.set_rule(db, engineer, "flag-none", ["ok", "scratch"], 0.01)
+    files = [(f"h{i}.png", png(300 + i, size=(60, 80), scratch=True)) for i in range(3)]
+    flagged = ingest.ingest(
+        db, settings, accounts.SYSTEM, files, Traceability(product="flag-all"), classifier=active
+    )
+    clean = ingest.ingest(
+        db,
+        settings,
+        accounts.SYSTEM,
+        [("n.png", png(400))],
+        Traceability(product="flag-none"),
+        classifier=active,
+    )
+    assert flagged.heatmaps == 3 and clean.heatmaps == 0
+    assert ingest.heatmap_png(settings, clean.processed[0]) is None
+    _model, clf = active
+    for rec, (_n, data) in zip(flagged.processed, files, strict=True):
+        assert rec.heatmap_path is not None and rec.heatmap_path.startswith("heatmaps/")
+        overlay = ingest.heatmap_png(settings, rec)
+        assert overlay is not None
+        got = np.asarray(PILImage.open(io.BytesIO(overlay)))
+        assert got.shape == (60, 80, 3)
+        # The batched Grad-CAM gives the classifier's own single-image explanation.
+        want = np.asarray(PILImage.open(io.BytesIO(clf.explain(data).overlay_png)))
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 3
+
+
+def test_no_heatmaps_then_backfill(
+    db: Database, settings: Settings, make_user: Any, active: Active
+) -> None:
+    engineer, _ = make_user("erin", Role.ENGINEER)
+    flag_rules.set_rule(db, engineer, "*", ["ok", "scratch"], 1.0)
+    result = ingest.ingest(
+        db,
+        settings,
+        accounts.SYSTEM,
+        [(f"b{i}.png", png(500 + i)) for i in range(3)],
+        Traceability(),
+        classifier=active,
+        with_heatmaps=False,
+    )
+    assert result.flagged == 3 and all(r.heatmap_path is None for r in result.processed)
+    assert ingest.backfill_heatmaps(db, settings, classifier=active) == 3
+    assert ingest.backfill_heatmaps(db, settings, classifier=active) == 0
+    for rec in ingest.list_inspections(db):
+        png_bytes = ingest.heatmap_png(settings, rec)
+        assert png_bytes is not None and png_bytes.startswith(b"\x89PNG")
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_expand_upload_takes_images_from_a_zip_and_refuses_unsafe_archives(
+    settings: Settings,
+) -> None:
+    data = _zip(
+        {
+            "batch/a.png": png(1),
+            "batch/sub/b.png": png(2),
+            "batch/readme.txt": b"not an image",
+            "__MACOSX/batch/._a.png": b"junk",
+            "batch/.DS_Store": b"junk",
+        }
+    )
+    files, rejected = ingest.expand_upload("upload.zip", data, settings)
+    assert [n for n, _ in files] == [
+        "upload.zip/batch/a.png",
+        "upload.zip/batch/sub/b.png",
+        "upload.zip/batch/readme.txt",  # rejected later by ingest, with its reason
+    ]
+    assert files[0][1] == png(1) and rejected == []
+
+    evil = _zip({"ok.png": png(1), "../../escape.png": png(2)})
+    files, rejected = ingest.expand_upload("evil.zip", evil, settings)
+    assert files == [] and len(rejected) == 1
+    assert rejected[0].file == "evil.zip" and "outside the archive" in rejected[0].reason
+
+    files, rejected = ingest.expand_upload("damaged.zip", b"PK\x03\x04garbage", settings)
+    assert files == [] and "damaged" in rejected[0].reason
+
+    assert ingest.expand_upload("a.png", png(3), settings) == ([("a.png", png(3))], [])
+
+
+def test_zip_upload_end_to_end(db: Database, settings: Settings, active: Active) -> None:
+    files, rejected = ingest.expand_upload(
+        "u.zip", _zip({"a.png": png(1), "b.png": png(2), "c.txt": b"text"}), settings
+    )
+    result = ingest.ingest(db, settings, accounts.SYSTEM, files, Traceability(), classifier=active)
+    assert len(result.processed) == 2
+    assert [r.file for r in rejected + result.rejected] == ["u.zip/c.txt"]
+
+
+def test_thumbnail_fits_the_box(db: Database, settings: Settings, active: Active) -> None:
+    rec = ingest.ingest(
+        db,
+        settings,
+        accounts.SYSTEM,
+        [("big.png", png(1, size=(300, 200)))],
+        Traceability(),
+        classifier=active,
+    ).processed[0]
+    thumb = PILImage.open(io.BytesIO(ingest.thumbnail_png(settings, rec, size=64)))
+    assert max(thumb.size) == 64 and thumb.size == (43, 64)
+
+
+def test_list_inspections_filters(db: Database, settings: Settings, active: Active) -> None:
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    for i, (line, product) in enumerate([("L1", "pump"), ("L2", "pump"), ("L1", "valve")]):
+        ingest.ingest(
+            db,
+            settings,
+            accounts.SYSTEM,
+            [(f"{i}.png", png(600 + i))],
+            Traceability(line=line, product=product, captured_at=t0 + timedelta(hours=i)),
+            classifier=active,
+        )
+    assert [r.source_name for r in ingest.list_inspections(db)] == ["2.png", "1.png", "0.png"]
+    assert [r.source_name for r in ingest.list_inspections(db, line="L1")] == [
+        "2.png",
+        "0.png",
+    ]
+    assert [r.source_name for r in ingest.list_inspections(db, product="pump")] == [
+        "1.png",
+        "0.png",
+    ]
+    window = ingest.list_inspections(
+        db, since=t0 + timedelta(minutes=30), until=t0 + timedelta(hours=2)
+    )
+    assert [r.source_name for r in window] == ["1.png"]
+    assert len(ingest.list_inspections(db, limit=1)) == 1
+
+
+def test_sweep_removes_only_old_unreferenced_files(
+    db: Database, settings: Settings, active: Active
+) -> None:
+    rec = ingest.ingest(
+        db, settings, accounts.SYSTEM, [("a.png", png(1))], Traceability(), classifier=active
+    ).processed[0]
+    orphan = settings.images_dir / "ab" / ("ab" + "0" * 62 + ".png")
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"left by a crash")
+    fresh = settings.images_dir / "cd" / ("cd" + "0" * 62 + ".png")
+    fresh.parent.mkdir(parents=True, exist_ok=True)
+    fresh.write_bytes(b"being ingested right now")
+    old = time.time() - 2 * ingest.ORPHAN_GRACE_S
+    os.utime(orphan, (old, old))
+    referenced = settings.images_dir / str(rec.image_path)
+    os.utime(referenced, (old, old))
+
+    assert ingest.sweep_orphans(db, settings) == 1
+    assert not orphan.exists() and fresh.exists() and referenced.exists()
+
+
+def test_gradcam_matches_captum(active: Active) -> None:
+    """The batched one-pass Grad-CAM gives captum's LayerGradCam maps (before upsampling)."""
+    from captum.attr import LayerGradCam
+
+    from core.vision.architectures import get_spec
+
+    _model, clf = active
+    inputs = [clf.prepare(np.asarray(PILImage.open(io.BytesIO(png(i))))) for i in range(5)]
+    targets = [0, 1, 1, 0, 1]
+    ours = ingest.cam_batch(clf, inputs, targets)
+    cam_model, cam_mean, cam_std = clf.cam_copy()
+    cam_layer = get_spec(clf.metadata.architecture).cam_layer(cam_model)
+    x = (torch.from_numpy(np.stack(inputs)).float() / 255.0 - cam_mean) / cam_std
+    attr = LayerGradCam(cam_model, cam_layer).attribute(x, target=targets, relu_attributions=True)
+    for mine, theirs in zip(ours, attr[:, 0].detach().numpy(), strict=True):
+        top = theirs.max()
+        want = np.round(np.clip(theirs / top, 0, 1) * 255) if top > 0 else np.zeros_like(theirs)
+        assert mine.shape == theirs.shape
+        assert np.abs(mine.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_large_mostly_flagged_batch_explains_every_flagged_part(
+    db: Database, settings: Settings, make_user: Any, active: Active
+) -> None:
+    # Past the first chunk, a mostly-flagged batch switches to the one-pass classify+explain.
+    engineer, _ = make_user("erin", Role.ENGINEER)
+    flag_rules.set_rule(db, engineer, "*", ["ok", "scratch"], 1.0)
+    n = ingest.CHUNK_SIZE + 6
+    files = [(f"m{i}.png", png(700 + i)) for i in range(n)]
+    result = ingest.ingest(db, settings, accounts.SYSTEM, files, Traceability(), classifier=active)
+    assert result.flagged == n and result.heatmaps == n
+    _model, clf = active
+    onnx = clf.predict_bytes([d for _, d in files])
+    for rec, pred in zip(result.processed, onnx, strict=True):
+        assert not isinstance(pred, Exception)
+        assert rec.predicted_class == pred.class_name  # both paths classify alike
+        assert rec.confidence == pytest.approx(pred.confidence, abs=1e-4)
+    last, data = result.processed[-1], files[-1][1]
+    got = np.asarray(PILImage.open(io.BytesIO(ingest.heatmap_png(settings, last) or b"")))
+    want = np.asarray(PILImage.open(io.BytesIO(clf.explain(data).overlay_png)))
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 3

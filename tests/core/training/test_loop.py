@@ -1,0 +1,151 @@
+"""fit() on tiny synthetic sets: learns, stops on request, repeats with a seed, checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.errors import DatasetError, ValidationError
+from core.training.loop import EpochReport, TrainConfig, fit, resize_for_model, resolve_device
+
+
+@dataclass(frozen=True)
+class Entry:
+    file: str
+    cls: str
+    split: str
+
+
+@dataclass
+class Snapshot:
+    """Duck-typed stand-in for core.datasets DatasetSnapshot (fit reads only these fields)."""
+
+    path: Path
+    class_names: list[str]
+    entries: list[Entry] = field(default_factory=list)
+    grayscale: bool = True
+
+
+def pattern(cls: str, rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    """Rotation- and flip-invariant patterns, so the augmentations keep the label."""
+    img = rng.normal(128, 12, (size, size))
+    yy, xx = np.mgrid[:size, :size]
+    if cls == "checker":
+        img += np.where(((yy // 8) + (xx // 8)) % 2 == 0, 60, -60)
+    elif cls == "blob":
+        r = rng.uniform(6, 9)
+        cy, cx = rng.uniform(11, size - 11, 2)
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = 240
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_snapshot(
+    root: Path,
+    n_per_class: int = 24,
+    classes: tuple[str, ...] = ("blob", "checker", "plain"),
+    rgb: bool = False,
+    seed: int = 0,
+) -> Snapshot:
+    """Write PNGs (3/4 train, 1/4 val) and describe them like a snapshot."""
+    rng = np.random.default_rng(seed)
+    entries = []
+    for cls in classes:
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            arr = pattern(cls, rng)
+            if rgb:
+                arr = np.stack([arr, arr, np.flipud(arr)], axis=2)
+            Image.fromarray(arr).save(root / cls / f"{i}.png")
+            split = "val" if i % 4 == 0 else "train"
+            entries.append(Entry(f"{cls}/{i}.png", cls, split))
+    return Snapshot(root, list(classes), entries, grayscale=not rgb)
+
+
+def tiny(**kw: object) -> TrainConfig:
+    base: dict[str, object] = dict(
+        epochs=4, img_size=32, batch_size=16, lr=3e-3, device="cpu", num_threads=1
+    )
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+def test_learns_a_separable_set(tmp_path: Path) -> None:
+    snap = make_snapshot(tmp_path)
+    reports: list[EpochReport] = []
+    res = fit(tiny(epochs=8), snap, on_progress=reports.append)
+    assert [r.epoch for r in reports] == list(range(1, 9))
+    # 18 val images: one or two can still sit on the wrong side while BN statistics settle.
+    assert res.metrics is not None and res.metrics.accuracy >= 0.9
+    assert reports[-1].train_loss < reports[0].train_loss
+    assert res.best_epoch >= 1 and not res.stopped
+    assert res.in_channels == 1 and res.img_size == 32 and res.class_names == snap.class_names
+    assert not next(res.model.parameters()).is_cuda and not res.model.training
+    assert all(r.images_per_second > 0 and r.seconds > 0 for r in reports)
+    mean, std = res.normalisation
+    assert len(mean) == len(std) == 1 and 0 < mean[0] < 1
+
+
+def test_should_stop_stops_mid_epoch(tmp_path: Path) -> None:
+    snap = make_snapshot(tmp_path)
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 5  # 54 train images / 16 = 3 batches an epoch: stops in epoch 2
+
+    res = fit(tiny(epochs=10), snap, should_stop=stop)
+    assert res.stopped
+    assert len(res.history) == 2
+    assert calls["n"] == 6
+
+
+def test_same_seed_same_run(tmp_path: Path) -> None:
+    snap = make_snapshot(tmp_path)
+    a = fit(tiny(epochs=2, seed=3), snap)
+    b = fit(tiny(epochs=2, seed=3), snap)
+    c = fit(tiny(epochs=2, seed=4), snap)
+    assert [h.train_loss for h in a.history] == [h.train_loss for h in b.history]
+    for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert [h.train_loss for h in a.history] != [h.train_loss for h in c.history]
+
+
+def test_rgb_snapshot_trains_three_channels_and_checkpoints(tmp_path: Path) -> None:
+    snap = make_snapshot(tmp_path / "data", rgb=True, n_per_class=12)
+    res = fit(tiny(epochs=1), snap, checkpoint_dir=tmp_path / "ckpt")
+    assert res.in_channels == 3
+    assert (tmp_path / "ckpt" / "checkpoint.safetensors").is_file()
+    assert (tmp_path / "ckpt" / "checkpoint.json").is_file()
+
+
+def test_no_val_split_keeps_last_epoch(tmp_path: Path) -> None:
+    snap = make_snapshot(tmp_path, n_per_class=8)
+    snap.entries = [Entry(e.file, e.cls, "train") for e in snap.entries]
+    res = fit(tiny(epochs=2), snap)
+    assert res.metrics is None and res.best_epoch == 2
+
+
+def test_refuses_one_class_and_bad_device(tmp_path: Path) -> None:
+    snap = make_snapshot(tmp_path, n_per_class=4, classes=("a", "b"))
+    snap.entries = [e for e in snap.entries if e.cls == "a"]
+    with pytest.raises(DatasetError):
+        fit(tiny(), snap)
+    with pytest.raises(ValidationError):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValidationError, match="no CUDA"):
+            resolve_device("cuda")
+
+
+def test_resize_for_model_shapes() -> None:
+    gray = np.zeros((50, 70), np.uint8)
+    rgb = np.zeros((50, 70, 3), np.uint8)
+    assert resize_for_model(gray, 32, 1).shape == (1, 32, 32)
+    assert resize_for_model(gray, 32, 3).shape == (3, 32, 32)
+    assert resize_for_model(rgb, 32, 1).shape == (1, 32, 32)
+    assert resize_for_model(rgb, 96, 3).shape == (3, 96, 96)
