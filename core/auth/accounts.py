@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.errors import AuthenticationError, Conflict, NotFound, PermissionDenied, ValidationError
-from db import queries
 from db.engine import Database
 from db.models import Role, User, utcnow
+from db.queries import audit, users
 
 LOGIN_REFUSED = "Wrong username or password."
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,63}$")
@@ -121,7 +121,7 @@ def record_audit(
     details: dict[str, object] | None = None,
 ) -> None:
     """Append an audit entry for what the actor did, in the caller's transaction."""
-    queries.add_audit(
+    audit.add_audit(
         session,
         user_id=actor.id,
         username=actor.username,
@@ -164,14 +164,14 @@ def authenticate(
 ) -> CurrentUser:
     """Check a login. Wrong password, unknown and inactive users all get LOGIN_REFUSED."""
     with db.write() as session:
-        user = queries.get_user_by_name(session, username.strip())
+        user = users.get_user_by_name(session, username.strip())
         stored = user.password_hash if user is not None else _DUMMY_HASH
         try:
             ok = _hasher.verify(stored, password) and user is not None and user.active
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             ok = False
         if not ok or user is None:
-            queries.add_audit(
+            audit.add_audit(
                 session,
                 user_id=user.id if user else None,
                 username=username.strip()[:64],
@@ -187,7 +187,7 @@ def authenticate(
             if _hasher.check_needs_rehash(user.password_hash):
                 user.password_hash = _hasher.hash(password)
             user.last_login_at = utcnow()
-            queries.add_audit(
+            audit.add_audit(
                 session,
                 user_id=user.id,
                 username=user.username,
@@ -204,9 +204,9 @@ def authenticate(
 def user_for_email(db: Database, email: str) -> CurrentUser:
     """The active user an SSO e-mail maps to; refused when unknown or inactive."""
     with db.write() as session:
-        user = queries.get_user_by_email(session, email)
+        user = users.get_user_by_email(session, email)
         if user is None or not user.active:
-            queries.add_audit(
+            audit.add_audit(
                 session,
                 user_id=None,
                 username=email[:64],
@@ -216,7 +216,7 @@ def user_for_email(db: Database, email: str) -> CurrentUser:
             )
         else:
             user.last_login_at = utcnow()
-            queries.add_audit(
+            audit.add_audit(
                 session,
                 user_id=user.id,
                 username=user.username,
@@ -232,7 +232,7 @@ def user_for_email(db: Database, email: str) -> CurrentUser:
 def record_logout(db: Database, user: CurrentUser) -> None:
     """Write the logout to the audit log."""
     with db.write() as session:
-        queries.add_audit(
+        audit.add_audit(
             session,
             user_id=user.id,
             username=user.username,
@@ -265,9 +265,9 @@ def create_user(
     _check_password(password)
     email = email.strip() or None if email else None
     with db.write() as session:
-        if queries.get_user_by_name(session, username) is not None:
+        if users.get_user_by_name(session, username) is not None:
             raise Conflict(f"user {username!r} already exists")
-        if email and queries.get_user_by_email(session, email) is not None:
+        if email and users.get_user_by_email(session, email) is not None:
             raise Conflict(f"e-mail {email!r} already belongs to another user")
         user = User(
             username=username,
@@ -374,7 +374,7 @@ def set_email(db: Database, actor: CurrentUser, user_id: int, email: str | None)
     with db.write() as session:
         user = _get_user(session, user_id)
         if email:
-            other = queries.get_user_by_email(session, email)
+            other = users.get_user_by_email(session, email)
             if other is not None and other.id != user.id:
                 raise Conflict(f"e-mail {email!r} already belongs to {other.username}")
         user.email = email
@@ -393,13 +393,13 @@ def list_users(db: Database, actor: CurrentUser) -> list[UserInfo]:
     """Every account (admin only)."""
     require(actor, Action.MANAGE_USERS)
     with db.read() as session:
-        return [_info(u) for u in queries.list_users(session)]
+        return [_info(u) for u in users.list_users(session)]
 
 
 def has_users(db: Database) -> bool:
     """Whether any account exists yet (first start creates the admin)."""
     with db.read() as session:
-        return queries.count_users(session) > 0
+        return users.count_users(session) > 0
 
 
 def refresh(db: Database, user: CurrentUser) -> CurrentUser | None:
@@ -428,7 +428,7 @@ def audit_log(
     """Newest audit entries first, as plain rows (admin only)."""
     require(actor, Action.READ_AUDIT)
     with db.read() as session:
-        rows = queries.list_audit(
+        rows = audit.list_audit(
             session, limit=limit, action=action or None, username=username or None
         )
         return [

@@ -24,9 +24,9 @@ from sqlalchemy.orm import Session
 from core.auth.accounts import SYSTEM, Action, CurrentUser, record_audit, require
 from core.config import DEVICES, Settings
 from core.errors import Conflict, DatasetError, NotFound, ValidationError
-from db import queries
 from db.engine import Database
 from db.models import Dataset, JobMetric, JobStatus, Model, Role, TrainingJob, User, utcnow
+from db.queries import audit
 
 if TYPE_CHECKING:
     from core.training.loop import EpochReport, TrainConfig
@@ -576,7 +576,7 @@ def sweep_stale(db: Database, timeout_s: float) -> list[int]:
             )
             if result.rowcount == 1:  # type: ignore[attr-defined]
                 swept.append(job_id)
-                queries.add_audit(
+                audit.add_audit(
                     session,
                     user_id=None,
                     username="worker",

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from core.auth import accounts
 from core.auth.accounts import Action, CurrentUser
-from db import queries
 from db.engine import Database
 from db.models import utcnow
+from db.queries import inspections
 
 
 @dataclass(frozen=True)
@@ -33,5 +33,5 @@ def plant_overview(db: Database, user: CurrentUser, hours: int = 24) -> Overview
     """Headline numbers any logged-in user may see."""
     accounts.require(user, Action.VIEW_TRENDS)
     with db.read() as session:
-        counts = queries.overview_counts(session, utcnow() - timedelta(hours=hours))
+        counts = inspections.overview_counts(session, utcnow() - timedelta(hours=hours))
     return Overview(hours=hours, **counts)

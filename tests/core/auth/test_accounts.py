@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from core.auth import accounts
 from core.auth.accounts import Action, CurrentUser
 from core.errors import AuthenticationError, Conflict, PermissionDenied, ValidationError
-from db import queries
 from db.engine import Database
 from db.models import AuditEntry, Role, User
+from db.queries import audit
 
 # Written out from DESIGN.md "Users and roles", not derived from core.auth.accounts, so a change to
 # MIN_ROLE that contradicts the design fails here.
@@ -34,7 +34,7 @@ PASSWORD = "correct-horse-1"
 
 def _audit(db: Database, action: str) -> list[AuditEntry]:
     with db.read() as session:
-        return list(queries.list_audit(session, action=action))
+        return list(audit.list_audit(session, action=action))
 
 
 def _row(db: Database, user_id: int) -> User:
@@ -165,7 +165,7 @@ def test_user_management_refuses_non_admins(db: Database, make_user, role: Role)
     target, _ = make_user("target", Role.VIEWER)
     before_users = _user_count(db)
     with db.read() as session:
-        before_audit = len(queries.list_audit(session, limit=10_000))
+        before_audit = len(audit.list_audit(session, limit=10_000))
 
     calls = {
         "create_user": lambda: accounts.create_user(db, actor, "mallory", Role.ADMIN),
@@ -186,7 +186,7 @@ def test_user_management_refuses_non_admins(db: Database, make_user, role: Role)
     assert _row(db, target.id).active is True
     assert accounts.authenticate(db, "target", PASSWORD, delay_s=0).id == target.id
     with db.read() as session:
-        assert len(queries.list_audit(session, limit=10_000)) == before_audit + 1  # the login
+        assert len(audit.list_audit(session, limit=10_000)) == before_audit + 1  # the login
 
 
 def test_admin_may_manage_users_and_read_the_audit_log(db: Database, make_user) -> None:  # type: ignore[no-untyped-def]
