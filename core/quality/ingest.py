@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -40,7 +40,7 @@ from core.files import fsync_dir, write_atomic
 from core.quality import flag_rules
 from core.registry import catalog
 from core.registry.catalog import ModelRecord
-from core.vision import images
+from core.vision import gradcam, images
 from db.engine import Database
 from db.models import Image, Inspection, Review, User, utcnow
 
@@ -53,7 +53,6 @@ CHUNK_SIZE = 64  # images per classification batch and per write transaction
 MAX_SOURCE_NAME = 255
 MAX_FIELD_LENGTH = 100
 HEATMAPS_DIR = "heatmaps"
-HEATMAP_MAX_SIDE = 1024
 ORPHAN_GRACE_S = 3600.0
 # Above this share of flagged parts, one torch pass that classifies and explains every image is
 # faster than ONNX Runtime for all plus a Grad-CAM pass for the flagged ones (measured on the
@@ -246,118 +245,6 @@ def _store_all(settings: Settings, files: dict[str, bytes], pool: ThreadPoolExec
     list(pool.map(fsync_dir, folders))
 
 
-# --------------------------------------------------------------------------- heatmaps
-#
-# What is stored for a flagged part is its Grad-CAM map at the model layer's resolution (a few
-# hundred bytes of 8-bit grayscale PNG), not a full-size overlay: encoding a 300x300 colour PNG
-# costs more than classifying the image, and would halve ingest speed. ``heatmap_png`` turns the
-# stored map into the overlay a reviewer sees (the same picture as ``Classifier.explain``) in a
-# few milliseconds, without the model.
-
-
-def _normalise_map(m: np.ndarray) -> np.ndarray:
-    top = float(m.max())
-    scaled = np.clip(m / top, 0.0, 1.0) if top > 0 else np.zeros_like(m)
-    return np.round(scaled * 255).astype(np.uint8)
-
-
-class GradCam:
-    """Classify and explain a batch in one forward pass, on a private copy of the model.
-
-    The math is captum's ``LayerGradCam`` (gradient of the class score with respect to the
-    layer's output, averaged per channel, weighted sum of the channels, ReLU), which
-    ``Classifier.explain`` runs one image at a time; the tests check the two agree. Here the
-    layer's output is the only tensor that records gradients, so the backward pass covers just
-    the classifier head and costs next to nothing, and the copy runs channels-last, which is
-    twice as fast on the CPU. The copy is private, so the shared classifier is never mutated
-    and no lock is needed.
-    """
-
-    def __init__(self, clf: Classifier) -> None:
-
-        import torch
-
-        from core.vision.architectures import get_spec
-
-        self.clf = clf
-        model, self.mean, self.std = clf.cam_copy()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        self.model = model.to(memory_format=torch.channels_last)
-        self.layer = get_spec(clf.metadata.architecture).cam_layer(self.model)
-
-    def run(
-        self, inputs: Sequence[np.ndarray], choose: Any
-    ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-        """(probabilities N x K, {row: uint8 map}) for the rows ``choose(probabilities)`` names.
-
-        choose returns (row, class index) pairs: which images to explain, for which class.
-        """
-        import torch
-
-        x = torch.from_numpy(np.stack(inputs)).float().div_(255.0)
-        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
-        captured: list[Any] = []
-
-        def hook(_module: Any, _inputs: Any, output: Any) -> Any:
-            leaf = output.detach().requires_grad_(True)
-            captured.append(leaf)
-            return leaf
-
-        handle = self.layer.register_forward_hook(hook)
-        try:
-            with torch.enable_grad():
-                logits = self.model(x)
-                probs = torch.softmax(logits.detach().float(), dim=1).numpy()
-                wanted = list(choose(probs))
-                if not wanted:
-                    return probs, {}
-                rows = torch.tensor([r for r, _ in wanted])
-                classes = torch.tensor([k for _, k in wanted])
-                (grads,) = torch.autograd.grad(logits[rows, classes].sum(), captured[0])
-        finally:
-            handle.remove()
-        acts = captured[0].detach()[rows]
-        weights = grads[rows].mean(dim=(2, 3), keepdim=True)
-        cams = torch.relu((weights * acts).sum(dim=1)).float().numpy()
-        return probs, {r: _normalise_map(c) for (r, _), c in zip(wanted, cams, strict=True)}
-
-    def explain(self, inputs: Sequence[np.ndarray], targets: Sequence[int]) -> list[np.ndarray]:
-        """Maps (uint8, layer resolution, peak 255) of inputs for the given classes."""
-        if not inputs:
-            return []
-        _probs, maps = self.run(inputs, lambda _p: list(enumerate(targets)))
-        return [maps[i] for i in range(len(inputs))]
-
-
-def cam_batch(
-    clf: Classifier, inputs: Sequence[np.ndarray], targets: Sequence[int]
-) -> list[np.ndarray]:
-    """Grad-CAM maps (uint8, layer resolution, peak 255) of prepared model inputs."""
-    return GradCam(clf).explain(inputs, targets)
-
-
-def _encode_map(cam: np.ndarray) -> bytes:
-    return images.encode_png(cam)
-
-
-def render_overlay(image: bytes, cam_png: bytes, limits: images.DecodeLimits) -> bytes:
-    """The reviewer's picture: the image with the Grad-CAM map in colour on top (PNG)."""
-    rgb = images.decode(image, limits=limits, max_side=HEATMAP_MAX_SIDE)
-    h, w = rgb.shape[:2]
-    if max(h, w) > HEATMAP_MAX_SIDE:
-        f = HEATMAP_MAX_SIDE / max(h, w)
-        h, w = max(1, round(h * f)), max(1, round(w * f))
-        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-    cam = images.decode(cam_png, limits=limits, grayscale=True).astype(np.float32)
-    heat = cv2.resize(cam, (w, h), interpolation=cv2.INTER_LINEAR)
-    top = float(heat.max())
-    heat = np.clip(heat / top, 0.0, 1.0) if top > 0 else np.zeros_like(heat)
-    colour = cv2.applyColorMap(np.round(heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
-    return images.encode_png(cv2.addWeighted(rgb, 0.55, colour, 0.45, 0.0))
-
-
 # --------------------------------------------------------------------------- ingest
 
 
@@ -381,7 +268,7 @@ def ingest(
     processed: list[InspectionRecord] = []
     rejected: list[Rejection] = []
     heatmaps = 0
-    cam = GradCam(clf) if with_heatmaps and files else None
+    cam = gradcam.GradCam(clf) if with_heatmaps and files else None
     fused = False  # decided per chunk from the share the previous chunk flagged
     workers = max(1, settings.num_threads)
     # Chunk N is written (files fsynced, rows inserted) by the writer thread while chunk N+1
@@ -451,7 +338,7 @@ def _classify_chunk(
     rule: flag_rules.FlagRule,
     limits: images.DecodeLimits,
     pool: ThreadPoolExecutor,
-    cam: GradCam | None,
+    cam: gradcam.GradCam | None,
     fused: bool,
 ) -> tuple[list[_Item], list[Rejection], int]:
     """Check, decode, classify, judge and explain one chunk; nothing is stored yet."""
@@ -493,7 +380,9 @@ def _classify_chunk(
     made = 0
     if maps:
         order = sorted(maps)
-        for row, png in zip(order, pool.map(_encode_map, [maps[r] for r in order]), strict=True):
+        for row, png in zip(
+            order, pool.map(gradcam.encode_map, [maps[r] for r in order]), strict=True
+        ):
             good[row].heatmap_png = png
             good[row].heatmap_rel = _heatmap_rel(images.sha256_bytes(png))
             made += 1
@@ -789,7 +678,7 @@ def heatmap_png(settings: Settings, record: InspectionRecord) -> bytes | None:
         return None
     cam = _read_stored(settings, record.heatmap_path, "heatmap")
     limits = images.DecodeLimits.from_settings(settings)
-    return render_overlay(image_bytes(settings, record), cam, limits)
+    return gradcam.render_overlay(image_bytes(settings, record), cam, limits)
 
 
 def thumbnail_png(settings: Settings, record: InspectionRecord, size: int = 96) -> bytes:
@@ -853,7 +742,7 @@ def backfill_heatmaps(
                 inputs.append(clf.prepare(pixels))
                 kept.append(insp_id)
                 targets.append(clf.class_names.index(cls))
-            pngs = list(pool.map(_encode_map, cam_batch(clf, inputs, targets)))
+            pngs = list(pool.map(gradcam.encode_map, gradcam.cam_batch(clf, inputs, targets)))
             rels = [_heatmap_rel(images.sha256_bytes(p)) for p in pngs]
             _store_all(settings, dict(zip(rels, pngs, strict=True)), pool)
             with db.write() as session:

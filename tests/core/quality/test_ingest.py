@@ -23,6 +23,7 @@ from core.errors import NotFound, PermissionDenied, ValidationError
 from core.quality import flag_rules, ingest
 from core.quality.ingest import Traceability
 from core.registry.catalog import ModelRecord
+from core.vision import gradcam
 from core.vision.classifier import Classifier
 from db.engine import Database
 from db.models import Image, Inspection, Role
@@ -451,7 +452,7 @@ def test_gradcam_matches_captum(active: Active) -> None:
     _model, clf = active
     inputs = [clf.prepare(np.asarray(PILImage.open(io.BytesIO(png(i))))) for i in range(5)]
     targets = [0, 1, 1, 0, 1]
-    ours = ingest.cam_batch(clf, inputs, targets)
+    ours = gradcam.cam_batch(clf, inputs, targets)
     cam_model, cam_mean, cam_std = clf.cam_copy()
     cam_layer = get_spec(clf.metadata.architecture).cam_layer(cam_model)
     x = (torch.from_numpy(np.stack(inputs)).float() / 255.0 - cam_mean) / cam_std
