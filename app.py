@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from core.auth import accounts
-from core.auth.accounts import Action
+from core.auth import permissions
+from core.auth.permissions import Action
 from pages._ui import current_user, get_settings, sign_out
 
 st.set_page_config(page_title="DefectLens", page_icon=":material/biotech:", layout="wide")
@@ -44,7 +44,7 @@ PAGES = [
         Action.MANAGE_USERS,
     ),
 ]
-nav = st.navigation([page for page, action in PAGES if accounts.can(user, action)])
+nav = st.navigation([page for page, action in PAGES if permissions.can(user, action)])
 
 with st.sidebar:
     st.markdown(f"**{user.username}** · {user.role.value}")

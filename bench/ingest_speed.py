@@ -87,7 +87,7 @@ def _model_artifact(model_home: Path) -> tuple[Path, dict[str, Any]]:
 def _fresh_home(base: Path, artifact_dir: Path, fields: dict[str, Any]) -> Path:
     """A new data directory whose database holds the model, promoted."""
     from core import setup
-    from core.auth import accounts
+    from core.auth import permissions
     from core.config import load_settings
     from core.registry import catalog
 
@@ -99,9 +99,9 @@ def _fresh_home(base: Path, artifact_dir: Path, fields: dict[str, Any]) -> Path:
     db = setup.open_database(settings)
     try:
         rec = catalog.register_model(
-            db, accounts.SYSTEM, artifact_path=target / "model.json", dataset_id=None, **fields
+            db, permissions.SYSTEM, artifact_path=target / "model.json", dataset_id=None, **fields
         )
-        catalog.promote_model(db, accounts.SYSTEM, rec.id)
+        catalog.promote_model(db, permissions.SYSTEM, rec.id)
     finally:
         db.dispose()
     return home

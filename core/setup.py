@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from core.auth import accounts
+from core.auth import accounts, permissions
 from core.config import Settings
 from db import migrate as db_migrate
 from db.engine import Database
@@ -44,7 +44,9 @@ def initialise(settings: Settings, admin_username: str = "admin") -> InitResult:
         username: str | None = None
         password: str | None = None
         if not accounts.has_users(db):
-            info, password = accounts.create_user(db, accounts.SYSTEM, admin_username, Role.ADMIN)
+            info, password = accounts.create_user(
+                db, permissions.SYSTEM, admin_username, Role.ADMIN
+            )
             username = info.username
             log.info("created first admin %s", username)
         return InitResult(

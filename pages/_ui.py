@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from core import setup
-from core.auth import accounts
-from core.auth.accounts import Action, CurrentUser
+from core.auth import accounts, permissions
+from core.auth.permissions import Action, CurrentUser
 from core.config import Settings, load_settings
 from core.errors import PermissionDenied
 from db.engine import Database
@@ -66,7 +66,7 @@ def require_page(action: Action) -> CurrentUser:
         st.warning("Please log in.")
         st.stop()
     try:
-        accounts.require(user, action)
+        permissions.require(user, action)
     except PermissionDenied as e:
         st.error(str(e))
         st.stop()

@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from core.auth import accounts
-from core.auth.accounts import ROLES, Action
+from core.auth import accounts, audit
+from core.auth.permissions import ROLES, Action
 from core.errors import DefectLensError
 from pages._ui import get_db, require_page
 
@@ -71,5 +71,5 @@ with audit_tab:
     c1, c2 = st.columns(2)
     action = c1.text_input("Action (e.g. login_failed)", key="audit_action")
     who = c2.text_input("User", key="audit_user")
-    rows = accounts.audit_log(db, user, limit=500, action=action.strip(), username=who.strip())
+    rows = audit.audit_log(db, user, limit=500, action=action.strip(), username=who.strip())
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")

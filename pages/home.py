@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.auth.accounts import Action
+from core.auth.permissions import Action
 from core.quality import overview
 from pages._ui import get_db, require_page
 

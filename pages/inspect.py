@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time
 import pandas as pd
 import streamlit as st
 
-from core.auth.accounts import Action
+from core.auth.permissions import Action
 from core.errors import DefectLensError, NotFound
 from core.quality import ingest
 from core.registry import catalog

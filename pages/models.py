@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core.auth.accounts import Action
+from core.auth.permissions import Action
 from core.errors import DefectLensError
 from core.registry import catalog, compare
 from pages._ui import get_db, get_settings, require_page

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from core.auth.accounts import Action
+from core.auth.permissions import Action
 from core.errors import Conflict, DefectLensError
 from core.quality import ingest, review
 from pages._ui import get_db, get_settings, require_page

@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.auth.accounts import Action
+from core.auth.permissions import Action
 from core.errors import DefectLensError, NotFound
 from core.quality import flag_rules
 from core.registry import catalog

@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.auth.accounts import Action
+from core.auth.permissions import Action
 from core.errors import DefectLensError
 from core.jobs import queue
 from core.quality import review

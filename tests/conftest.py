@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from core import setup
-from core.auth import accounts
-from core.auth.accounts import CurrentUser
+from core.auth import accounts, permissions
+from core.auth.permissions import CurrentUser
 from core.config import Settings, load_settings
 from db.engine import Database
 from db.models import Role
@@ -41,7 +41,7 @@ def make_user(db: Database):  # type: ignore[no-untyped-def]
     """Create a user with a role; returns (CurrentUser, password)."""
 
     def _make(username: str, role: Role | str = Role.VIEWER, password: str = "correct-horse-1"):
-        info, pw = accounts.create_user(db, accounts.SYSTEM, username, role, password=password)
+        info, pw = accounts.create_user(db, permissions.SYSTEM, username, role, password=password)
         return CurrentUser(id=info.id, username=info.username, role=info.role), pw
 
     return _make
@@ -81,7 +81,7 @@ def tiny_dataset(tmp_path: Path, db: Database, settings: Settings):  # type: ign
     from core.training import register
 
     record, _snap, _ = register.import_dataset(
-        db, settings, accounts.SYSTEM, write_tiny_dataset(tmp_path / "tiny"), "tiny"
+        db, settings, permissions.SYSTEM, write_tiny_dataset(tmp_path / "tiny"), "tiny"
     )
     return record
 
@@ -95,7 +95,7 @@ def train_tiny(db: Database, settings: Settings, tiny_dataset):  # type: ignore[
     def _train(epochs: int = 1):  # type: ignore[no-untyped-def]
         config = TrainConfig(epochs=epochs, img_size=32, device="cpu")
         return register.train_and_register(
-            db, settings, accounts.SYSTEM, tiny_dataset.id, config
+            db, settings, permissions.SYSTEM, tiny_dataset.id, config
         ).model
 
     return _train

@@ -1,8 +1,7 @@
-"""Accounts, roles and permissions. Every action is checked here, not only by hiding pages."""
+"""Accounts: argon2id passwords, login, single sign-on mapping and user administration."""
 
 from __future__ import annotations
 
-import enum
 import re
 import secrets
 import time
@@ -14,64 +13,23 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.errors import AuthenticationError, Conflict, NotFound, PermissionDenied, ValidationError
+from core.auth.audit import record_audit
+from core.auth.permissions import Action, CurrentUser, parse_role, require
+from core.errors import AuthenticationError, Conflict, NotFound, ValidationError
 from db.engine import Database
 from db.models import Role, User, utcnow
-from db.queries import audit, users
+from db.queries import users
+from db.queries.audit import add_audit
 
 LOGIN_REFUSED = "Wrong username or password."
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,63}$")
 MIN_PASSWORD_LENGTH = 10
 
-ROLES: tuple[Role, ...] = (Role.VIEWER, Role.REVIEWER, Role.ENGINEER, Role.ADMIN)
-_RANK = {role: rank for rank, role in enumerate(ROLES)}
 
 # argon2id with the library's RFC 9106 low-memory defaults.
 _hasher = PasswordHasher()
 # Verified against when the username does not exist, so both failures take the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-
-
-class Action(enum.StrEnum):
-    """Everything a user can do that needs a permission."""
-
-    VIEW_TRENDS = "view_trends"
-    DOWNLOAD_REPORTS = "download_reports"
-    INSPECT = "inspect"
-    REVIEW = "review"
-    MANAGE_DATASETS = "manage_datasets"
-    TRAIN = "train"
-    MANAGE_MODELS = "manage_models"
-    EDIT_THRESHOLDS = "edit_thresholds"
-    MANAGE_USERS = "manage_users"
-    READ_AUDIT = "read_audit"
-
-
-MIN_ROLE: dict[Action, Role] = {
-    Action.VIEW_TRENDS: Role.VIEWER,
-    Action.DOWNLOAD_REPORTS: Role.VIEWER,
-    Action.INSPECT: Role.REVIEWER,
-    Action.REVIEW: Role.REVIEWER,
-    Action.MANAGE_DATASETS: Role.ENGINEER,
-    Action.TRAIN: Role.ENGINEER,
-    Action.MANAGE_MODELS: Role.ENGINEER,
-    Action.EDIT_THRESHOLDS: Role.ENGINEER,
-    Action.MANAGE_USERS: Role.ADMIN,
-    Action.READ_AUDIT: Role.ADMIN,
-}
-
-
-@dataclass(frozen=True)
-class CurrentUser:
-    """Who is acting. id is None only for the local operator at the command line."""
-
-    id: int | None
-    username: str
-    role: Role
-
-
-# The operator at the server's shell (CLI): already has the machine, so acts as admin.
-SYSTEM = CurrentUser(id=None, username="system", role=Role.ADMIN)
 
 
 @dataclass(frozen=True)
@@ -85,51 +43,6 @@ class UserInfo:
     active: bool
     created_at: datetime
     last_login_at: datetime | None
-
-
-def parse_role(value: str) -> Role:
-    """A Role from its name, or ValidationError listing the roles."""
-    try:
-        return Role(value.strip().lower())
-    except ValueError:
-        names = ", ".join(r.value for r in ROLES)
-        raise ValidationError(f"unknown role {value!r}; choose one of {names}") from None
-
-
-def can(user: CurrentUser, action: Action) -> bool:
-    """Whether the user's role allows the action."""
-    return _RANK[user.role] >= _RANK[MIN_ROLE[action]]
-
-
-def require(user: CurrentUser, action: Action) -> None:
-    """Raise PermissionDenied unless the user's role allows the action."""
-    if not can(user, action):
-        need = MIN_ROLE[action].value
-        raise PermissionDenied(
-            f"{user.username} ({user.role.value}) may not {action.value.replace('_', ' ')}; "
-            f"needs {need} or above"
-        )
-
-
-def record_audit(
-    session: Session,
-    actor: CurrentUser,
-    *,
-    action: str,
-    entity: str | None = None,
-    entity_id: str | int | None = None,
-    details: dict[str, object] | None = None,
-) -> None:
-    """Append an audit entry for what the actor did, in the caller's transaction."""
-    audit.add_audit(
-        session,
-        user_id=actor.id,
-        username=actor.username,
-        action=action,
-        entity=entity,
-        entity_id=entity_id,
-        details=details,
-    )
 
 
 def hash_password(password: str) -> str:
@@ -171,7 +84,7 @@ def authenticate(
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             ok = False
         if not ok or user is None:
-            audit.add_audit(
+            add_audit(
                 session,
                 user_id=user.id if user else None,
                 username=username.strip()[:64],
@@ -187,7 +100,7 @@ def authenticate(
             if _hasher.check_needs_rehash(user.password_hash):
                 user.password_hash = _hasher.hash(password)
             user.last_login_at = utcnow()
-            audit.add_audit(
+            add_audit(
                 session,
                 user_id=user.id,
                 username=user.username,
@@ -206,7 +119,7 @@ def user_for_email(db: Database, email: str) -> CurrentUser:
     with db.write() as session:
         user = users.get_user_by_email(session, email)
         if user is None or not user.active:
-            audit.add_audit(
+            add_audit(
                 session,
                 user_id=None,
                 username=email[:64],
@@ -216,7 +129,7 @@ def user_for_email(db: Database, email: str) -> CurrentUser:
             )
         else:
             user.last_login_at = utcnow()
-            audit.add_audit(
+            add_audit(
                 session,
                 user_id=user.id,
                 username=user.username,
@@ -232,7 +145,7 @@ def user_for_email(db: Database, email: str) -> CurrentUser:
 def record_logout(db: Database, user: CurrentUser) -> None:
     """Write the logout to the audit log."""
     with db.write() as session:
-        audit.add_audit(
+        add_audit(
             session,
             user_id=user.id,
             username=user.username,
@@ -415,30 +328,3 @@ def refresh(db: Database, user: CurrentUser) -> CurrentUser | None:
         if row is None or not row.active:
             return None
         return CurrentUser(id=row.id, username=row.username, role=Role(row.role))
-
-
-def audit_log(
-    db: Database,
-    actor: CurrentUser,
-    *,
-    limit: int = 200,
-    action: str | None = None,
-    username: str | None = None,
-) -> list[dict[str, object]]:
-    """Newest audit entries first, as plain rows (admin only)."""
-    require(actor, Action.READ_AUDIT)
-    with db.read() as session:
-        rows = audit.list_audit(
-            session, limit=limit, action=action or None, username=username or None
-        )
-        return [
-            {
-                "at": r.at,
-                "user": r.username,
-                "action": r.action,
-                "entity": r.entity,
-                "entity_id": r.entity_id,
-                "details": r.details,
-            }
-            for r in rows
-        ]

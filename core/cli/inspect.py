@@ -77,7 +77,7 @@ def ingest_cmd(
 ) -> None:
     """Inspect images with the active model and record them; prints processed, rejected,
     flagged and images_per_second. Exit code 0 when at least one image was processed."""
-    from core.auth import accounts
+    from core.auth import permissions
     from core.errors import InvalidImageError, ValidationError
     from core.quality import ingest
     from core.vision.images import DecodeLimits, read_file_limited
@@ -115,7 +115,13 @@ def ingest_cmd(
         if not group:
             return
         result = ingest.ingest(
-            db, s, accounts.SYSTEM, group, trace, classifier=active, with_heatmaps=not no_heatmaps
+            db,
+            s,
+            permissions.SYSTEM,
+            group,
+            trace,
+            classifier=active,
+            with_heatmaps=not no_heatmaps,
         )
         processed += len(result.processed)
         flagged += result.flagged
@@ -185,7 +191,7 @@ def _watch(
     poll_seconds: float,
     as_json: bool,
 ) -> None:
-    from core.auth import accounts
+    from core.auth import permissions
     from core.errors import ValidationError
     from core.quality.watch import FolderWatcher
 
@@ -212,7 +218,7 @@ def _watch(
     watcher = FolderWatcher(
         db,
         s,
-        accounts.SYSTEM,
+        permissions.SYSTEM,
         paths[0],
         trace,
         with_heatmaps=with_heatmaps,

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from core.auth import accounts
+from core.auth import permissions
 from core.cli.common import emit_json, settings
 from core.jobs import queue
 from core.jobs.queue import JobRecord
@@ -66,7 +66,7 @@ def submit(
     ):
         if value is not None:
             setattr(config, name, value)
-    job = queue.submit_job(db, s, accounts.SYSTEM, dataset, config)
+    job = queue.submit_job(db, s, permissions.SYSTEM, dataset, config)
     if as_json:
         emit_json(_job_dict(job))
     else:
@@ -130,7 +130,7 @@ def show(
 def cancel(job_id: int, as_json: JsonOpt = False) -> None:
     """Cancel a job: a queued one at once, a running one at its next batch."""
     _s, db = _open()
-    job = queue.cancel_job(db, accounts.SYSTEM, job_id)
+    job = queue.cancel_job(db, permissions.SYSTEM, job_id)
     if as_json:
         emit_json(_job_dict(job))
     elif job.is_finished:

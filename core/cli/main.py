@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from core import setup
-from core.auth import accounts
+from core.auth import accounts, permissions
 from core.cli.common import emit_json, fail, settings
 from core.errors import DefectLensError
 
@@ -72,7 +72,7 @@ def user_add(
     s = settings()
     setup.migrate(s)
     db = setup.open_database(s)
-    info, password = accounts.create_user(db, accounts.SYSTEM, name, role, email=email)
+    info, password = accounts.create_user(db, permissions.SYSTEM, name, role, email=email)
     if as_json:
         emit_json(
             {
@@ -91,7 +91,7 @@ def user_list(as_json: JsonOpt = False) -> None:
     """List user accounts."""
     s = settings()
     setup.migrate(s)
-    users = accounts.list_users(setup.open_database(s), accounts.SYSTEM)
+    users = accounts.list_users(setup.open_database(s), permissions.SYSTEM)
     rows = [
         {
             "id": u.id,
@@ -117,11 +117,11 @@ def user_reset_password(name: str, as_json: JsonOpt = False) -> None:
     setup.migrate(s)
     db = setup.open_database(s)
     match = [
-        u for u in accounts.list_users(db, accounts.SYSTEM) if u.username.lower() == name.lower()
+        u for u in accounts.list_users(db, permissions.SYSTEM) if u.username.lower() == name.lower()
     ]
     if not match:
         raise fail(f"no user named {name!r}")
-    password = accounts.reset_password(db, accounts.SYSTEM, match[0].id)
+    password = accounts.reset_password(db, permissions.SYSTEM, match[0].id)
     if as_json:
         emit_json({"username": match[0].username, "password": password})
     else:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from core import setup
-from core.auth import accounts
+from core.auth import permissions
 from core.cli.common import emit_json, settings
 from core.config import Settings
 from core.registry import catalog
@@ -97,7 +97,7 @@ def dataset_import(
         record, snapshot, created = register.import_dataset(
             db,
             s,
-            accounts.SYSTEM,
+            permissions.SYSTEM,
             path,
             name,
             val_fraction=val_fraction,
@@ -169,7 +169,7 @@ def models_list(as_json: JsonOpt = False) -> None:
 def models_promote(model_id: int, as_json: JsonOpt = False) -> None:
     """Make a model the active one (the previous active model is archived)."""
     _, db = _open()
-    record = catalog.promote_model(db, accounts.SYSTEM, model_id)
+    record = catalog.promote_model(db, permissions.SYSTEM, model_id)
     if as_json:
         emit_json(_model_summary(record))
     else:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from core.auth import accounts
+from core.auth import permissions
 from core.cli.common import emit_json
 from core.cli.ml import JsonOpt, _open, _progress
 from core.errors import DatasetError, ValidationError
@@ -52,7 +52,7 @@ def train(
             record, _snap, _created = register.import_dataset(
                 db,
                 s,
-                accounts.SYSTEM,
+                permissions.SYSTEM,
                 data,
                 name or data.name,
                 seed=seed,
@@ -88,7 +88,7 @@ def train(
             )
 
     outcome = register.train_and_register(
-        db, s, accounts.SYSTEM, dataset_id, config, on_progress=report
+        db, s, permissions.SYSTEM, dataset_id, config, on_progress=report
     )
     result = outcome.result
     metrics = outcome.model.metrics if outcome.model else {}

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from core.auth.accounts import SYSTEM, Action, CurrentUser, record_audit, require
+from core.auth.audit import record_audit
+from core.auth.permissions import SYSTEM, Action, CurrentUser, require
 from core.config import DEVICES, Settings
 from core.errors import Conflict, DatasetError, NotFound, ValidationError
 from db.engine import Database

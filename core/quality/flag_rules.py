@@ -17,7 +17,8 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from core.auth.accounts import Action, CurrentUser, record_audit, require
+from core.auth.audit import record_audit
+from core.auth.permissions import Action, CurrentUser, require
 from core.errors import Conflict, DatasetError, ValidationError
 from db.engine import Database
 from db.models import Model, ModelStatus, Threshold

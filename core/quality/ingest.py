@@ -33,7 +33,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.auth.accounts import Action, CurrentUser, require
+from core.auth.permissions import Action, CurrentUser, require
 from core.config import Settings
 from core.errors import DatasetError, InvalidImageError, NotFound, ValidationError
 from core.files import fsync_dir, write_atomic

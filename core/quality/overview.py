@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from core.auth import accounts
-from core.auth.accounts import Action, CurrentUser
+from core.auth import permissions
+from core.auth.permissions import Action, CurrentUser
 from db.engine import Database
 from db.models import utcnow
 from db.queries import inspections
@@ -31,7 +31,7 @@ class Overview:
 
 def plant_overview(db: Database, user: CurrentUser, hours: int = 24) -> Overview:
     """Headline numbers any logged-in user may see."""
-    accounts.require(user, Action.VIEW_TRENDS)
+    permissions.require(user, Action.VIEW_TRENDS)
     with db.read() as session:
         counts = inspections.overview_counts(session, utcnow() - timedelta(hours=hours))
     return Overview(hours=hours, **counts)

@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from core.auth.accounts import Action, CurrentUser, record_audit, require
+from core.auth.audit import record_audit
+from core.auth.permissions import Action, CurrentUser, require
 from core.config import Settings
 from core.errors import Conflict, DatasetError, NotFound, ValidationError
 from core.quality import ingest

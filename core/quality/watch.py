@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from core.auth.accounts import Action, CurrentUser, require
+from core.auth.permissions import Action, CurrentUser, require
 from core.config import Settings
 from core.errors import InvalidImageError, NotFound, ValidationError
 from core.quality import ingest

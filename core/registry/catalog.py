@@ -9,8 +9,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core.auth import accounts
-from core.auth.accounts import Action, CurrentUser, record_audit
+from core.auth import permissions
+from core.auth.audit import record_audit
+from core.auth.permissions import Action, CurrentUser
 from core.errors import Conflict, NotFound, ValidationError
 from db.engine import Database
 from db.models import Dataset, Model, ModelStatus, utcnow
@@ -101,7 +102,7 @@ def register_dataset(
     health: dict[str, Any],
 ) -> tuple[DatasetRecord, bool]:
     """Record a snapshot; returns (record, created). The same content is recorded once."""
-    accounts.require(actor, Action.MANAGE_DATASETS)
+    permissions.require(actor, Action.MANAGE_DATASETS)
     with db.write() as session:
         existing = session.scalar(select(Dataset).where(Dataset.content_hash == content_hash))
         if existing is not None:
@@ -161,7 +162,7 @@ def register_model(
     training_job_id: int | None = None,
 ) -> ModelRecord:
     """Record a trained model as a candidate."""
-    accounts.require(actor, Action.TRAIN)
+    permissions.require(actor, Action.TRAIN)
     if not artifact_path.exists():
         raise ValidationError(f"{artifact_path}: artifact does not exist; nothing registered")
     with db.write() as session:
@@ -219,7 +220,7 @@ def get_model(db: Database, ref: int | str) -> ModelRecord:
 
 def promote_model(db: Database, actor: CurrentUser, model_id: int) -> ModelRecord:
     """Make a model active; the previously active one is archived (audited)."""
-    accounts.require(actor, Action.MANAGE_MODELS)
+    permissions.require(actor, Action.MANAGE_MODELS)
     with db.write() as session:
         row = session.get(Model, model_id)
         if row is None:
@@ -247,7 +248,7 @@ def promote_model(db: Database, actor: CurrentUser, model_id: int) -> ModelRecor
 
 def rollback_model(db: Database, actor: CurrentUser) -> ModelRecord:
     """Re-activate the model that was active before the current one (audited)."""
-    accounts.require(actor, Action.MANAGE_MODELS)
+    permissions.require(actor, Action.MANAGE_MODELS)
     with db.write() as session:
         current = session.scalar(select(Model).where(Model.status == ModelStatus.ACTIVE.value))
         previous = session.scalar(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.auth.accounts import Action, CurrentUser, require
+from core.auth.permissions import Action, CurrentUser, require
 from core.config import Settings
 from core.datasets import importer
 from core.errors import DatasetError

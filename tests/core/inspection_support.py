@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.auth import accounts
+from core.auth import permissions
 from core.config import Settings
 from core.registry import catalog
 from core.registry.catalog import ModelRecord
@@ -46,7 +46,7 @@ def register_active_model(
     saved = save_model(model, meta, settings.models_dir / uuid.uuid4().hex)
     record = catalog.register_model(
         db,
-        accounts.SYSTEM,
+        permissions.SYSTEM,
         name="test model",
         architecture="defectnet",
         class_names=list(class_names),
@@ -56,7 +56,7 @@ def register_active_model(
         metrics={},
         dataset_id=dataset_id,
     )
-    return catalog.promote_model(db, accounts.SYSTEM, record.id)
+    return catalog.promote_model(db, permissions.SYSTEM, record.id)
 
 
 def png(seed: int, size: tuple[int, int] = (40, 48), scratch: bool = False) -> bytes:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from core.auth import accounts
+from core.auth import permissions
 from core.config import Settings
 from core.registry.catalog import DatasetRecord
 from core.training import register
@@ -29,7 +29,7 @@ def write_two_class_folder(root: Path, n: int = 20, size: int = 32, seed: int = 
 def import_tiny(db: Database, settings: Settings, root: Path, seed: int = 0) -> DatasetRecord:
     """Import a 2 x 20 image dataset through the real import path."""
     record, _snap, _created = register.import_dataset(
-        db, settings, accounts.SYSTEM, write_two_class_folder(root, seed=seed), f"tiny-{seed}"
+        db, settings, permissions.SYSTEM, write_two_class_folder(root, seed=seed), f"tiny-{seed}"
     )
     return record
 

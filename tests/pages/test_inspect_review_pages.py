@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core.auth import accounts
+from core.auth import audit, permissions
 from core.quality import ingest, review
 from core.registry import catalog
 from tests.pages.conftest import APP
@@ -38,7 +38,7 @@ def _page(user: object, path: str) -> AppTest:
 @pytest.fixture
 def active_model(db, train_tiny):  # type: ignore[no-untyped-def]
     model = train_tiny(epochs=2)
-    catalog.promote_model(db, accounts.SYSTEM, model.id)
+    catalog.promote_model(db, permissions.SYSTEM, model.id)
     return model
 
 
@@ -71,7 +71,7 @@ def _flag_one(db, settings) -> ingest.InspectionRecord:  # type: ignore[no-untyp
     result = ingest.ingest(
         db,
         settings,
-        accounts.SYSTEM,
+        permissions.SYSTEM,
         [("part.png", _png(7, stripe=True))],
         ingest.Traceability(line="L2", product="P-7"),
     )
@@ -97,8 +97,8 @@ def test_review_writes_review_and_audit(app_env, make_user, db, settings, active
         "<b>burr</b> on edge",
     )
     assert entry.reviewer == "rita"
-    audit = accounts.audit_log(db, accounts.SYSTEM, action="part_reviewed")
-    assert audit and audit[0]["user"] == "rita"
+    entries = audit.audit_log(db, permissions.SYSTEM, action="part_reviewed")
+    assert entries and entries[0]["user"] == "rita"
     assert any("Nothing waiting" in s.value for s in at.success)
 
 

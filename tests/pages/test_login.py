@@ -68,7 +68,7 @@ def test_admin_page_refuses_viewer_even_when_opened_directly(app_env: Settings, 
 
 
 def test_logout_returns_to_login_and_is_audited(app_env: Settings, make_user, db) -> None:  # type: ignore[no-untyped-def]
-    from core.auth import accounts
+    from core.auth import audit
 
     admin, _ = make_user("root", "admin")
     at = AppTest.from_file(APP, default_timeout=30)
@@ -77,4 +77,4 @@ def test_logout_returns_to_login_and_is_audited(app_env: Settings, make_user, db
     at.sidebar.button[0].click().run()
     assert at.title[0].value == "DefectLens"
     assert "defectlens_user" not in at.session_state
-    assert accounts.audit_log(db, admin, action="logout")[0]["user"] == "root"
+    assert audit.audit_log(db, admin, action="logout")[0]["user"] == "root"

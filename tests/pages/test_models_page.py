@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.auth import accounts
+from core.auth import audit, permissions
 from core.registry import catalog
 from tests.pages.conftest import APP
 
@@ -30,7 +30,7 @@ def test_promote_changes_active_model_and_audits(app_env, make_user, db, train_t
     promote.click().run()
     assert not at.exception
     assert catalog.get_model(db, "active").id == model.id
-    entries = accounts.audit_log(db, accounts.SYSTEM, action="model_promoted")
+    entries = audit.audit_log(db, permissions.SYSTEM, action="model_promoted")
     assert entries and entries[0]["user"] == "eng" and entries[0]["entity_id"] == str(model.id)
 
 
@@ -43,7 +43,7 @@ def test_rollback_restores_previous_active(app_env, make_user, db, train_tiny) -
     next(b for b in at.button if b.label == "Roll back to previous active").click().run()
     assert not at.exception
     assert catalog.get_model(db, "active").id == first.id
-    assert accounts.audit_log(db, accounts.SYSTEM, action="model_rolled_back")
+    assert audit.audit_log(db, permissions.SYSTEM, action="model_rolled_back")
 
 
 def test_reviewer_cannot_open_models_page(app_env, make_user) -> None:  # type: ignore[no-untyped-def]

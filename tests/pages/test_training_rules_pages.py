@@ -8,7 +8,7 @@ import threading
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.auth import accounts
+from core.auth import audit, permissions
 from core.jobs import queue, worker
 from core.quality import flag_rules
 from core.registry import catalog
@@ -88,4 +88,4 @@ def test_rules_page_saves_a_new_version(app_env, make_user, db, train_tiny) -> N
         ["ok"],
         0.75,
     )
-    assert accounts.audit_log(db, accounts.SYSTEM, action="threshold_changed")
+    assert audit.audit_log(db, permissions.SYSTEM, action="threshold_changed")

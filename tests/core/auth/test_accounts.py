@@ -7,12 +7,12 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from core.auth import accounts
-from core.auth.accounts import Action, CurrentUser
+from core.auth import accounts, audit, permissions
+from core.auth.permissions import Action, CurrentUser
 from core.errors import AuthenticationError, Conflict, PermissionDenied, ValidationError
 from db.engine import Database
 from db.models import AuditEntry, Role, User
-from db.queries import audit
+from db.queries import audit as audit_queries
 
 # Written out from DESIGN.md "Users and roles", not derived from core.auth.accounts, so a change to
 # MIN_ROLE that contradicts the design fails here.
@@ -34,7 +34,7 @@ PASSWORD = "correct-horse-1"
 
 def _audit(db: Database, action: str) -> list[AuditEntry]:
     with db.read() as session:
-        return list(audit.list_audit(session, action=action))
+        return list(audit_queries.list_audit(session, action=action))
 
 
 def _row(db: Database, user_id: int) -> User:
@@ -81,7 +81,7 @@ def test_login_username_is_trimmed_and_case_insensitive(db: Database, make_user)
 
 def _deactivated(db: Database, make_user) -> str:  # type: ignore[no-untyped-def]
     bob, _ = make_user("bob")
-    accounts.set_active(db, accounts.SYSTEM, bob.id, False)
+    accounts.set_active(db, permissions.SYSTEM, bob.id, False)
     return "bob"
 
 
@@ -141,7 +141,7 @@ def test_failed_login_waits_delay_s_and_success_does_not(db: Database, make_user
 
 
 def test_every_action_has_a_minimum_role() -> None:
-    assert set(accounts.MIN_ROLE) == set(Action)
+    assert set(permissions.MIN_ROLE) == set(Action)
     assert set(ALLOWED) == set(Action)
 
 
@@ -151,12 +151,12 @@ def test_permission_matrix(role: Role, action: Action) -> None:
     user = CurrentUser(id=1, username="u1", role=role)
     expected = role in ALLOWED[action]
 
-    assert accounts.can(user, action) is expected
+    assert permissions.can(user, action) is expected
     if expected:
-        accounts.require(user, action)
+        permissions.require(user, action)
     else:
         with pytest.raises(PermissionDenied, match=action.value.replace("_", " ")):
-            accounts.require(user, action)
+            permissions.require(user, action)
 
 
 @pytest.mark.parametrize("role", [Role.VIEWER, Role.REVIEWER, Role.ENGINEER], ids=str)
@@ -165,7 +165,7 @@ def test_user_management_refuses_non_admins(db: Database, make_user, role: Role)
     target, _ = make_user("target", Role.VIEWER)
     before_users = _user_count(db)
     with db.read() as session:
-        before_audit = len(audit.list_audit(session, limit=10_000))
+        before_audit = len(audit_queries.list_audit(session, limit=10_000))
 
     calls = {
         "create_user": lambda: accounts.create_user(db, actor, "mallory", Role.ADMIN),
@@ -174,7 +174,7 @@ def test_user_management_refuses_non_admins(db: Database, make_user, role: Role)
         "reset_password": lambda: accounts.reset_password(db, actor, target.id, "new-password-1"),
         "set_email": lambda: accounts.set_email(db, actor, target.id, "t@plant.example"),
         "list_users": lambda: accounts.list_users(db, actor),
-        "audit_log": lambda: accounts.audit_log(db, actor),
+        "audit_log": lambda: audit.audit_log(db, actor),
     }
     for name, call in calls.items():
         with pytest.raises(PermissionDenied):
@@ -186,7 +186,7 @@ def test_user_management_refuses_non_admins(db: Database, make_user, role: Role)
     assert _row(db, target.id).active is True
     assert accounts.authenticate(db, "target", PASSWORD, delay_s=0).id == target.id
     with db.read() as session:
-        assert len(audit.list_audit(session, limit=10_000)) == before_audit + 1  # the login
+        assert len(audit_queries.list_audit(session, limit=10_000)) == before_audit + 1  # the login
 
 
 def test_admin_may_manage_users_and_read_the_audit_log(db: Database, make_user) -> None:  # type: ignore[no-untyped-def]
@@ -194,7 +194,7 @@ def test_admin_may_manage_users_and_read_the_audit_log(db: Database, make_user) 
     info, password = accounts.create_user(db, boss, "carol", "Engineer")
     assert info.role is Role.ENGINEER and len(password) >= accounts.MIN_PASSWORD_LENGTH
     assert [u.username for u in accounts.list_users(db, boss)] == ["boss", "carol"]
-    entries = accounts.audit_log(db, boss, action="user_created")
+    entries = audit.audit_log(db, boss, action="user_created")
     assert [e["details"]["username"] for e in entries] == ["carol", "boss"]
     assert entries[0]["user"] == "boss"
 
@@ -208,23 +208,23 @@ def test_admin_may_manage_users_and_read_the_audit_log(db: Database, make_user) 
 )
 def test_invalid_usernames_are_refused(db: Database, username: str) -> None:
     with pytest.raises(ValidationError):
-        accounts.create_user(db, accounts.SYSTEM, username, Role.VIEWER, password=PASSWORD)
+        accounts.create_user(db, permissions.SYSTEM, username, Role.VIEWER, password=PASSWORD)
     assert _user_count(db) == 0
 
 
 @pytest.mark.parametrize("username", ["ab", "bob.smith", "b_o-b@plant", "B0B", "x" * 64])
 def test_valid_usernames_are_accepted(db: Database, username: str) -> None:
     info, _ = accounts.create_user(
-        db, accounts.SYSTEM, f"  {username} ", Role.VIEWER, password=PASSWORD
+        db, permissions.SYSTEM, f"  {username} ", Role.VIEWER, password=PASSWORD
     )
     assert info.username == username
 
 
 def test_short_password_and_unknown_role_are_refused(db: Database) -> None:
     with pytest.raises(ValidationError, match="at least"):
-        accounts.create_user(db, accounts.SYSTEM, "alice", Role.VIEWER, password="short")
+        accounts.create_user(db, permissions.SYSTEM, "alice", Role.VIEWER, password="short")
     with pytest.raises(ValidationError, match="viewer, reviewer, engineer, admin"):
-        accounts.create_user(db, accounts.SYSTEM, "alice", "wizard", password=PASSWORD)
+        accounts.create_user(db, permissions.SYSTEM, "alice", "wizard", password=PASSWORD)
     assert _user_count(db) == 0
 
 
@@ -232,14 +232,14 @@ def test_duplicate_username_is_a_conflict(db: Database, make_user) -> None:  # t
     make_user("alice")
     for name in ("alice", "ALICE"):
         with pytest.raises(Conflict):
-            accounts.create_user(db, accounts.SYSTEM, name, Role.VIEWER, password=PASSWORD)
+            accounts.create_user(db, permissions.SYSTEM, name, Role.VIEWER, password=PASSWORD)
     assert _user_count(db) == 1
 
 
 def test_duplicate_email_is_a_conflict(db: Database) -> None:
-    accounts.create_user(db, accounts.SYSTEM, "alice", Role.VIEWER, email="a@plant.example")
+    accounts.create_user(db, permissions.SYSTEM, "alice", Role.VIEWER, email="a@plant.example")
     with pytest.raises(Conflict):
-        accounts.create_user(db, accounts.SYSTEM, "bob", Role.VIEWER, email="A@Plant.example")
+        accounts.create_user(db, permissions.SYSTEM, "bob", Role.VIEWER, email="A@Plant.example")
     assert _user_count(db) == 1
 
 
@@ -265,37 +265,37 @@ def test_refresh_follows_deactivation_and_role_changes(db: Database, make_user) 
     alice, _ = make_user("alice", Role.VIEWER)
     assert accounts.refresh(db, alice) == alice
 
-    accounts.set_role(db, accounts.SYSTEM, alice.id, Role.ENGINEER)
+    accounts.set_role(db, permissions.SYSTEM, alice.id, Role.ENGINEER)
     refreshed = accounts.refresh(db, alice)
     assert refreshed is not None and refreshed.role is Role.ENGINEER
 
-    accounts.set_active(db, accounts.SYSTEM, alice.id, False)
+    accounts.set_active(db, permissions.SYSTEM, alice.id, False)
     assert accounts.refresh(db, alice) is None
-    assert accounts.refresh(db, accounts.SYSTEM) == accounts.SYSTEM
+    assert accounts.refresh(db, permissions.SYSTEM) == permissions.SYSTEM
 
 
 def test_reset_password_replaces_the_old_one(db: Database, make_user) -> None:  # type: ignore[no-untyped-def]
     alice, old = make_user("alice")
 
-    new = accounts.reset_password(db, accounts.SYSTEM, alice.id)
+    new = accounts.reset_password(db, permissions.SYSTEM, alice.id)
 
     assert new != old and len(new) >= accounts.MIN_PASSWORD_LENGTH
     with pytest.raises(AuthenticationError):
         accounts.authenticate(db, "alice", old, delay_s=0)
     assert accounts.authenticate(db, "alice", new, delay_s=0).id == alice.id
 
-    chosen = accounts.reset_password(db, accounts.SYSTEM, alice.id, "chosen-password-9")
+    chosen = accounts.reset_password(db, permissions.SYSTEM, alice.id, "chosen-password-9")
     assert chosen == "chosen-password-9"
     assert accounts.authenticate(db, "alice", chosen, delay_s=0).id == alice.id
     with pytest.raises(ValidationError):
-        accounts.reset_password(db, accounts.SYSTEM, alice.id, "short")
+        accounts.reset_password(db, permissions.SYSTEM, alice.id, "short")
     assert accounts.authenticate(db, "alice", chosen, delay_s=0).id == alice.id
     assert len(_audit(db, "password_reset")) == 2
 
 
 def test_user_for_email_maps_active_users_only(db: Database) -> None:
     info, _ = accounts.create_user(
-        db, accounts.SYSTEM, "alice", Role.REVIEWER, email="alice@plant.example"
+        db, permissions.SYSTEM, "alice", Role.REVIEWER, email="alice@plant.example"
     )
 
     user = accounts.user_for_email(db, "Alice@Plant.example")
@@ -306,7 +306,7 @@ def test_user_for_email_maps_active_users_only(db: Database) -> None:
 
     with pytest.raises(AuthenticationError):
         accounts.user_for_email(db, "stranger@plant.example")
-    accounts.set_active(db, accounts.SYSTEM, info.id, False)
+    accounts.set_active(db, permissions.SYSTEM, info.id, False)
     with pytest.raises(AuthenticationError):
         accounts.user_for_email(db, "alice@plant.example")
     assert [e.username for e in _audit(db, "login_failed")] == [

@@ -168,12 +168,12 @@ def test_watch_processes_dropped_files_and_stops_on_sigterm(home: Path, tmp_path
 
 
 def test_no_heatmaps_then_backfill(home: Path, tmp_path: Path) -> None:
-    from core.auth import accounts
+    from core.auth import permissions
     from core.quality import flag_rules
 
     settings = load_settings({"DEFECTLENS_HOME": str(home)})
     db = setup.open_database(settings)
-    flag_rules.set_rule(db, accounts.SYSTEM, "*", ["ok", "scratch"], 1.0)  # flag everything
+    flag_rules.set_rule(db, permissions.SYSTEM, "*", ["ok", "scratch"], 1.0)  # flag everything
     db.dispose()
     src = tmp_path / "in"
     src.mkdir()

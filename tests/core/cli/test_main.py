@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from core.auth import accounts
+from core.auth import accounts, permissions
 from core.config import load_settings
 from core.errors import AuthenticationError
 from db.engine import Database
@@ -84,7 +84,7 @@ def _assert_one_line_error(proc: subprocess.CompletedProcess[str]) -> None:
     assert proc.stdout == ""
 
 
-def _login(cli: Cli, username: str, password: str) -> accounts.CurrentUser:
+def _login(cli: Cli, username: str, password: str) -> permissions.CurrentUser:
     db = cli.database()
     try:
         return accounts.authenticate(db, username, password, delay_s=0)
@@ -95,7 +95,7 @@ def _login(cli: Cli, username: str, password: str) -> accounts.CurrentUser:
 def _accounts(cli: Cli) -> list[tuple[str, str]]:
     db = cli.database()
     try:
-        return [(u.username, u.role.value) for u in accounts.list_users(db, accounts.SYSTEM)]
+        return [(u.username, u.role.value) for u in accounts.list_users(db, permissions.SYSTEM)]
     finally:
         db.dispose()
 

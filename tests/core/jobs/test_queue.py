@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select, update
 
 from core import setup
-from core.auth import accounts
+from core.auth import permissions
 from core.config import Settings, load_settings
 from core.errors import Conflict, DatasetError, NotFound, PermissionDenied, ValidationError
 from core.jobs import queue
@@ -50,21 +50,21 @@ def test_reviewer_may_not_submit_or_cancel(db, settings, dataset, make_user) -> 
     reviewer, _ = make_user("rita", Role.REVIEWER)
     with pytest.raises(PermissionDenied):
         queue.submit_job(db, settings, reviewer, dataset.id, SMALL)
-    job = queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, SMALL)
+    job = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, SMALL)
     with pytest.raises(PermissionDenied):
         queue.cancel_job(db, reviewer, job.id)
 
 
 def test_submit_refuses_a_missing_dataset(db, settings) -> None:
     with pytest.raises(DatasetError, match="dataset 999 does not exist"):
-        queue.submit_job(db, settings, accounts.SYSTEM, 999, SMALL)
+        queue.submit_job(db, settings, permissions.SYSTEM, 999, SMALL)
     assert queue.list_jobs(db) == []
 
 
 def test_submit_refuses_a_dataset_deleted_from_disk(db, settings, dataset) -> None:
     shutil.rmtree(dataset.snapshot_dir)
     with pytest.raises(DatasetError, match="deleted from disk.*import it again"):
-        queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, SMALL)
+        queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, SMALL)
     assert queue.list_jobs(db) == []
 
 
@@ -72,7 +72,7 @@ def test_submit_refuses_a_one_class_dataset(db, settings, dataset) -> None:
     # The importer itself refuses one class, so record one directly (e.g. an old snapshot).
     one, _ = catalog.register_dataset(
         db,
-        accounts.SYSTEM,
+        permissions.SYSTEM,
         name="only ok",
         source="test",
         class_names=["ok"],
@@ -82,7 +82,7 @@ def test_submit_refuses_a_one_class_dataset(db, settings, dataset) -> None:
         health={},
     )
     with pytest.raises(DatasetError, match=r"has 1 class \(ok\); training needs at least 2"):
-        queue.submit_job(db, settings, accounts.SYSTEM, one.id, SMALL)
+        queue.submit_job(db, settings, permissions.SYSTEM, one.id, SMALL)
 
 
 @pytest.mark.parametrize(
@@ -99,40 +99,40 @@ def test_submit_refuses_a_one_class_dataset(db, settings, dataset) -> None:
 def test_submit_refuses_bad_settings(db, settings, dataset, change, message) -> None:
     config = TrainConfig(**{**SMALL.to_dict(), "weights_path": None, **change})
     with pytest.raises(ValidationError, match=message):
-        queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, config)
+        queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, config)
 
 
 @pytest.mark.skipif(queue.detected_gpu() is not None, reason="this machine has a GPU")
 def test_submit_refuses_cuda_without_a_gpu(db, settings, dataset) -> None:
     config = TrainConfig(epochs=1, img_size=32, device="cuda")
     with pytest.raises(ValidationError, match="no CUDA GPU"):
-        queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, config)
+        queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, config)
 
 
 def test_cancel_queued_is_immediate_and_finished_is_a_conflict(db, settings, dataset) -> None:
-    job = queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, SMALL)
-    cancelled = queue.cancel_job(db, accounts.SYSTEM, job.id)
+    job = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, SMALL)
+    cancelled = queue.cancel_job(db, permissions.SYSTEM, job.id)
     assert cancelled.status == JobStatus.CANCELLED and cancelled.finished_at is not None
     assert queue.claim_next(db, "w1") is None  # a cancelled job is never claimed
     with pytest.raises(Conflict, match="already cancelled"):
-        queue.cancel_job(db, accounts.SYSTEM, job.id)
+        queue.cancel_job(db, permissions.SYSTEM, job.id)
     with pytest.raises(NotFound):
-        queue.cancel_job(db, accounts.SYSTEM, 12345)
+        queue.cancel_job(db, permissions.SYSTEM, 12345)
 
 
 def test_cancel_running_sets_the_flag_the_run_reads(db, settings, dataset) -> None:
-    job = queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, SMALL)
+    job = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, SMALL)
     claimed = queue.claim_next(db, "w1")
     assert claimed is not None and claimed.id == job.id and claimed.status == JobStatus.RUNNING
     assert not queue.should_stop(db, job.id, "w1")
-    after = queue.cancel_job(db, accounts.SYSTEM, job.id)
+    after = queue.cancel_job(db, permissions.SYSTEM, job.id)
     assert after.status == JobStatus.RUNNING and after.cancel_requested
     assert queue.should_stop(db, job.id, "w1")
     assert queue.heartbeat(db, job.id, "w1").cancel_requested
 
 
 def test_progress_metrics_eta_and_finish(db, settings, dataset) -> None:
-    job = queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, SMALL)
+    job = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, SMALL)
     assert queue.claim_next(db, "w1") is not None
     with db.write() as s:  # pretend it started 10 s ago
         s.execute(update(TrainingJob).values(started_at=utcnow() - timedelta(seconds=10)))
@@ -153,8 +153,8 @@ def test_progress_metrics_eta_and_finish(db, settings, dataset) -> None:
 
 
 def test_sweep_fails_only_jobs_with_a_stale_heartbeat(db, settings, dataset) -> None:
-    a = queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, SMALL)
-    b = queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, SMALL)
+    a = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, SMALL)
+    b = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, SMALL)
     assert queue.claim_next(db, "dead") is not None
     assert queue.claim_next(db, "alive") is not None
     with db.write() as s:
@@ -173,7 +173,7 @@ def test_sweep_fails_only_jobs_with_a_stale_heartbeat(db, settings, dataset) -> 
 
 
 def test_log_tail_returns_the_last_lines(db, settings, dataset) -> None:
-    job = queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, SMALL)
+    job = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, SMALL)
     assert queue.log_tail(settings, job) == ""
     path = queue.log_path(settings, job.id)
     path.parent.mkdir(parents=True)
@@ -213,7 +213,9 @@ def _assert_each_claimed_once(db: Database, ids: list[int], got: list[list[int]]
 
 
 def test_claim_is_atomic_on_sqlite(db, settings, dataset) -> None:
-    ids = [queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, SMALL).id for _ in range(30)]
+    ids = [
+        queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, SMALL).id for _ in range(30)
+    ]
     got = _race_claims(settings.db_url, 4)
     _assert_each_claimed_once(db, ids, got)
 
@@ -227,7 +229,7 @@ def test_claim_is_atomic_on_postgresql(tmp_path, fresh_pg_url) -> None:  # noqa:
     pg = setup.open_database(s)
     try:
         record = import_tiny(pg, s, tmp_path / "src")
-        ids = [queue.submit_job(pg, s, accounts.SYSTEM, record.id, SMALL).id for _ in range(40)]
+        ids = [queue.submit_job(pg, s, permissions.SYSTEM, record.id, SMALL).id for _ in range(40)]
         got = _race_claims(s.db_url, 6)
         _assert_each_claimed_once(pg, ids, got)
         assert sum(1 for part in got if part) >= 2, "SKIP LOCKED lets several workers claim"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from core import setup
-from core.auth import accounts
+from core.auth import permissions
 from core.config import load_settings
 from core.errors import ValidationError
 from core.jobs import queue, ray_backend
@@ -104,7 +104,7 @@ def test_ray_backend_needs_postgresql(tmp_path, db) -> None:
         {"DEFECTLENS_HOME": str(tmp_path / "home"), "DEFECTLENS_RAY_ADDRESS": "http://x:8265"}
     )
     with pytest.raises(ValidationError, match="needs a shared PostgreSQL database"):
-        queue.submit_job(db, s, accounts.SYSTEM, 1, TrainConfig(epochs=1))
+        queue.submit_job(db, s, permissions.SYSTEM, 1, TrainConfig(epochs=1))
 
 
 @pytest.mark.slow
@@ -128,7 +128,7 @@ def test_ray_job_runs_reports_progress_and_cancels(
     try:
         dataset = import_tiny(db, s, tmp_path / "src")
         quick = TrainConfig(epochs=2, img_size=32, device="cpu", batch_size=16)
-        job = queue.submit_job(db, s, accounts.SYSTEM, dataset.id, quick)
+        job = queue.submit_job(db, s, permissions.SYSTEM, dataset.id, quick)
         assert job.backend == "ray" and job.backend_ref
         done = wait_for(lambda: (j := queue.get_job(db, job.id)).is_finished and j, 240, "ray job")
         assert done.status == JobStatus.SUCCEEDED, (
@@ -145,9 +145,9 @@ def test_ray_job_runs_reports_progress_and_cancels(
 
         # Cancel through the same interface: the run stops at a batch, Ray stops the job.
         long = TrainConfig(epochs=400, img_size=32, device="cpu", batch_size=16)
-        running = queue.submit_job(db, s, accounts.SYSTEM, dataset.id, long)
+        running = queue.submit_job(db, s, permissions.SYSTEM, dataset.id, long)
         wait_for(lambda: queue.job_metrics(db, running.id), 240, "the first Ray epoch")
-        queue.cancel_job(db, accounts.SYSTEM, running.id)
+        queue.cancel_job(db, permissions.SYSTEM, running.id)
         ended = wait_for(lambda: (j := queue.get_job(db, running.id)).is_finished and j, 60, "end")
         assert ended.status == JobStatus.CANCELLED and ended.model_id is None
         assert running.backend_ref
@@ -159,13 +159,13 @@ def test_ray_job_runs_reports_progress_and_cancels(
 
         # A cuda job asks Ray for a GPU: on this CPU-only cluster it waits instead of running.
         gpu = queue.submit_job(
-            db, s, accounts.SYSTEM, dataset.id, TrainConfig(epochs=1, img_size=32, device="cuda")
+            db, s, permissions.SYSTEM, dataset.id, TrainConfig(epochs=1, img_size=32, device="cuda")
         )
         assert gpu.backend_ref
         time.sleep(8)
         assert ray_backend.ray_status(gpu.backend_ref)[0] == "PENDING"
         assert queue.get_job(db, gpu.id).status == JobStatus.QUEUED
-        assert queue.cancel_job(db, accounts.SYSTEM, gpu.id).status == JobStatus.CANCELLED
+        assert queue.cancel_job(db, permissions.SYSTEM, gpu.id).status == JobStatus.CANCELLED
         # Ray leaves a stopped job PENDING while it cannot be scheduled; if a GPU appears
         # later its run finds the row cancelled and exits without training.
         assert ray_backend.ray_status(gpu.backend_ref)[0] in ("PENDING", "STOPPED")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core.auth import accounts
+from core.auth import permissions
 from core.config import Settings
 from core.jobs import queue
 from core.training.loop import TrainConfig
@@ -49,7 +49,7 @@ def test_run_starts_a_worker_and_sigterm_stops_everything(
 ) -> None:
     dataset = import_tiny(db, settings, tmp_path / "src")
     config = TrainConfig(epochs=400, img_size=32, device="cpu", batch_size=16)
-    job = queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, config)
+    job = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, config)
     out = (tmp_path / "run.log").open("wb")
     env = worker_env(settings, DEFECTLENS_WORKER_POLL_S="0.2")
     proc = subprocess.Popen(

@@ -18,7 +18,7 @@ import pytest
 from safetensors.torch import load_file
 from sqlalchemy import func, select
 
-from core.auth import accounts
+from core.auth import permissions
 from core.config import Settings
 from core.jobs import queue
 from core.registry import catalog
@@ -60,7 +60,7 @@ def _training_pid(settings: Settings, job_id: int) -> int:
 
 
 def test_a_job_runs_to_a_candidate_model_with_metrics_and_log(db, settings, dataset, tmp_path):
-    job = queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, TrainConfig(
+    job = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, TrainConfig(
         epochs=2, img_size=32, device="cpu", batch_size=16))  # fmt: skip
     proc = start_worker(settings, tmp_path / "w.log", "--once")
     assert proc.wait(120) == 0
@@ -78,8 +78,8 @@ def test_a_job_runs_to_a_candidate_model_with_metrics_and_log(db, settings, data
 
 
 def test_sigkill_of_the_worker_fails_the_job_and_the_next_one_runs(db, settings, dataset, tmp_path):
-    victim = queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, LONG)
-    nxt = queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, QUICK)
+    victim = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, LONG)
+    nxt = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, QUICK)
     first = start_worker(settings, tmp_path / "w1.log", "--poll-seconds", "0.2")
     try:
         wait_for(lambda: queue.job_metrics(db, victim.id), 90, "the first epoch")  # mid-training
@@ -106,12 +106,12 @@ def test_sigkill_of_the_worker_fails_the_job_and_the_next_one_runs(db, settings,
 
 
 def test_cancel_ends_a_running_job_cancelled_within_10_s(db, settings, dataset, tmp_path):
-    job = queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, LONG)
+    job = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, LONG)
     proc = start_worker(settings, tmp_path / "w.log", "--poll-seconds", "0.2")
     try:
         wait_for(lambda: queue.job_metrics(db, job.id), 90, "the first epoch")
         asked = time.monotonic()
-        assert queue.cancel_job(db, accounts.SYSTEM, job.id).cancel_requested
+        assert queue.cancel_job(db, permissions.SYSTEM, job.id).cancel_requested
         done = wait_for(lambda: _finished(db, job.id), 10, "the job to end cancelled")
         assert time.monotonic() - asked <= 10
         assert done.status == JobStatus.CANCELLED and done.error is None
@@ -123,7 +123,9 @@ def test_cancel_ends_a_running_job_cancelled_within_10_s(db, settings, dataset, 
 
 
 def test_two_workers_run_each_of_six_jobs_exactly_once(db, settings, dataset, tmp_path):
-    ids = [queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, QUICK).id for _ in range(6)]
+    ids = [
+        queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, QUICK).id for _ in range(6)
+    ]
     workers = [
         start_worker(settings, tmp_path / f"w{i}.log", "--poll-seconds", "0.1") for i in range(2)
     ]
@@ -155,7 +157,7 @@ def test_models_dir_unwritable_fails_the_job_and_registers_nothing(db, settings,
     models = settings.models_dir
     models.rmdir()
     models.write_bytes(b"not a folder")
-    job = queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, TrainConfig(
+    job = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, TrainConfig(
         epochs=2, img_size=32, device="cpu", batch_size=16))  # fmt: skip
     try:
         done = wait_for(lambda: _finished(db, job.id), 120, "the job to end")
@@ -193,7 +195,7 @@ def test_disk_full_while_saving_a_checkpoint_fails_the_job(
 ):
     earlier = tiny_disk / "earlier.txt"
     earlier.write_text("written before the job")
-    job = queue.submit_job(db, settings, accounts.SYSTEM, dataset.id, QUICK)
+    job = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, QUICK)
     assert queue.job_dir(settings, job.id) == tiny_disk
     proc = start_worker(settings, tmp_path / "w.log", "--once")
     assert proc.wait(120) == 0

@@ -17,7 +17,7 @@ import torch
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
-from core.auth import accounts
+from core.auth import permissions
 from core.config import Settings
 from core.errors import NotFound, PermissionDenied, ValidationError
 from core.quality import flag_rules, ingest
@@ -58,7 +58,7 @@ def test_ingest_records_traceability_and_stores_images_by_content(
         line=" L1 ", station="S2", product="pump", lot="LOT-7", serial="", captured_at=captured
     )
     files = [("a.png", png(1)), ("b.jpg", jpeg(2)), ("c.png", png(3, scratch=True))]
-    result = ingest.ingest(db, settings, accounts.SYSTEM, files, trace, classifier=active)
+    result = ingest.ingest(db, settings, permissions.SYSTEM, files, trace, classifier=active)
 
     assert [r.source_name for r in result.processed] == ["a.png", "b.jpg", "c.png"]
     assert result.rejected == []
@@ -97,13 +97,13 @@ def test_same_bytes_are_stored_once_and_inspected_twice(
     first = ingest.ingest(
         db,
         settings,
-        accounts.SYSTEM,
+        permissions.SYSTEM,
         [("x.png", data), ("copy.png", data)],
         Traceability(),
         classifier=active,
     )
     second = ingest.ingest(
-        db, settings, accounts.SYSTEM, [("again.png", data)], Traceability(), classifier=active
+        db, settings, permissions.SYSTEM, [("again.png", data)], Traceability(), classifier=active
     )
     recs = first.processed + second.processed
     assert len(recs) == 3
@@ -139,7 +139,9 @@ def test_each_bad_file_is_rejected_with_its_reason_and_leaves_nothing(
         ("huge.png", big.getvalue()),
         ("good2.png", png(2)),
     ]
-    result = ingest.ingest(db, settings, accounts.SYSTEM, files, Traceability(), classifier=active)
+    result = ingest.ingest(
+        db, settings, permissions.SYSTEM, files, Traceability(), classifier=active
+    )
 
     assert [r.source_name for r in result.processed] == ["good1.png", "good2.png"]
     reasons = {r.file: r.reason for r in result.rejected}
@@ -167,7 +169,12 @@ def test_each_bad_file_is_rejected_with_its_reason_and_leaves_nothing(
 
 def test_all_bad_batch_records_nothing(db: Database, settings: Settings, active: Active) -> None:
     result = ingest.ingest(
-        db, settings, accounts.SYSTEM, [("a", b""), ("b", b"x")], Traceability(), classifier=active
+        db,
+        settings,
+        permissions.SYSTEM,
+        [("a", b""), ("b", b"x")],
+        Traceability(),
+        classifier=active,
     )
     assert result.processed == [] and len(result.rejected) == 2 and result.flagged == 0
     assert _count(db, Image) == 0 and stored_files(settings) == []
@@ -185,7 +192,9 @@ def test_hostile_file_names_are_display_text_only(
         "new\nline\x00nul.png",
     ]
     files = [(n, png(100 + i)) for i, n in enumerate(names)]
-    result = ingest.ingest(db, settings, accounts.SYSTEM, files, Traceability(), classifier=active)
+    result = ingest.ingest(
+        db, settings, permissions.SYSTEM, files, Traceability(), classifier=active
+    )
     assert len(result.processed) == len(names)
     shown = [r.source_name for r in result.processed]
     assert shown[0] == "../../../../tmp/escaped.png"
@@ -206,7 +215,7 @@ def test_traceability_is_validated(db: Database, settings: Settings, active: Act
         ingest.ingest(
             db,
             settings,
-            accounts.SYSTEM,
+            permissions.SYSTEM,
             [("a.png", png(1))],
             Traceability(captured_at=datetime(2026, 1, 1)),
             classifier=active,
@@ -215,7 +224,7 @@ def test_traceability_is_validated(db: Database, settings: Settings, active: Act
         ingest.ingest(
             db,
             settings,
-            accounts.SYSTEM,
+            permissions.SYSTEM,
             [("a.png", png(1))],
             Traceability(line="L" * 101),
             classifier=active,
@@ -250,14 +259,14 @@ def test_flagging_rule_of_the_product_is_applied_and_stored(
     strict = flag_rules.set_rule(db, engineer, "*", ["ok", "scratch"], 1.0)
 
     passed = ingest.ingest(
-        db, settings, accounts.SYSTEM, files, Traceability(product="pump"), classifier=active
+        db, settings, permissions.SYSTEM, files, Traceability(product="pump"), classifier=active
     )
     assert passed.flagged == 0
     assert all(r.threshold_id == lenient.id and not r.is_defect for r in passed.processed)
 
     # A product without its own rule gets "*": everything below 100 % confidence is unsure.
     unsure = ingest.ingest(
-        db, settings, accounts.SYSTEM, files, Traceability(product="valve"), classifier=active
+        db, settings, permissions.SYSTEM, files, Traceability(product="valve"), classifier=active
     )
     assert unsure.flagged == len(files)
     for r in unsure.processed:
@@ -266,7 +275,7 @@ def test_flagging_rule_of_the_product_is_applied_and_stored(
 
     only_ok = flag_rules.set_rule(db, engineer, "pump", ["ok"], 0.01)
     judged = ingest.ingest(
-        db, settings, accounts.SYSTEM, files, Traceability(product="pump"), classifier=active
+        db, settings, permissions.SYSTEM, files, Traceability(product="pump"), classifier=active
     )
     for r in judged.processed:
         assert r.threshold_id == only_ok.id
@@ -288,12 +297,12 @@ def test_heatmaps_are_stored_for_flagged_parts_only_and_match_explain(
     flag_rules.set_rule(db, engineer, "flag-none", ["ok", "scratch"], 0.01)
     files = [(f"h{i}.png", png(300 + i, size=(60, 80), scratch=True)) for i in range(3)]
     flagged = ingest.ingest(
-        db, settings, accounts.SYSTEM, files, Traceability(product="flag-all"), classifier=active
+        db, settings, permissions.SYSTEM, files, Traceability(product="flag-all"), classifier=active
     )
     clean = ingest.ingest(
         db,
         settings,
-        accounts.SYSTEM,
+        permissions.SYSTEM,
         [("n.png", png(400))],
         Traceability(product="flag-none"),
         classifier=active,
@@ -320,7 +329,7 @@ def test_no_heatmaps_then_backfill(
     result = ingest.ingest(
         db,
         settings,
-        accounts.SYSTEM,
+        permissions.SYSTEM,
         [(f"b{i}.png", png(500 + i)) for i in range(3)],
         Traceability(),
         classifier=active,
@@ -377,7 +386,9 @@ def test_zip_upload_end_to_end(db: Database, settings: Settings, active: Active)
     files, rejected = ingest.expand_upload(
         "u.zip", _zip({"a.png": png(1), "b.png": png(2), "c.txt": b"text"}), settings
     )
-    result = ingest.ingest(db, settings, accounts.SYSTEM, files, Traceability(), classifier=active)
+    result = ingest.ingest(
+        db, settings, permissions.SYSTEM, files, Traceability(), classifier=active
+    )
     assert len(result.processed) == 2
     assert [r.file for r in rejected + result.rejected] == ["u.zip/c.txt"]
 
@@ -386,7 +397,7 @@ def test_thumbnail_fits_the_box(db: Database, settings: Settings, active: Active
     rec = ingest.ingest(
         db,
         settings,
-        accounts.SYSTEM,
+        permissions.SYSTEM,
         [("big.png", png(1, size=(300, 200)))],
         Traceability(),
         classifier=active,
@@ -401,7 +412,7 @@ def test_list_inspections_filters(db: Database, settings: Settings, active: Acti
         ingest.ingest(
             db,
             settings,
-            accounts.SYSTEM,
+            permissions.SYSTEM,
             [(f"{i}.png", png(600 + i))],
             Traceability(line=line, product=product, captured_at=t0 + timedelta(hours=i)),
             classifier=active,
@@ -426,7 +437,7 @@ def test_sweep_removes_only_old_unreferenced_files(
     db: Database, settings: Settings, active: Active
 ) -> None:
     rec = ingest.ingest(
-        db, settings, accounts.SYSTEM, [("a.png", png(1))], Traceability(), classifier=active
+        db, settings, permissions.SYSTEM, [("a.png", png(1))], Traceability(), classifier=active
     ).processed[0]
     orphan = settings.images_dir / "ab" / ("ab" + "0" * 62 + ".png")
     orphan.parent.mkdir(parents=True, exist_ok=True)
@@ -472,7 +483,9 @@ def test_large_mostly_flagged_batch_explains_every_flagged_part(
     flag_rules.set_rule(db, engineer, "*", ["ok", "scratch"], 1.0)
     n = ingest.CHUNK_SIZE + 6
     files = [(f"m{i}.png", png(700 + i)) for i in range(n)]
-    result = ingest.ingest(db, settings, accounts.SYSTEM, files, Traceability(), classifier=active)
+    result = ingest.ingest(
+        db, settings, permissions.SYSTEM, files, Traceability(), classifier=active
+    )
     assert result.flagged == n and result.heatmaps == n
     _model, clf = active
     onnx = clf.predict_bytes([d for _, d in files])

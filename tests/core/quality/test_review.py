@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from core.auth import accounts
+from core.auth import permissions
 from core.config import Settings
 from core.errors import Conflict, DatasetError, NotFound, PermissionDenied, ValidationError
 from core.quality import flag_rules, ingest, review
@@ -32,7 +32,7 @@ def active(db: Database, settings: Settings) -> Active:
 
 
 def _flag_everything(db: Database) -> None:
-    flag_rules.set_rule(db, accounts.SYSTEM, "*", ["ok", "scratch"], 1.0)
+    flag_rules.set_rule(db, permissions.SYSTEM, "*", ["ok", "scratch"], 1.0)
 
 
 def _ingest(
@@ -40,7 +40,7 @@ def _ingest(
 ) -> list[InspectionRecord]:
     files = [(f"part{seed + i}.png", png(seed + i)) for i in range(n)]
     return ingest.ingest(
-        db, settings, accounts.SYSTEM, files, Traceability(**trace), classifier=active
+        db, settings, permissions.SYSTEM, files, Traceability(**trace), classifier=active
     ).processed
 
 
@@ -59,7 +59,7 @@ def test_queue_lists_flagged_unreviewed_parts_in_order(
     rev, _ = make_user("rita", Role.REVIEWER)
     viewer, _ = make_user("vera", Role.VIEWER)
     t0 = datetime(2026, 11, 1, tzinfo=UTC)
-    flag_rules.set_rule(db, accounts.SYSTEM, "clean", ["ok", "scratch"], 0.01)
+    flag_rules.set_rule(db, permissions.SYSTEM, "clean", ["ok", "scratch"], 0.01)
     _flag_everything(db)
     recs = []
     for i in range(4):
@@ -165,7 +165,7 @@ def test_concurrent_saves_of_one_version_let_exactly_one_through(
     outcomes: list[str] = []
     barrier = threading.Barrier(len(users))
 
-    def save(user: accounts.CurrentUser) -> None:
+    def save(user: permissions.CurrentUser) -> None:
         barrier.wait()
         try:
             review.record_review(
@@ -314,5 +314,5 @@ def test_snapshot_needs_two_classes(
         db, rev, part.id, true_class="ok", disposition="accept", note=None, expected_version=0
     )
     with pytest.raises(DatasetError, match="at least 2 classes"):
-        review.snapshot_from_reviews(db, settings, accounts.SYSTEM, "one class")
+        review.snapshot_from_reviews(db, settings, permissions.SYSTEM, "one class")
     assert catalog.list_datasets(db) == []

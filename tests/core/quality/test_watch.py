@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from core.auth import accounts
+from core.auth import permissions
 from core.config import Settings
 from core.quality import ingest
 from core.quality.ingest import Traceability
@@ -44,7 +44,7 @@ def _inspections(db: Database) -> int:
 
 def _watcher(db: Database, settings: Settings, folder: Path, active: Active) -> FolderWatcher:
     return FolderWatcher(
-        db, settings, accounts.SYSTEM, folder, Traceability(line="L1"), classifier=active
+        db, settings, permissions.SYSTEM, folder, Traceability(line="L1"), classifier=active
     )
 
 
@@ -128,7 +128,7 @@ def test_crash_after_commit_before_move_is_not_ingested_twice(
     data = png(9)
     (inflight / "crashed.png").write_bytes(data)
     ingest.ingest(
-        db, settings, accounts.SYSTEM, [("crashed.png", data)], Traceability(), classifier=active
+        db, settings, permissions.SYSTEM, [("crashed.png", data)], Traceability(), classifier=active
     )
     # And one that crashed before its rows were written.
     (inflight / "unfinished.png").write_bytes(png(10))
@@ -179,7 +179,7 @@ def test_run_stops_when_told(
 def test_watcher_picks_up_a_newly_promoted_model(
     db: Database, settings: Settings, folder: Path
 ) -> None:
-    w = FolderWatcher(db, settings, accounts.SYSTEM, folder, Traceability())
+    w = FolderWatcher(db, settings, permissions.SYSTEM, folder, Traceability())
     (folder / "a.png").write_bytes(png(1))
     w.poll()
     assert w.poll() is None  # no active model yet: the file waits where it is

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.auth import accounts
+from core.auth import permissions
 from core.errors import DatasetError, PermissionDenied
 from core.registry import catalog
 from core.training import register
@@ -26,11 +26,15 @@ def test_published_split_without_val_is_measured_on_test(tmp_path: Path, db, set
     split_file = tmp_path / "splits.csv"
     split_file.write_text("\n".join(rows) + "\n")
     record, snap, _ = register.import_dataset(
-        db, settings, accounts.SYSTEM, data, "tiny", split_file=split_file
+        db, settings, permissions.SYSTEM, data, "tiny", split_file=split_file
     )
     assert not snap.split_entries("val") and len(snap.split_entries("test")) == 8
     outcome = register.train_and_register(
-        db, settings, accounts.SYSTEM, record.id, TrainConfig(epochs=2, img_size=32, device="cpu")
+        db,
+        settings,
+        permissions.SYSTEM,
+        record.id,
+        TrainConfig(epochs=2, img_size=32, device="cpu"),
     )
     assert outcome.model is not None
     metrics = catalog.get_model(db, outcome.model.id).metrics
@@ -42,7 +46,7 @@ def test_stopped_run_registers_nothing(db, settings, tiny_dataset) -> None:  # t
     outcome = register.train_and_register(
         db,
         settings,
-        accounts.SYSTEM,
+        permissions.SYSTEM,
         tiny_dataset.id,
         TrainConfig(epochs=3, img_size=32, device="cpu"),
         should_stop=lambda: True,
@@ -68,13 +72,13 @@ def test_server_folder_must_be_an_absolute_existing_folder(db, settings) -> None
         ("/no/such/folder", "no such folder"),
     ):
         with pytest.raises(DatasetError, match=reason):
-            register.import_server_folder(db, settings, accounts.SYSTEM, bad, "x")
+            register.import_server_folder(db, settings, permissions.SYSTEM, bad, "x")
 
 
 def test_upload_error_names_the_uploaded_file_not_the_temp_file(db, settings) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(DatasetError) as err:
         register.import_upload(
-            db, settings, accounts.SYSTEM, b"PK\x03\x04 broken", "parts.zip", "x"
+            db, settings, permissions.SYSTEM, b"PK\x03\x04 broken", "parts.zip", "x"
         )
     assert "parts.zip" in str(err.value) and ".zip" in str(err.value)
     assert str(settings.home) not in str(err.value)
@@ -87,6 +91,6 @@ def test_upload_records_the_uploaded_name_as_source(tmp_path: Path, db, settings
         str(tmp_path / "parts"), "zip", write_tiny_dataset(tmp_path / "t")
     )
     record, _snap, _ = register.import_upload(
-        db, settings, accounts.SYSTEM, Path(archive).read_bytes(), "line3 parts.zip", "uploaded"
+        db, settings, permissions.SYSTEM, Path(archive).read_bytes(), "line3 parts.zip", "uploaded"
     )
     assert record.source == "upload: line3 parts.zip"
