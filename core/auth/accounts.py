@@ -5,12 +5,9 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from dataclasses import dataclass
-from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.auth.audit import record_audit
@@ -20,6 +17,7 @@ from db.engine import Database
 from db.models import Role, User, utcnow
 from db.queries import users
 from db.queries.audit import add_audit
+from db.queries.users import UserInfo, to_user_info
 
 LOGIN_REFUSED = "Wrong username or password."
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,63}$")
@@ -30,19 +28,6 @@ MIN_PASSWORD_LENGTH = 10
 _hasher = PasswordHasher()
 # Verified against when the username does not exist, so both failures take the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-
-
-@dataclass(frozen=True)
-class UserInfo:
-    """A user account as pages show it (never the hash)."""
-
-    id: int
-    username: str
-    email: str | None
-    role: Role
-    active: bool
-    created_at: datetime
-    last_login_at: datetime | None
 
 
 def hash_password(password: str) -> str:
@@ -60,16 +45,9 @@ def _check_password(password: str) -> None:
         raise ValidationError(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
 
 
-def _info(user: User) -> UserInfo:
-    return UserInfo(
-        id=user.id,
-        username=user.username,
-        email=user.email,
-        role=Role(user.role),
-        active=user.active,
-        created_at=user.created_at,
-        last_login_at=user.last_login_at,
-    )
+def _acting(user: User) -> CurrentUser:
+    """The CurrentUser a logged-in (or refreshed) account acts as."""
+    return CurrentUser(id=user.id, username=user.username, role=Role(user.role))
 
 
 def authenticate(
@@ -108,7 +86,7 @@ def authenticate(
                 entity="user",
                 entity_id=user.id,
             )
-            return CurrentUser(id=user.id, username=user.username, role=Role(user.role))
+            return _acting(user)
     # Slow down guessing; the audit entry is already committed.
     time.sleep(delay_s)
     raise AuthenticationError(LOGIN_REFUSED)
@@ -138,7 +116,7 @@ def user_for_email(db: Database, email: str) -> CurrentUser:
                 entity_id=user.id,
                 details={"method": "sso"},
             )
-            return CurrentUser(id=user.id, username=user.username, role=Role(user.role))
+            return _acting(user)
     raise AuthenticationError(f"No active DefectLens account for {email}; ask an administrator.")
 
 
@@ -182,15 +160,13 @@ def create_user(
             raise Conflict(f"user {username!r} already exists")
         if email and users.get_user_by_email(session, email) is not None:
             raise Conflict(f"e-mail {email!r} already belongs to another user")
-        user = User(
+        user = users.add_user(
+            session,
             username=username,
             password_hash=hash_password(password),
-            role=role.value,
+            role=role,
             email=email,
-            active=True,
         )
-        session.add(user)
-        session.flush()
         record_audit(
             session,
             actor,
@@ -199,23 +175,18 @@ def create_user(
             entity_id=user.id,
             details={"username": username, "role": role.value},
         )
-        return _info(user), password
+        return to_user_info(user), password
 
 
 def _get_user(session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
+    user = users.get_user(session, user_id)
     if user is None:
         raise NotFound(f"no user with id {user_id}")
     return user
 
 
 def _ensure_an_admin_remains(session: Session, user: User) -> None:
-    admins = session.scalar(
-        select(func.count(User.id)).where(
-            User.role == Role.ADMIN.value, User.active.is_(True), User.id != user.id
-        )
-    )
-    if not admins:
+    if users.count_other_active_admins(session, user.id) == 0:
         raise Conflict("this is the last active admin; make another admin first")
 
 
@@ -237,7 +208,7 @@ def set_role(db: Database, actor: CurrentUser, user_id: int, role: Role | str) -
             entity_id=user.id,
             details={"username": user.username, "from": old, "to": role.value},
         )
-        return _info(user)
+        return to_user_info(user)
 
 
 def set_active(db: Database, actor: CurrentUser, user_id: int, active: bool) -> UserInfo:
@@ -256,7 +227,7 @@ def set_active(db: Database, actor: CurrentUser, user_id: int, active: bool) -> 
             entity_id=user.id,
             details={"username": user.username},
         )
-        return _info(user)
+        return to_user_info(user)
 
 
 def reset_password(
@@ -299,14 +270,14 @@ def set_email(db: Database, actor: CurrentUser, user_id: int, email: str | None)
             entity_id=user.id,
             details={"username": user.username, "email": email},
         )
-        return _info(user)
+        return to_user_info(user)
 
 
 def list_users(db: Database, actor: CurrentUser) -> list[UserInfo]:
     """Every account (admin only)."""
     require(actor, Action.MANAGE_USERS)
     with db.read() as session:
-        return [_info(u) for u in users.list_users(session)]
+        return [to_user_info(u) for u in users.list_users(session)]
 
 
 def has_users(db: Database) -> bool:
@@ -324,7 +295,7 @@ def refresh(db: Database, user: CurrentUser) -> CurrentUser | None:
     if user.id is None:
         return user
     with db.read() as session:
-        row = session.get(User, user.id)
+        row = users.get_user(session, user.id)
         if row is None or not row.active:
             return None
-        return CurrentUser(id=row.id, username=row.username, role=Role(row.role))
+        return _acting(row)
