@@ -14,8 +14,8 @@ from core.errors import PermissionDenied
 from db.engine import Database
 
 if TYPE_CHECKING:
-    from core.registry.catalog import ModelRecord
     from core.vision.classifier import Classifier
+    from db.queries.catalog import ModelRecord
 
 USER_KEY = "defectlens_user"
 
