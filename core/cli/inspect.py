@@ -7,16 +7,24 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from core.cli.common import emit_json, fail
-from core.cli.ml import JsonOpt, _open, _progress
+from core.auth import permissions
+from core.cli.common import JsonOpt, emit_json, fail, open_database, progress
+from core.config import Settings
+from core.errors import InvalidImageError, ValidationError
+from core.quality import ingest, inspections, uploads
+from core.quality.watch import FolderWatcher
+from core.vision.images import DecodeLimits, read_file_limited
+from db.engine import Database
+from db.queries.catalog import ModelRecord
 
 if TYPE_CHECKING:
-    from core.quality.ingest import Rejection
+    from core.vision.classifier import Classifier
 
 # Files read and inspected together: bounds memory, while chunks inside stay full-size.
 READ_GROUP = 256
@@ -32,16 +40,14 @@ def _walk(root: Path) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
-def _sources(paths: list[Path]) -> Iterator[Path | Rejection]:
-    from core.quality.ingest import Rejection
-
+def _sources(paths: list[Path]) -> Iterator[Path | uploads.Rejection]:
     for path in paths:
         if path.is_dir():
             yield from _walk(path)
         elif path.is_file():
             yield path
         else:
-            yield Rejection(str(path), "not found")
+            yield uploads.Rejection(str(path), "not found")
 
 
 def _is_zip(path: Path) -> bool:
@@ -50,6 +56,97 @@ def _is_zip(path: Path) -> bool:
             return f.read(4) in _ZIP_MAGIC
     except OSError:
         return False
+
+
+@dataclass
+class _Batch:
+    """One ingest run over many files: what waits to be inspected, and the running totals."""
+
+    db: Database
+    settings: Settings
+    trace: ingest.Traceability
+    active: tuple[ModelRecord, Classifier]
+    with_heatmaps: bool
+    group: list[tuple[str, bytes]] = field(default_factory=list)
+    processed: int = 0
+    flagged: int = 0
+    heatmaps: int = 0
+    rejected: list[uploads.Rejection] = field(default_factory=list)
+
+    def read(self, path: Path, limits: DecodeLimits) -> None:
+        """Queue one file (a zip's images, or the file itself); unreadable files are rejected."""
+        shown = str(path)
+        if _is_zip(path):
+            try:
+                data = path.read_bytes()
+            except OSError as e:
+                self.rejected.append(uploads.Rejection(shown, f"cannot read ({e.strerror})"))
+                return
+            files, bad = uploads.expand_upload(shown, data, self.settings)
+            self.rejected.extend(bad)
+            self.group.extend(files)
+            return
+        try:
+            self.group.append((shown, read_file_limited(path, limits, name=shown)))
+        except InvalidImageError as e:
+            self.rejected.append(uploads.Rejection.from_error(shown, e))
+
+    def flush(self) -> None:
+        """Inspect and record what is queued."""
+        if not self.group:
+            return
+        result = ingest.ingest(
+            self.db,
+            self.settings,
+            permissions.SYSTEM,
+            self.group,
+            self.trace,
+            classifier=self.active,
+            with_heatmaps=self.with_heatmaps,
+        )
+        self.processed += len(result.processed)
+        self.flagged += result.flagged
+        self.heatmaps += result.heatmaps
+        self.rejected.extend(result.rejected)
+        self.group.clear()
+
+
+def _ingest_all(batch: _Batch, sources: list[Path | uploads.Rejection], quiet: bool) -> None:
+    """Read and inspect every source in groups of READ_GROUP files."""
+    limits = DecodeLimits.from_settings(batch.settings)
+    with progress("inspecting", quiet) as on_progress:
+        for done, item in enumerate(sources, start=1):
+            if isinstance(item, uploads.Rejection):
+                batch.rejected.append(item)
+                continue
+            batch.read(item, limits)
+            if len(batch.group) >= READ_GROUP:
+                batch.flush()
+                on_progress(done, len(sources))
+        batch.flush()
+        on_progress(len(sources), len(sources))
+
+
+def _report(batch: _Batch, seconds: float, load_seconds: float, as_json: bool) -> None:
+    payload: dict[str, Any] = {
+        "processed": batch.processed,
+        "rejected": [{"file": r.file, "reason": r.reason} for r in batch.rejected],
+        "flagged": batch.flagged,
+        "heatmaps": batch.heatmaps,
+        "images_per_second": round(batch.processed / seconds, 2) if seconds > 0 else 0.0,
+        "seconds": round(seconds, 3),
+        "model_load_seconds": round(load_seconds, 3),
+        "model_id": batch.active[0].id,
+    }
+    if as_json:
+        emit_json(payload)
+        return
+    typer.echo(
+        f"processed {batch.processed}, flagged {batch.flagged}, rejected {len(batch.rejected)} "
+        f"({payload['images_per_second']:.0f} images/s)"
+    )
+    for r in batch.rejected:
+        typer.echo(f"  rejected {r.file}: {r.reason}")
 
 
 def ingest_cmd(
@@ -77,24 +174,19 @@ def ingest_cmd(
 ) -> None:
     """Inspect images with the active model and record them; prints processed, rejected,
     flagged and images_per_second. Exit code 0 when at least one image was processed."""
-    from core.auth import permissions
-    from core.errors import InvalidImageError, ValidationError
-    from core.quality import ingest
-    from core.vision.images import DecodeLimits, read_file_limited
-
     if poll_seconds <= 0:
         raise ValidationError("--poll-seconds must be positive")
     paths = paths or []
     if not paths and not backfill:
         raise ValidationError("give at least one file, folder or zip (or --backfill)")
-    s, db = _open()
+    s, db = open_database()
     trace = ingest.Traceability(line=line, station=station, product=product, lot=lot, serial=serial)
     load_started = time.perf_counter()
     active = ingest.load_active(db, s)
     load_seconds = time.perf_counter() - load_started
 
     if backfill:
-        made = ingest.backfill_heatmaps(db, s, classifier=active, limit=10**9)
+        made = inspections.backfill_heatmaps(db, s, classifier=active, limit=10**9)
         if as_json:
             emit_json({"heatmaps": made})
         else:
@@ -104,97 +196,28 @@ def ingest_cmd(
         _watch(paths, db, s, trace, active, not no_heatmaps, poll_seconds, as_json)
         return
 
-    limits = DecodeLimits.from_settings(s)
-    processed = flagged = heatmaps = 0
-    rejected: list[ingest.Rejection] = []
+    batch = _Batch(db, s, trace, active, with_heatmaps=not no_heatmaps)
     started = time.perf_counter()
-    group: list[tuple[str, bytes]] = []
-
-    def flush() -> None:
-        nonlocal processed, flagged, heatmaps
-        if not group:
-            return
-        result = ingest.ingest(
-            db,
-            s,
-            permissions.SYSTEM,
-            group,
-            trace,
-            classifier=active,
-            with_heatmaps=not no_heatmaps,
-        )
-        processed += len(result.processed)
-        flagged += result.flagged
-        heatmaps += result.heatmaps
-        rejected.extend(result.rejected)
-        group.clear()
-
     sources = list(_sources(paths))
-    with _progress("inspecting", as_json) as progress:
-        for done, item in enumerate(sources, start=1):
-            if isinstance(item, ingest.Rejection):
-                rejected.append(item)
-                continue
-            shown = str(item)
-            if _is_zip(item):
-                try:
-                    data = item.read_bytes()
-                except OSError as e:
-                    rejected.append(ingest.Rejection(shown, f"cannot read ({e.strerror})"))
-                    continue
-                files, bad = ingest.expand_upload(shown, data, s)
-                rejected.extend(bad)
-                group.extend(files)
-            else:
-                try:
-                    group.append((shown, read_file_limited(item, limits, name=shown)))
-                except InvalidImageError as e:
-                    rejected.append(ingest.Rejection(shown, str(e).removeprefix(f"{shown}: ")))
-            if len(group) >= READ_GROUP:
-                flush()
-                progress(done, len(sources))
-        flush()
-        progress(len(sources), len(sources))
+    _ingest_all(batch, sources, as_json)
     seconds = time.perf_counter() - started
     if not sources:
         raise fail("no files found in " + ", ".join(str(p) for p in paths))
-    payload: dict[str, Any] = {
-        "processed": processed,
-        "rejected": [{"file": r.file, "reason": r.reason} for r in rejected],
-        "flagged": flagged,
-        "heatmaps": heatmaps,
-        "images_per_second": round(processed / seconds, 2) if seconds > 0 else 0.0,
-        "seconds": round(seconds, 3),
-        "model_load_seconds": round(load_seconds, 3),
-        "model_id": active[0].id,
-    }
-    if as_json:
-        emit_json(payload)
-    else:
-        typer.echo(
-            f"processed {processed}, flagged {flagged}, rejected {len(rejected)} "
-            f"({payload['images_per_second']:.0f} images/s)"
-        )
-        for r in rejected:
-            typer.echo(f"  rejected {r.file}: {r.reason}")
-    if processed == 0:
+    _report(batch, seconds, load_seconds, as_json)
+    if batch.processed == 0:
         raise typer.Exit(1)
 
 
 def _watch(
     paths: list[Path],
-    db: Any,
-    s: Any,
-    trace: Any,
-    active: Any,
+    db: Database,
+    s: Settings,
+    trace: ingest.Traceability,
+    active: tuple[ModelRecord, Classifier],
     with_heatmaps: bool,
     poll_seconds: float,
     as_json: bool,
 ) -> None:
-    from core.auth import permissions
-    from core.errors import ValidationError
-    from core.quality.watch import FolderWatcher
-
     if len(paths) != 1 or not paths[0].is_dir():
         raise ValidationError("--watch takes exactly one folder")
     stopping = False
@@ -206,7 +229,7 @@ def _watch(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
-    def report(result: Any) -> None:
+    def report(result: ingest.IngestResult) -> None:
         if as_json:
             return
         for rec in result.processed:
@@ -242,8 +265,3 @@ def _watch(
             f"stopped: processed {summary.processed}, flagged {summary.flagged}, "
             f"rejected {summary.rejected}"
         )
-
-
-def register(app: typer.Typer) -> None:
-    """Attach `ingest` to the main app."""
-    app.command("ingest")(ingest_cmd)

@@ -9,21 +9,12 @@ from typing import Annotated, Any
 import typer
 
 from core.auth import permissions
-from core.cli.common import emit_json, settings
+from core.cli.common import JsonOpt, emit_json, open_database, percent, settings
 from core.jobs import queue
-from core.jobs.queue import JobRecord
+from core.jobs import worker as job_worker
+from db.queries.jobs import JobRecord
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-
-jobs_app = typer.Typer(help="Queue, watch and cancel training jobs.", no_args_is_help=True)
-
-
-def _open() -> tuple[Any, Any]:
-    from core import setup
-
-    s = settings()
-    setup.migrate(s)
-    return s, setup.open_database(s)
+app = typer.Typer(help="Queue, watch and cancel training jobs.", no_args_is_help=True)
 
 
 def _job_dict(job: JobRecord) -> dict[str, Any]:
@@ -40,7 +31,7 @@ def _line(job: JobRecord) -> str:
     return f"{job.id:>5}  {job.status.value:<10} {pct}  {name[:28]:<28} {text}"
 
 
-@jobs_app.command("submit")
+@app.command("submit")
 def submit(
     dataset: Annotated[int, typer.Option(help="Id of an imported dataset.")],
     arch: Annotated[str | None, typer.Option(help="Architecture.")] = None,
@@ -53,9 +44,10 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Queue a training job; a worker (`defectlens worker`, started by `run`) runs it."""
-    from core.training.loop import TrainConfig
+    # Deferred: the training loop loads torch.
+    from core.training.config import TrainConfig
 
-    s, db = _open()
+    s, db = open_database()
     config = TrainConfig(seed=seed, device=(device or s.device).lower())
     for name, value in (
         ("arch", arch),
@@ -73,7 +65,7 @@ def submit(
         typer.echo(f"queued job {job.id} on dataset {job.dataset_id} ({job.backend} backend)")
 
 
-@jobs_app.command("list")
+@app.command("list")
 def list_cmd(
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
     status: Annotated[
@@ -82,7 +74,7 @@ def list_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """List training jobs, newest first."""
-    _s, db = _open()
+    _s, db = open_database()
     rows = queue.list_jobs(db, limit=limit, statuses=status or None)
     if as_json:
         emit_json({"jobs": [_job_dict(j) for j in rows]})
@@ -93,14 +85,14 @@ def list_cmd(
         typer.echo(_line(job))
 
 
-@jobs_app.command("show")
+@app.command("show")
 def show(
     job_id: int,
     log_lines: Annotated[int, typer.Option(help="Lines of the job log to show.")] = 20,
     as_json: JsonOpt = False,
 ) -> None:
     """One job with its per-epoch metrics and the end of its log."""
-    s, db = _open()
+    s, db = open_database()
     job = queue.get_job(db, job_id)
     metrics = queue.job_metrics(db, job_id)
     tail = queue.log_tail(s, job, log_lines)
@@ -119,17 +111,16 @@ def show(
     if job.model_id is not None:
         typer.echo(f"  model {job.model_id}")
     for m in metrics:
-        acc = "–" if m.val_accuracy is None else f"{m.val_accuracy:.2%}"
         loss = "–" if m.train_loss is None else f"{m.train_loss:.4f}"
-        typer.echo(f"  epoch {m.epoch:>3}  loss {loss}  val acc {acc}")
+        typer.echo(f"  epoch {m.epoch:>3}  loss {loss}  val acc {percent(m.val_accuracy)}")
     if tail:
         typer.echo(tail)
 
 
-@jobs_app.command("cancel")
+@app.command("cancel")
 def cancel(job_id: int, as_json: JsonOpt = False) -> None:
     """Cancel a job: a queued one at once, a running one at its next batch."""
-    _s, db = _open()
+    _s, db = open_database()
     job = queue.cancel_job(db, permissions.SYSTEM, job_id)
     if as_json:
         emit_json(_job_dict(job))
@@ -146,16 +137,7 @@ def worker(
     ] = None,
 ) -> None:
     """Run queued training jobs until Ctrl-C or SIGTERM (`defectlens run` starts one)."""
-    import os
-
-    from core.jobs import worker as worker_mod
-
-    if not os.environ.get("DEFECTLENS_LOG_LEVEL"):
+    s = settings()
+    if s.log_level is None:
         logging.getLogger().setLevel(logging.INFO)  # an operator wants to see claims and ends
-    worker_mod.run_worker(settings(), once=once, poll_s=poll_seconds)
-
-
-def register(app: typer.Typer) -> None:
-    """Attach `jobs ...` and `worker`."""
-    app.add_typer(jobs_app, name="jobs")
-    app.command("worker")(worker)
+    job_worker.run_worker(s, once=once, poll_s=poll_seconds)

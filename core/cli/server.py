@@ -1,0 +1,139 @@
+"""`defectlens init` and `defectlens run`: prepare the data directory, serve the dashboard."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core import setup
+from core.cli.common import JsonOpt, emit_json, fail, settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Runs in the server's own process, never in core: DefectLens builds its navigation with
+# st.navigation, per role. Streamlit's legacy multipage mode would turn every script in the
+# pages/ folder next to app.py into a page until the first st.navigation call of the process,
+# so a first visit to /admin on a fresh server would list them all. The flag is set before
+# Streamlit starts, keeping navigation role-filtered from the first request.
+STREAMLIT_LAUNCHER = (
+    "import sys; "
+    "from streamlit.runtime.pages_manager import PagesManager; "
+    "from streamlit.web import cli; "
+    "PagesManager.uses_pages_directory = False; "
+    "sys.argv = ['streamlit', *sys.argv[1:]]; "
+    "sys.exit(cli.main())"
+)
+
+
+def init(
+    admin: Annotated[str, typer.Option(help="Username of the first admin.")] = "admin",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create the data directory, migrate the database and create the first admin."""
+    result = setup.initialise(settings(), admin_username=admin)
+    if as_json:
+        emit_json(
+            {
+                "home": result.home,
+                "db_url": result.db_url,
+                "revision": result.revision,
+                "admin": result.admin_username,
+                "password": result.admin_password,
+            }
+        )
+        return
+    typer.echo(f"data directory: {result.home}")
+    typer.echo(f"database: {result.db_url} (schema {result.revision})")
+    if result.admin_password:
+        typer.echo(
+            f"created admin '{result.admin_username}' with password: {result.admin_password}\n"
+            "This password is shown only once. Log in and keep it safe."
+        )
+    else:
+        typer.echo("users already exist; no account created")
+
+
+def _streamlit_command(port: int, max_upload_mb: int) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        STREAMLIT_LAUNCHER,
+        "run",
+        str(REPO_ROOT / "app.py"),
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--server.maxUploadSize",
+        str(max_upload_mb),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
+
+
+def _worker_command() -> list[str]:
+    return [sys.executable, "-c", "from core.cli import main; main()", "worker"]
+
+
+def _supervise(children: list[subprocess.Popen[bytes]]) -> bool:
+    """Wait until Ctrl-C, SIGTERM or a child exits, then stop them all; True when signalled."""
+    stopping = False
+
+    def _stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while not stopping and all(c.poll() is None for c in children):
+            time.sleep(0.2)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + 10
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return stopping
+
+
+def run(
+    port: Annotated[int | None, typer.Option(help="HTTP port (default DEFECTLENS_PORT).")] = None,
+    no_demo: Annotated[
+        bool, typer.Option("--no-demo", help="Do not load demo data (no demo exists yet).")
+    ] = False,
+) -> None:
+    """Migrate, then serve the dashboard until Ctrl-C or SIGTERM."""
+    s = settings()
+    result = setup.initialise(s)
+    if result.admin_password:
+        typer.echo(
+            f"created admin '{result.admin_username}' with password: {result.admin_password}\n"
+            "This password is shown only once."
+        )
+    port = port or s.port
+    env = dict(os.environ, DEFECTLENS_HOME=str(s.home), DEFECTLENS_DB_URL=s.db_url)
+    del no_demo  # accepted for the DESIGN.md contract; there is no demo data to load yet
+    children = [
+        subprocess.Popen(_streamlit_command(port, s.max_upload_mb), env=env, cwd=REPO_ROOT),
+        # The training worker: pages only queue jobs, this process runs them.
+        subprocess.Popen(_worker_command(), env=env, cwd=REPO_ROOT),
+    ]
+    typer.echo(f"DefectLens on http://localhost:{port} (Ctrl-C to stop)")
+    stopping = _supervise(children)
+    failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM, None)]
+    if failed and not stopping:
+        raise fail(f"a server process exited with code {failed[0].returncode}")

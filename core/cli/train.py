@@ -1,0 +1,307 @@
+"""`defectlens train` and `defectlens evaluate`: fit a model, measure one on labelled images."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from core.auth import permissions
+from core.cli.common import JsonOpt, ProgressFn, emit_json, open_database, percent, progress
+from core.config import Settings
+from core.errors import DatasetError, ValidationError
+from core.registry import catalog
+from core.training import metrics
+from core.vision.images import DecodeLimits
+from db.engine import Database
+
+if TYPE_CHECKING:
+    from core.training.config import EpochReport, TrainConfig
+    from core.training.register import TrainOutcome
+    from core.vision.classifier import Classifier
+
+# Images read and classified together while evaluating.
+EVAL_CHUNK = 256
+SPLITS = ("val", "test", "train", "all")
+
+
+def _train_config(
+    s: Settings,
+    *,
+    arch: str,
+    seed: int,
+    device: str | None,
+    rot90: bool,
+    overrides: dict[str, int | float | None],
+) -> TrainConfig:
+    """The TrainConfig of the command's options; a GPU gets its own default epochs."""
+    # Deferred: the training loop loads torch.
+    from core.training.config import GPU_DEFAULT_EPOCHS, TrainConfig
+    from core.vision.device import resolve_device
+
+    config = TrainConfig(
+        arch=arch, seed=seed, device=device or s.device, num_threads=s.num_threads, rot90=rot90
+    )
+    for field_name, value in overrides.items():
+        if value is not None:
+            setattr(config, field_name, value)
+    if overrides.get("epochs") is None and resolve_device(config.device).type == "cuda":
+        # bf16 on the GPU needs a few more epochs to settle (docs/benchmarks.md, target 6);
+        # they cost seconds there.
+        config.epochs = GPU_DEFAULT_EPOCHS
+    return config
+
+
+def _epoch_printer(epochs: int, quiet: bool) -> Callable[[EpochReport], None]:
+    """A per-epoch progress line on stderr (none with --json)."""
+
+    def report(epoch: EpochReport) -> None:
+        if not quiet:
+            sys.stderr.write(
+                f"epoch {epoch.epoch}/{epochs}  loss {epoch.train_loss:.4f}  "
+                f"val acc {percent(epoch.val_accuracy)}  "
+                f"{epoch.images_per_second:.0f} img/s  {epoch.seconds:.1f}s\n"
+            )
+
+    return report
+
+
+def _train_payload(outcome: TrainOutcome, dataset_id: int, started: float) -> dict[str, Any]:
+    """What `train --json` prints: the DESIGN.md keys and the run's timings."""
+    result = outcome.result
+    model_metrics = outcome.model.metrics if outcome.model else {}
+    return {
+        "model_id": outcome.model.id if outcome.model else None,
+        "dataset_id": dataset_id,
+        "architecture": result.arch,
+        "val_accuracy": model_metrics.get("accuracy"),
+        "evaluated_on": model_metrics.get("evaluated_on"),
+        "macro_f1": model_metrics.get("macro_f1"),
+        "per_class": model_metrics.get("per_class"),
+        "confusion_matrix": model_metrics.get("confusion_matrix"),
+        "class_names": result.class_names,
+        "best_epoch": result.best_epoch,
+        "epochs": len(result.history),
+        "train_seconds": result.train_seconds,
+        "load_seconds": result.load_seconds,
+        "wall_seconds": time.perf_counter() - started,
+        "images_per_second": result.images_per_second,
+        "device": result.device,
+    }
+
+
+def train(
+    data: Annotated[Path | None, typer.Option(help="Folder or zip to import and train on.")] = None,
+    dataset: Annotated[int | None, typer.Option(help="Id of an imported dataset.")] = None,
+    arch: Annotated[str, typer.Option(help="Architecture (see core/vision/architectures.py).")] = (
+        "defectnet"
+    ),
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs (default: 30 on the CPU, 40 on a GPU).")
+    ] = None,
+    img_size: Annotated[int | None, typer.Option(help="Input side in pixels.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for split, init and augmentation.")] = 0,
+    rot90: Annotated[
+        bool, typer.Option("--rot90", help="Add 90-degree turns (rotation-symmetric parts).")
+    ] = False,
+    split_file: Annotated[
+        Path | None, typer.Option(help="With --data: CSV with file,split columns.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="With --data: dataset name.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a model and register it as a candidate."""
+    started = time.perf_counter()
+    if (data is None) == (dataset is None):
+        raise ValidationError("give exactly one of --data PATH or --dataset ID")
+    # Deferred: register loads torch, which `defectlens --help` and other commands skip.
+    from core.datasets import service
+    from core.training import register
+
+    s, db = open_database()
+    if data is not None:
+        with progress("importing", as_json) as on_progress:
+            record, _snap, _created = service.import_dataset(
+                db,
+                s,
+                permissions.SYSTEM,
+                data,
+                name or data.name,
+                seed=seed,
+                split_file=split_file,
+                on_progress=on_progress,
+            )
+        dataset_id = record.id
+    else:
+        assert dataset is not None
+        dataset_id = dataset
+    overrides = {"epochs": epochs, "img_size": img_size, "batch_size": batch_size, "lr": lr}
+    config = _train_config(s, arch=arch, seed=seed, device=device, rot90=rot90, overrides=overrides)
+    outcome = register.train_and_register(
+        db,
+        s,
+        permissions.SYSTEM,
+        dataset_id,
+        config,
+        on_progress=_epoch_printer(config.epochs, as_json),
+    )
+    payload = _train_payload(outcome, dataset_id, started)
+    if as_json:
+        emit_json(payload)
+        return
+    f1_v = payload["macro_f1"]
+    f1_text = "–" if f1_v is None else f"{f1_v:.4f}"
+    typer.echo(
+        f"model {payload['model_id']} (candidate): validation accuracy "
+        f"{percent(payload['val_accuracy'])}, macro-F1 {f1_text}, trained in "
+        f"{outcome.result.train_seconds:.1f}s on {outcome.result.device}"
+    )
+
+
+def _folder_images(root: Path, class_names: list[str]) -> list[tuple[Path, int]]:
+    """(file, class index) for every file under root/<class>/; unknown classes are an error."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder with one sub-folder per class")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    unknown = [p.name for p in folders if p.name not in class_names]
+    if unknown:
+        raise DatasetError(
+            f"{root}: classes {', '.join(unknown)} are not known to the model "
+            f"({', '.join(class_names)})"
+        )
+    items = [
+        (f, class_names.index(folder.name))
+        for folder in folders
+        for f in sorted(folder.rglob("*"))
+        if f.is_file() and not f.name.startswith(".")
+    ]
+    if not items:
+        raise DatasetError(f"{root}: no files found in the class folders")
+    return items
+
+
+def _dataset_images(
+    db: Database, dataset_id: int, split: str, class_names: list[str]
+) -> list[tuple[Path, int]]:
+    """(file, class index) for one split of an imported dataset."""
+    # Deferred: register loads torch.
+    from core.datasets import service
+
+    _rec, snap = service.load_dataset(db, dataset_id)
+    if split not in SPLITS:
+        raise ValidationError(f"split must be val, test, train or all, not {split!r}")
+    entries = [e for e in snap.entries if split == "all" or e.split == split]
+    missing = sorted({e.cls for e in entries} - set(class_names))
+    if missing:
+        raise DatasetError(f"classes {', '.join(missing)} are not known to the model")
+    items = [(snap.path / e.file, class_names.index(e.cls)) for e in entries]
+    if not items:
+        raise DatasetError(f"dataset {dataset_id} has no images in split {split!r}")
+    return items
+
+
+@dataclass
+class _Scored:
+    """Predictions of the readable images, and the files that could not be read."""
+
+    y_true: list[int] = field(default_factory=list)
+    y_pred: list[int] = field(default_factory=list)
+    probs: list[list[float]] = field(default_factory=list)
+    rejected: list[dict[str, str]] = field(default_factory=list)
+
+
+def _score(
+    clf: Classifier, items: list[tuple[Path, int]], class_names: list[str], on_progress: ProgressFn
+) -> _Scored:
+    """Classify every item in chunks; unreadable images are listed, not scored."""
+    # Deferred: the classifier module loads torch.
+    from core.vision.classifier import Prediction
+
+    scored = _Scored()
+    for i in range(0, len(items), EVAL_CHUNK):
+        part = items[i : i + EVAL_CHUNK]
+        datas = [p.read_bytes() for p, _ in part]
+        results = clf.predict_bytes(datas, [p.name for p, _ in part])
+        for (path, label), res in zip(part, results, strict=True):
+            if isinstance(res, Prediction):
+                scored.y_true.append(label)
+                scored.y_pred.append(res.class_index)
+                scored.probs.append([res.probabilities[c] for c in class_names])
+            else:
+                scored.rejected.append({"file": str(path), "reason": str(res)})
+        on_progress(min(i + EVAL_CHUNK, len(items)), len(items))
+    return scored
+
+
+def _echo_evaluation(
+    model_id: int, result: metrics.EvalResult, payload: dict[str, Any], scored: _Scored
+) -> None:
+    typer.echo(
+        f"model {model_id} on {len(scored.y_true)} images: accuracy {result.accuracy:.2%}, "
+        f"macro-F1 {result.macro_f1:.4f}, {payload['images_per_second']:.0f} images/s"
+    )
+    for cls, m in result.per_class.items():
+        d = m.to_dict()
+        typer.echo(
+            f"  {cls:<24} precision {d['precision']:.3f}  recall {d['recall']:.3f}  "
+            f"f1 {d['f1']:.3f}  n={d['support']}"
+        )
+    for r in scored.rejected:
+        typer.echo(f"  rejected {r['file']}: {r['reason']}")
+
+
+def evaluate(
+    model: Annotated[str, typer.Option(help="Model id or 'active'.")] = "active",
+    data: Annotated[Path | None, typer.Option(help="Folder with one sub-folder per class.")] = None,
+    dataset: Annotated[int | None, typer.Option(help="Id of an imported dataset.")] = None,
+    split: Annotated[str, typer.Option(help="With --dataset: val, test, train or all.")] = "val",
+    backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure a model on labelled images: accuracy, macro-F1, per class, confusion matrix."""
+    # Deferred: the classifier loads torch and ONNX Runtime.
+    from core.vision.classifier import Classifier
+
+    if (data is None) == (dataset is None):
+        raise ValidationError("give exactly one of --data PATH or --dataset ID")
+    s, db = open_database()
+    record = catalog.get_model(db, model)
+    if data is not None:
+        items = _folder_images(data, record.class_names)
+    else:
+        assert dataset is not None
+        items = _dataset_images(db, dataset, split, record.class_names)
+    clf = Classifier.from_artifact(
+        Path(record.artifact_path),
+        device=s.device if s.device != "auto" else "cpu",
+        num_threads=s.num_threads,
+        backend=backend,
+        limits=DecodeLimits.from_settings(s),
+    )
+    started = time.perf_counter()
+    with progress("evaluating", as_json) as on_progress:
+        scored = _score(clf, items, record.class_names, on_progress)
+    seconds = time.perf_counter() - started
+    if not scored.y_true:
+        raise DatasetError("no readable images to evaluate")
+    result = metrics.evaluate(scored.y_true, scored.y_pred, record.class_names, scored.probs)
+    payload = {
+        "model_id": record.id,
+        **result.to_dict(),
+        "images_per_second": len(items) / seconds,
+        "seconds": seconds,
+        "backend": clf.backend,
+        "rejected": scored.rejected,
+    }
+    if as_json:
+        emit_json(payload)
+    else:
+        _echo_evaluation(record.id, result, payload, scored)
