@@ -10,6 +10,7 @@ from pathlib import Path
 from core.errors import ValidationError
 
 DEVICES = ("auto", "cpu", "cuda")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -23,6 +24,18 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ValidationError(f"{name}={raw!r} must be positive")
     return value
+
+
+def _log_level(env: Mapping[str, str]) -> str | None:
+    raw = env.get("DEFECTLENS_LOG_LEVEL") or ""
+    level = raw.strip().upper()
+    if not level:
+        return None
+    if level not in LOG_LEVELS:
+        raise ValidationError(
+            f"DEFECTLENS_LOG_LEVEL={raw!r} must be one of {', '.join(LOG_LEVELS)}"
+        )
+    return level
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -61,6 +74,8 @@ class Settings:
     job_heartbeat_timeout_s: float = 30.0
     # How often an idle worker looks for queued jobs.
     worker_poll_s: float = 2.0
+    # DEFECTLENS_LOG_LEVEL; None when unset: the CLI then logs warnings, the worker also info.
+    log_level: str | None = None
 
     @property
     def images_dir(self) -> Path:
@@ -114,4 +129,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sso_enabled=(env.get("DEFECTLENS_SSO") or "").lower() in ("1", "true", "yes"),
         job_heartbeat_timeout_s=_float(env, "DEFECTLENS_JOB_HEARTBEAT_TIMEOUT_S", 30.0),
         worker_poll_s=_float(env, "DEFECTLENS_WORKER_POLL_S", 2.0),
+        log_level=_log_level(env),
     )
