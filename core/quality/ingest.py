@@ -486,7 +486,7 @@ def _insert_rows(
 
 def _zip_entry_parts(name: str) -> list[str] | None:
     """The entry's path parts, or None when it is an OS/archiver artefact to skip."""
-    from core.datasets.importer import zip_parts
+    from core.datasets.archives import zip_parts
 
     parts = zip_parts(name)
     if not parts or any(p.startswith(".") or p in _IGNORED_ZIP_PARTS for p in parts):
@@ -502,7 +502,7 @@ def expand_upload(
     The archive is checked entry by entry before anything is read (no '..', absolute paths,
     links; entry count, size and ratio caps). Entry names are display text only.
     """
-    from core.datasets.importer import read_zip_entry, validate_zip
+    from core.datasets.archives import read_zip_entry, validate_zip
 
     shown = display_name(name)
     if not data.startswith(b"PK\x03\x04") and not data.startswith(b"PK\x05\x06"):

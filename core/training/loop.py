@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 class EntryLike(Protocol):
-    """What fit needs from a manifest entry (core.datasets.importer.ManifestEntry)."""
+    """What fit needs from a manifest entry (core.datasets.snapshot.ManifestEntry)."""
 
     file: str
     cls: str
@@ -41,7 +41,7 @@ class EntryLike(Protocol):
 
 
 class SnapshotLike(Protocol):
-    """What fit needs from a dataset snapshot (core.datasets.importer.DatasetSnapshot)."""
+    """What fit needs from a dataset snapshot (core.datasets.snapshot.DatasetSnapshot)."""
 
     @property
     def path(self) -> Path: ...

@@ -12,6 +12,7 @@ from typing import Any
 from core.auth.permissions import Action, CurrentUser, require
 from core.config import Settings
 from core.datasets import importer
+from core.datasets.snapshot import DatasetSnapshot, load_snapshot
 from core.errors import DatasetError
 from core.registry import catalog
 from core.registry.catalog import DatasetRecord, ModelRecord
@@ -34,7 +35,7 @@ def import_dataset(
     split_file: Path | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     source_label: str | None = None,
-) -> tuple[DatasetRecord, importer.DatasetSnapshot, bool]:
+) -> tuple[DatasetRecord, DatasetSnapshot, bool]:
     """Import a folder or zip into a snapshot and record it; (record, snapshot, created)."""
     require(actor, Action.MANAGE_DATASETS)
     snapshot = importer.import_dataset(
@@ -60,7 +61,7 @@ def import_dataset(
     return record, snapshot, created
 
 
-def load_dataset(db: Database, dataset_id: int) -> tuple[DatasetRecord, importer.DatasetSnapshot]:
+def load_dataset(db: Database, dataset_id: int) -> tuple[DatasetRecord, DatasetSnapshot]:
     """A registered dataset and its snapshot; DatasetError when its files are gone."""
     record = catalog.get_dataset(db, dataset_id)
     if not record.snapshot_dir.exists():
@@ -68,10 +69,10 @@ def load_dataset(db: Database, dataset_id: int) -> tuple[DatasetRecord, importer
             f"dataset {dataset_id} ({record.name}): snapshot folder "
             f"{record.snapshot_dir} is missing"
         )
-    return record, importer.load_snapshot(record.snapshot_dir)
+    return record, load_snapshot(record.snapshot_dir)
 
 
-def test_metrics(result: TrainResult, snapshot: importer.DatasetSnapshot) -> dict[str, Any]:
+def test_metrics(result: TrainResult, snapshot: DatasetSnapshot) -> dict[str, Any]:
     """Metrics of a trained model on the snapshot's test split (JSON-ready)."""
     import torch
 
@@ -169,7 +170,7 @@ def import_upload(
     *,
     val_fraction: float = 0.2,
     seed: int = 0,
-) -> tuple[DatasetRecord, importer.DatasetSnapshot, bool]:
+) -> tuple[DatasetRecord, DatasetSnapshot, bool]:
     """Import a zip uploaded through the browser (the file name is display text only)."""
     import tempfile
 
@@ -198,7 +199,7 @@ def import_upload(
 
 def import_server_folder(
     db: Database, settings: Settings, actor: CurrentUser, folder: str, name: str
-) -> tuple[DatasetRecord, importer.DatasetSnapshot, bool]:
+) -> tuple[DatasetRecord, DatasetSnapshot, bool]:
     """Import a folder that already lies on the server, named by an engineer in the browser."""
     require(actor, Action.MANAGE_DATASETS)
     text = folder.strip()

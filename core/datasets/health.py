@@ -1,0 +1,172 @@
+"""The health report: what an engineer should know about a dataset before training on it.
+
+Exact duplicates are stored once; an image filed under two classes is a labelling conflict and
+is left out of training; empty and small classes, unreadable files and image sizes are reported.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from core.datasets.sources import ScannedImage
+
+SMALL_CLASS = 10  # fewer usable images than this and a class is flagged in the health report
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """What an engineer should know about a dataset before training on it."""
+
+    class_counts: dict[str, int]
+    imbalance_ratio: float
+    unreadable: list[tuple[str, str]]  # (file, reason)
+    duplicates: list[list[str]]
+    conflicting_duplicates: list[dict[str, Any]]
+    small_classes: list[str]
+    sizes: dict[str, Any]  # min/max/median width and height, count by size
+    modes: dict[str, int]
+    grayscale: bool
+    warnings: list[str]
+    empty_classes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        d = asdict(self)
+        d["unreadable"] = [list(u) for u in self.unreadable]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HealthReport:
+        """Inverse of to_dict."""
+        return cls(
+            class_counts={str(k): int(v) for k, v in d["class_counts"].items()},
+            imbalance_ratio=float(d["imbalance_ratio"]),
+            unreadable=[(str(f), str(r)) for f, r in d["unreadable"]],
+            duplicates=[list(g) for g in d["duplicates"]],
+            conflicting_duplicates=list(d["conflicting_duplicates"]),
+            small_classes=list(d["small_classes"]),
+            sizes=dict(d["sizes"]),
+            modes={str(k): int(v) for k, v in d["modes"].items()},
+            grayscale=bool(d["grayscale"]),
+            warnings=list(d["warnings"]),
+            empty_classes=list(d.get("empty_classes", [])),
+        )
+
+
+@dataclass(frozen=True)
+class Deduplicated:
+    """The scanned images with exact duplicates and label conflicts sorted out."""
+
+    kept: list[ScannedImage]  # one per image, in source order; conflicting images left out
+    duplicates: list[list[str]]  # groups of source paths with identical content
+    conflicts: list[dict[str, Any]]  # {"sha256", "classes", "files"} per conflicting image
+    conflicting: frozenset[str]  # sha256 of every image filed under two classes
+
+
+def deduplicate(scanned: Sequence[ScannedImage]) -> Deduplicated:
+    """Group identical images: keep one per image, leave out those filed under two classes."""
+    by_sha: dict[str, list[ScannedImage]] = defaultdict(list)
+    for s in scanned:
+        by_sha[s.sha].append(s)
+    duplicates = sorted(sorted(s.rel for s in g) for g in by_sha.values() if len(g) > 1)
+    conflicts: list[dict[str, Any]] = []
+    for sha, group in sorted(by_sha.items()):
+        labels = sorted({s.cls for s in group})
+        if len(labels) > 1:
+            conflicts.append(
+                {"sha256": sha, "classes": labels, "files": sorted(s.rel for s in group)}
+            )
+    conflicting = frozenset(c["sha256"] for c in conflicts)
+    # One entry per (class, image): exact copies in the same class would only weight it twice.
+    kept: dict[str, ScannedImage] = {}
+    for s in scanned:
+        if s.sha not in conflicting and s.sha not in kept:
+            kept[s.sha] = s
+    return Deduplicated(list(kept.values()), duplicates, conflicts, conflicting)
+
+
+def class_counts(kept: Sequence[ScannedImage], folder_classes: set[str]) -> dict[str, int]:
+    """Usable images per class folder, empty folders included, sorted by name."""
+    counts = Counter(s.cls for s in kept)
+    return {c: counts.get(c, 0) for c in sorted(folder_classes)}
+
+
+def assess(
+    images: Deduplicated,
+    counts_by_folder: dict[str, int],
+    unreadable: list[tuple[str, str]],
+    *,
+    stray: int,
+    unsplit: int,
+) -> HealthReport:
+    """The report for a dataset of at least one class with images.
+
+    stray counts files outside the class folders; unsplit, images a split file did not list.
+    """
+    class_names = [c for c, n in counts_by_folder.items() if n > 0]
+    counts = [counts_by_folder[c] for c in class_names]
+    small = [c for c in class_names if counts_by_folder[c] < SMALL_CLASS]
+    empty = [c for c, n in counts_by_folder.items() if n == 0]
+    return HealthReport(
+        class_counts=counts_by_folder,
+        imbalance_ratio=round(max(counts) / min(counts), 3),
+        unreadable=sorted(unreadable),
+        duplicates=images.duplicates,
+        conflicting_duplicates=images.conflicts,
+        small_classes=small,
+        sizes=size_stats(images.kept),
+        modes=dict(sorted(Counter(s.mode for s in images.kept).items())),
+        grayscale=all(s.gray for s in images.kept),
+        warnings=_warnings(images, empty, small, len(unreadable), stray, unsplit),
+        empty_classes=empty,
+    )
+
+
+def _warnings(
+    images: Deduplicated,
+    empty: list[str],
+    small: list[str],
+    unreadable: int,
+    stray: int,
+    unsplit: int,
+) -> list[str]:
+    warns: list[str] = []
+    if stray:
+        warns.append(f"{stray} files outside the class folders were ignored")
+    if images.conflicts:
+        warns.append(
+            f"{len(images.conflicts)} images appear under more than one class and were left out "
+            "of training; check their labels"
+        )
+    if images.duplicates:
+        extra = sum(len(g) - 1 for g in images.duplicates)
+        warns.append(f"{extra} duplicate files were stored once ({len(images.duplicates)} groups)")
+    if empty:
+        warns.append(f"class folders with no usable images were left out: {', '.join(empty)}")
+    if small:
+        warns.append(f"classes with fewer than {SMALL_CLASS} images: {', '.join(small)}")
+    if unreadable:
+        warns.append(f"{unreadable} files could not be read and were skipped")
+    if unsplit:
+        warns.append(f"{unsplit} images not in the split file were put in train")
+    return warns
+
+
+def size_stats(scanned: Sequence[ScannedImage]) -> dict[str, Any]:
+    """Min/max/median width and height and the most common sizes (empty for no images)."""
+    if not scanned:
+        return {}
+    ws = [s.width for s in scanned]
+    hs = [s.height for s in scanned]
+    by_size = Counter(f"{s.width}x{s.height}" for s in scanned)
+    return {
+        "width": {"min": min(ws), "max": max(ws), "median": statistics.median(ws)},
+        "height": {"min": min(hs), "max": max(hs), "median": statistics.median(hs)},
+        # The 20 most common sizes are enough to see whether resizing will distort anything.
+        "by_size": dict(by_size.most_common(20)),
+        "distinct_sizes": len(by_size),
+    }

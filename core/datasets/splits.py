@@ -1,0 +1,123 @@
+"""Train / val / test splits: the stratified split by seed, and split files (CSV: file,split).
+
+A split file names each image by its path inside the source (class folder first).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+
+from core.datasets.snapshot import ManifestEntry
+from core.errors import DatasetError, ValidationError
+
+SPLITS = ("train", "val", "test")
+_SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+# When one image belongs to several splits (the casting set has 64 in both train and test), it
+# goes to the evaluation side: a held-out image must never also be trained on.
+_SPLIT_PRIORITY = {"test": 0, "val": 1, "train": 2}
+
+
+def _split_rank(seed: int, sha: str) -> str:
+    # Hash-based order: deterministic for a seed, and adding images does not reshuffle the rest.
+    return hashlib.sha256(f"{seed}:{sha}".encode()).hexdigest()
+
+
+def stratified_split(
+    entries: Sequence[ManifestEntry], val_fraction: float, seed: int
+) -> list[ManifestEntry]:
+    """Assign train/val per class (deterministic by seed); identical images stay on one side."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValidationError(f"val_fraction={val_fraction} must be at least 0 and below 1")
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, e in enumerate(entries):
+        groups[e.sha256].append(i)
+    by_class: dict[str, list[str]] = defaultdict(list)
+    for sha, idx in groups.items():
+        by_class[entries[idx[0]].cls].append(sha)
+    split_of: dict[str, str] = {}
+    for shas in by_class.values():
+        n = sum(len(groups[s]) for s in shas)
+        # Every class keeps at least one training image, and one val image when it has two.
+        target = min(round(n * val_fraction), n - 1)
+        if val_fraction > 0 and n >= 2:
+            target = max(target, 1)
+        taken = 0
+        for sha in sorted(shas, key=lambda s: _split_rank(seed, s)):
+            size = len(groups[sha])
+            if taken + size <= target:
+                split_of[sha] = "val"
+                taken += size
+            else:
+                split_of[sha] = "train"
+    return [replace(e, split=split_of[e.sha256]) for e in entries]
+
+
+def read_split_file(path: Path) -> dict[str, str]:
+    """Read a file,split CSV (the split column may be called split or original_split)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return _parse_split_rows(path, csv.DictReader(f))
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read split file ({e.strerror or e})") from None
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: not a readable CSV ({e})") from None
+
+
+def _parse_split_rows(path: Path, reader: csv.DictReader[str]) -> dict[str, str]:
+    fields = [c.strip() for c in reader.fieldnames or []]
+    col = next((c for c in ("split", "original_split") if c in fields), None)
+    if "file" not in fields or col is None:
+        raise DatasetError(
+            f"{path}: needs columns 'file' and 'split' (or 'original_split'); "
+            f"found {', '.join(fields) or 'none'}"
+        )
+    out: dict[str, str] = {}
+    for lineno, row in enumerate(reader, start=2):
+        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+        values = [v.strip().lower() for v in re.split(r"[;|]", row[col]) if v.strip()]
+        splits = [_SPLIT_ALIASES.get(v) for v in values]
+        if not splits or None in splits:
+            raise DatasetError(
+                f"{path}, line {lineno}: split {row[col]!r} is not train, val or test"
+            )
+        out[_norm_rel(row["file"])] = min(
+            (s for s in splits if s), key=lambda s: _SPLIT_PRIORITY[s]
+        )
+    return out
+
+
+def _norm_rel(p: str) -> str:
+    rel = PurePosixPath(p.replace("\\", "/")).as_posix()
+    return rel[2:] if rel.startswith("./") else rel
+
+
+def apply_split_file(
+    entries: list[ManifestEntry], sources: Iterable[tuple[str, str]], splits: dict[str, str]
+) -> tuple[list[ManifestEntry], int]:
+    """Splits from the file, by each (source path, sha256) found; (entries, how many unlisted).
+
+    An image listed under several names takes the evaluation side; unlisted images go to train.
+    """
+    per_sha: dict[str, str] = {}
+    for rel, sha in sources:
+        sp = splits.get(rel)
+        if sp is not None and (
+            sha not in per_sha or _SPLIT_PRIORITY[sp] < _SPLIT_PRIORITY[per_sha[sha]]
+        ):
+            per_sha[sha] = sp
+    missing = sum(1 for e in entries if e.sha256 not in per_sha)
+    return [replace(e, split=per_sha.get(e.sha256, "train")) for e in entries], missing

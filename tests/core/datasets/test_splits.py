@@ -1,0 +1,91 @@
+"""core.datasets.splits: the stratified split and split files (CSV, read and written)."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings
+from core.datasets.importer import import_dataset
+from core.datasets.snapshot import ManifestEntry
+from core.datasets.splits import stratified_split
+from core.errors import DatasetError
+from tests.core.datasets.support import MakeDataset
+
+
+def _entries(counts: dict[str, int], dup_groups: int = 0) -> list[ManifestEntry]:
+    out = []
+    for cls, n in counts.items():
+        for i in range(n):
+            # The first dup_groups*2 images of each class come in identical pairs.
+            key = i // 2 if i < dup_groups * 2 else i
+            sha = f"{cls}-{key}"
+            out.append(
+                ManifestEntry(f"files/{cls}/{i}", cls, sha, "train", 8, 8, "L", f"{cls}/{i}")
+            )
+    return out
+
+
+def test_stratified_split_is_deterministic_and_stratified() -> None:
+    entries = _entries({"a": 100, "b": 50, "c": 11})
+    one = stratified_split(entries, 0.2, seed=1)
+    assert one == stratified_split(entries, 0.2, seed=1)
+    assert one != stratified_split(entries, 0.2, seed=2)
+    val = Counter(e.cls for e in one if e.split == "val")
+    assert val == {"a": 20, "b": 10, "c": 2}
+    assert [e.file for e in one] == [e.file for e in entries]  # order kept
+
+
+def test_identical_images_stay_on_one_side() -> None:
+    entries = _entries({"a": 40, "b": 40}, dup_groups=10)
+    for seed in range(10):
+        sides: dict[str, set[str]] = {}
+        for e in stratified_split(entries, 0.3, seed):
+            sides.setdefault(e.sha256, set()).add(e.split)
+        assert all(len(s) == 1 for s in sides.values())
+
+
+def test_split_keeps_a_train_image_in_tiny_classes() -> None:
+    split = stratified_split(_entries({"a": 2, "b": 1}), 0.9, seed=0)
+    assert Counter((e.cls, e.split) for e in split) == {
+        ("a", "train"): 1,
+        ("a", "val"): 1,
+        ("b", "train"): 1,
+    }
+
+
+def test_split_file(settings: Settings, make_dataset: MakeDataset, tmp_path: Path) -> None:
+    src = make_dataset({"a": 6, "b": 6})
+    dup = (src / "a" / "a_000.png").read_bytes()
+    (src / "a" / "again.png").write_bytes(dup)
+    rows = [("a/a_000.png", "train"), ("a/again.png", "test")]
+    rows += [(f"a/a_{i:03d}.png", "train" if i < 4 else "test") for i in range(1, 6)]
+    rows += [(f"b/b_{i:03d}.png", "train;test" if i == 0 else "train") for i in range(5)]
+    split_csv = tmp_path / "splits.csv"
+    with open(split_csv, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "class", "original_split"])
+        w.writerows((file, file[0], split) for file, split in rows)
+
+    snap = import_dataset(src, "x", settings, split_file=split_csv)
+    by_source = {e.source: e.split for e in snap.entries}
+    assert by_source["a/a_000.png"] == "test"  # its copy is in test: never train on it
+    assert by_source["a/a_004.png"] == "test" and by_source["a/a_001.png"] == "train"
+    assert by_source["b/b_000.png"] == "test" and by_source["b/b_001.png"] == "train"
+    assert by_source["b/b_005.png"] == "train"  # not listed
+    assert any("not in the split file" in w for w in snap.health.warnings)
+
+
+def test_split_file_with_bad_columns(
+    settings: Settings, make_dataset: MakeDataset, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,fold\na/x.png,1\n")
+    with pytest.raises(DatasetError, match="needs columns 'file' and 'split'"):
+        import_dataset(make_dataset({"a": 2, "b": 2}), "x", settings, split_file=bad)
+    bad.write_text("file,split\na/x.png,holdout\n")
+    with pytest.raises(DatasetError, match="line 2: split 'holdout'"):
+        import_dataset(make_dataset({"a": 2, "b": 2}), "x", settings, split_file=bad)
