@@ -5,11 +5,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.auth.permissions import Action
+from core.datasets import service
 from core.errors import DefectLensError
 from core.jobs import queue
 from core.quality import review
 from core.registry import catalog
-from core.training import register
 from core.training.loop import TrainConfig
 from core.vision.architectures import ARCHITECTURES
 from pages._ui import get_db, get_settings, require_page
@@ -56,7 +56,7 @@ with data_tab:
             else:
                 try:
                     with st.spinner("Validating and importing…"):
-                        rec, _snap, created = register.import_upload(
+                        rec, _snap, created = service.import_upload(
                             db, settings, user, upload.getvalue(), upload.name, up_name
                         )
                     st.success(f"Dataset #{rec.id} {'imported' if created else 'already existed'}.")
@@ -68,7 +68,7 @@ with data_tab:
         if st.form_submit_button("Import folder", type="primary"):
             try:
                 with st.spinner("Validating and importing…"):
-                    rec, _snap, created = register.import_server_folder(
+                    rec, _snap, created = service.import_server_folder(
                         db, settings, user, folder, folder_name
                     )
                 st.success(f"Dataset #{rec.id} {'imported' if created else 'already existed'}.")

@@ -78,9 +78,9 @@ def write_tiny_dataset(root: Path, n: int = 16, size: int = 40, seed: int = 0) -
 @pytest.fixture
 def tiny_dataset(tmp_path: Path, db: Database, settings: Settings):  # type: ignore[no-untyped-def]
     """A tiny two-class dataset imported and registered; returns its DatasetRecord."""
-    from core.training import register
+    from core.datasets import service
 
-    record, _snap, _ = register.import_dataset(
+    record, _snap, _ = service.import_dataset(
         db, settings, permissions.SYSTEM, write_tiny_dataset(tmp_path / "tiny"), "tiny"
     )
     return record

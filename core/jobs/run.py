@@ -19,6 +19,7 @@ from typing import Any
 
 from core import setup
 from core.config import Settings, load_settings
+from core.datasets import service
 from core.errors import DefectLensError
 from core.jobs import queue
 from core.jobs.queue import heartbeat_interval
@@ -180,7 +181,7 @@ def _run(
     try:
         actor = queue.job_actor(db, job_id)
         assert job.dataset_id is not None, "job has no dataset"
-        _record, snapshot = register.load_dataset(db, job.dataset_id)
+        _record, snapshot = service.load_dataset(db, job.dataset_id)
         progress.steps = _steps_per_epoch(snapshot, config.batch_size)
         queue.set_message(db, job_id, worker_id, f"loading {len(snapshot.entries)} images")
         log.info("config: %s", config.to_dict())

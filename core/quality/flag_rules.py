@@ -313,13 +313,13 @@ def threshold_curve(
     Uses the split the model was validated on ("val", or "test" for datasets imported with a
     published train/test split). Classifies once; pages should cache the result.
     """
+    from core.datasets import service
     from core.registry.compare import load_classifier
-    from core.training import register
     from core.vision.classifier import Prediction
 
     if model.dataset_id is None:
         raise DatasetError(f"model {model.id} has no dataset recorded; no validation data")
-    _record, snap = register.load_dataset(db, model.dataset_id)
+    _record, snap = service.load_dataset(db, model.dataset_id)
     entries = snap.split_entries("val") or snap.split_entries("test")
     entries = [e for e in entries if e.cls in model.class_names]
     if not entries:

@@ -327,7 +327,7 @@ def snapshot_from_reviews(
     train/val deterministically by content. The result goes through the normal dataset import,
     so it is validated, deduplicated, health-checked and appears on the training page.
     """
-    from core.training import register
+    from core.datasets import service
 
     require(actor, Action.MANAGE_DATASETS)
     stmt = (
@@ -346,7 +346,7 @@ def snapshot_from_reviews(
         labels[sha] = (true_class, rel)
     merged = None
     if merge_dataset_id is not None:
-        merged = register.load_dataset(db, merge_dataset_id)[1]
+        merged = service.load_dataset(db, merge_dataset_id)[1]
     classes = {c for c, _ in labels.values()}
     if merged is not None:
         classes |= {e.cls for e in merged.entries}
@@ -384,7 +384,7 @@ def snapshot_from_reviews(
         label = f"reviews{' since ' + _format_time(since) if since else ''}" + (
             f" + dataset {merge_dataset_id}" if merge_dataset_id is not None else ""
         )
-        record, _snap, _created = register.import_dataset(
+        record, _snap, _created = service.import_dataset(
             db, settings, actor, root, name, split_file=split_file, source_label=label
         )
         return record

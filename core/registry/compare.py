@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import Settings
+from core.datasets import service
 from core.errors import DatasetError
 from core.registry.catalog import ModelRecord
-from core.training import metrics, register
+from core.training import metrics
 from core.vision.classifier import Classifier, Prediction
 from core.vision.images import DecodeLimits
 from db.engine import Database
@@ -43,7 +44,7 @@ def score_model(
     db: Database, settings: Settings, model: ModelRecord, dataset_id: int, split: str = "val"
 ) -> ModelScore:
     """Classify one split of a dataset with a model and compute its metrics."""
-    _record, snap = register.load_dataset(db, dataset_id)
+    _record, snap = service.load_dataset(db, dataset_id)
     entries = [e for e in snap.entries if split == "all" or e.split == split]
     if not entries:
         raise DatasetError(f"dataset {dataset_id} has no images in split {split!r}")

@@ -1,4 +1,4 @@
-"""The steps the CLI, the worker and the pages share: import a dataset, train and register."""
+"""The steps the CLI, the worker and the pages share: train on a registered dataset and register."""
 
 from __future__ import annotations
 
@@ -11,65 +11,15 @@ from typing import Any
 
 from core.auth.permissions import Action, CurrentUser, require
 from core.config import Settings
-from core.datasets import importer
-from core.datasets.snapshot import DatasetSnapshot, load_snapshot
-from core.errors import DatasetError
+from core.datasets.service import load_dataset
+from core.datasets.snapshot import DatasetSnapshot
 from core.registry import catalog
-from core.registry.catalog import DatasetRecord, ModelRecord
+from core.registry.catalog import ModelRecord
 from core.training.loop import EpochReport, TrainConfig, TrainResult, fit
 from core.vision import artifacts
 from db.engine import Database
 
 log = logging.getLogger(__name__)
-
-
-def import_dataset(
-    db: Database,
-    settings: Settings,
-    actor: CurrentUser,
-    source: Path,
-    name: str,
-    *,
-    val_fraction: float = 0.2,
-    seed: int = 0,
-    split_file: Path | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-    source_label: str | None = None,
-) -> tuple[DatasetRecord, DatasetSnapshot, bool]:
-    """Import a folder or zip into a snapshot and record it; (record, snapshot, created)."""
-    require(actor, Action.MANAGE_DATASETS)
-    snapshot = importer.import_dataset(
-        source,
-        name,
-        settings,
-        val_fraction=val_fraction,
-        seed=seed,
-        split_file=split_file,
-        on_progress=on_progress,
-    )
-    record, created = catalog.register_dataset(
-        db,
-        actor,
-        name=name,
-        source=source_label or str(source),
-        class_names=list(snapshot.class_names),
-        counts=dict(snapshot.counts),
-        manifest_path=snapshot.manifest_path,
-        content_hash=snapshot.content_hash,
-        health=snapshot.health.to_dict(),
-    )
-    return record, snapshot, created
-
-
-def load_dataset(db: Database, dataset_id: int) -> tuple[DatasetRecord, DatasetSnapshot]:
-    """A registered dataset and its snapshot; DatasetError when its files are gone."""
-    record = catalog.get_dataset(db, dataset_id)
-    if not record.snapshot_dir.exists():
-        raise DatasetError(
-            f"dataset {dataset_id} ({record.name}): snapshot folder "
-            f"{record.snapshot_dir} is missing"
-        )
-    return record, load_snapshot(record.snapshot_dir)
 
 
 def test_metrics(result: TrainResult, snapshot: DatasetSnapshot) -> dict[str, Any]:
@@ -158,56 +108,3 @@ def train_and_register(
     )
     log.info("registered model %s from dataset %s", model.id, record.id)
     return TrainOutcome(model=model, result=result)
-
-
-def import_upload(
-    db: Database,
-    settings: Settings,
-    actor: CurrentUser,
-    data: bytes,
-    filename: str,
-    name: str,
-    *,
-    val_fraction: float = 0.2,
-    seed: int = 0,
-) -> tuple[DatasetRecord, DatasetSnapshot, bool]:
-    """Import a zip uploaded through the browser (the file name is display text only)."""
-    import tempfile
-
-    require(actor, Action.MANAGE_DATASETS)
-    if len(data) > settings.max_upload_mb * 1024 * 1024:
-        raise DatasetError(f"{filename}: larger than the {settings.max_upload_mb} MB upload limit")
-    settings.home.mkdir(parents=True, exist_ok=True)
-    # The temp name is ours; the uploaded name never becomes part of a path.
-    with tempfile.NamedTemporaryFile(suffix=".zip", dir=settings.home, delete=True) as tmp:
-        tmp.write(data)
-        tmp.flush()
-        try:
-            return import_dataset(
-                db,
-                settings,
-                actor,
-                Path(tmp.name),
-                name,
-                val_fraction=val_fraction,
-                seed=seed,
-                source_label=f"upload: {filename}",
-            )
-        except DatasetError as e:
-            raise DatasetError(str(e).replace(tmp.name, filename)) from None
-
-
-def import_server_folder(
-    db: Database, settings: Settings, actor: CurrentUser, folder: str, name: str
-) -> tuple[DatasetRecord, DatasetSnapshot, bool]:
-    """Import a folder that already lies on the server, named by an engineer in the browser."""
-    require(actor, Action.MANAGE_DATASETS)
-    text = folder.strip()
-    if not text:
-        raise DatasetError("give the folder's path on the server")
-    path = Path(text).expanduser()
-    if not path.is_absolute():
-        raise DatasetError(f"{text}: give an absolute path (it is read on the server)")
-    if not path.is_dir():
-        raise DatasetError(f"{text}: no such folder on the server")
-    return import_dataset(db, settings, actor, path, name)

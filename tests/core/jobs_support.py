@@ -12,8 +12,8 @@ from typing import TypeVar
 
 from core.auth import permissions
 from core.config import Settings
+from core.datasets import service
 from core.registry.catalog import DatasetRecord
-from core.training import register
 from db.engine import Database
 from tests.conftest import write_tiny_dataset
 
@@ -28,7 +28,7 @@ def write_two_class_folder(root: Path, n: int = 20, size: int = 32, seed: int = 
 
 def import_tiny(db: Database, settings: Settings, root: Path, seed: int = 0) -> DatasetRecord:
     """Import a 2 x 20 image dataset through the real import path."""
-    record, _snap, _created = register.import_dataset(
+    record, _snap, _created = service.import_dataset(
         db, settings, permissions.SYSTEM, write_two_class_folder(root, seed=seed), f"tiny-{seed}"
     )
     return record

@@ -11,12 +11,12 @@ from sqlalchemy import select
 
 from core.auth import permissions
 from core.config import Settings
+from core.datasets import service
 from core.errors import Conflict, DatasetError, NotFound, PermissionDenied, ValidationError
 from core.quality import flag_rules, ingest, review
 from core.quality.ingest import InspectionRecord, Traceability
 from core.registry import catalog
 from core.registry.catalog import ModelRecord
-from core.training import register
 from core.vision.classifier import Classifier
 from db.engine import Database
 from db.models import AuditEntry, Review, Role
@@ -281,7 +281,7 @@ def test_snapshot_from_reviews_registers_a_dataset_with_the_reviewed_labels(
     record = review.snapshot_from_reviews(db, settings, eng, "from reviews")
     assert record.counts == {"ok": 2, "scratch": 4}
     assert record in catalog.list_datasets(db)  # what the training page lists
-    _rec, snap = register.load_dataset(db, record.id)
+    _rec, snap = service.load_dataset(db, record.id)
     by_sha = {e.sha256: e.cls for e in snap.entries}
     assert by_sha[str(parts[0].image_sha256)] == "scratch"
     assert by_sha[str(parts[1].image_sha256)] == "scratch"
@@ -292,8 +292,8 @@ def test_snapshot_from_reviews_registers_a_dataset_with_the_reviewed_labels(
         db, settings, eng, "merged", merge_dataset_id=tiny_dataset.id
     )
     assert merged.num_images == tiny_dataset.num_images + 6
-    _rec, msnap = register.load_dataset(db, merged.id)
-    _rec, tsnap = register.load_dataset(db, tiny_dataset.id)
+    _rec, msnap = service.load_dataset(db, merged.id)
+    _rec, tsnap = service.load_dataset(db, tiny_dataset.id)
     old_split = {e.sha256: e.split for e in tsnap.entries}
     for e in msnap.entries:
         if e.sha256 in old_split:

@@ -1,0 +1,117 @@
+"""Datasets as the product records them: import (CLI path, browser upload, server folder) and
+register, and load a registered dataset's snapshot. Permission checks happen here."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from core.auth.permissions import Action, CurrentUser, require
+from core.config import Settings
+from core.datasets import importer
+from core.datasets.snapshot import DatasetSnapshot, load_snapshot
+from core.errors import DatasetError
+from core.registry import catalog
+from db.engine import Database
+from db.queries.catalog import DatasetRecord
+
+
+def import_dataset(
+    db: Database,
+    settings: Settings,
+    actor: CurrentUser,
+    source: Path,
+    name: str,
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    split_file: Path | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    source_label: str | None = None,
+) -> tuple[DatasetRecord, DatasetSnapshot, bool]:
+    """Import a folder or zip into a snapshot and record it; (record, snapshot, created)."""
+    require(actor, Action.MANAGE_DATASETS)
+    snap = importer.import_dataset(
+        source,
+        name,
+        settings,
+        val_fraction=val_fraction,
+        seed=seed,
+        split_file=split_file,
+        on_progress=on_progress,
+    )
+    record, created = catalog.register_dataset(
+        db,
+        actor,
+        name=name,
+        source=source_label or str(source),
+        class_names=list(snap.class_names),
+        counts=dict(snap.counts),
+        manifest_path=snap.manifest_path,
+        content_hash=snap.content_hash,
+        health=snap.health.to_dict(),
+    )
+    return record, snap, created
+
+
+def load_dataset(db: Database, dataset_id: int) -> tuple[DatasetRecord, DatasetSnapshot]:
+    """A registered dataset and its snapshot; DatasetError when its files are gone."""
+    record = catalog.get_dataset(db, dataset_id)
+    if not record.snapshot_dir.exists():
+        raise DatasetError(
+            f"dataset {dataset_id} ({record.name}): snapshot folder "
+            f"{record.snapshot_dir} is missing"
+        )
+    return record, load_snapshot(record.snapshot_dir)
+
+
+def import_upload(
+    db: Database,
+    settings: Settings,
+    actor: CurrentUser,
+    data: bytes,
+    filename: str,
+    name: str,
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> tuple[DatasetRecord, DatasetSnapshot, bool]:
+    """Import a zip uploaded through the browser (the file name is display text only)."""
+    require(actor, Action.MANAGE_DATASETS)
+    if len(data) > settings.max_upload_mb * 1024 * 1024:
+        raise DatasetError(f"{filename}: larger than the {settings.max_upload_mb} MB upload limit")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    # The temp name is ours; the uploaded name never becomes part of a path.
+    with tempfile.NamedTemporaryFile(suffix=".zip", dir=settings.home, delete=True) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        try:
+            return import_dataset(
+                db,
+                settings,
+                actor,
+                Path(tmp.name),
+                name,
+                val_fraction=val_fraction,
+                seed=seed,
+                source_label=f"upload: {filename}",
+            )
+        except DatasetError as e:
+            raise DatasetError(str(e).replace(tmp.name, filename)) from None
+
+
+def import_server_folder(
+    db: Database, settings: Settings, actor: CurrentUser, folder: str, name: str
+) -> tuple[DatasetRecord, DatasetSnapshot, bool]:
+    """Import a folder that already lies on the server, named by an engineer in the browser."""
+    require(actor, Action.MANAGE_DATASETS)
+    text = folder.strip()
+    if not text:
+        raise DatasetError("give the folder's path on the server")
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        raise DatasetError(f"{text}: give an absolute path (it is read on the server)")
+    if not path.is_dir():
+        raise DatasetError(f"{text}: no such folder on the server")
+    return import_dataset(db, settings, actor, path, name)
