@@ -36,8 +36,8 @@ PAGES = [
         Action.MANAGE_MODELS,
     ),
     (
-        st.Page("pages/rules.py", title="Flagging rules", icon=":material/tune:"),
-        Action.EDIT_THRESHOLDS,
+        st.Page("pages/flag_rules.py", title="Flagging rules", icon=":material/tune:"),
+        Action.EDIT_FLAG_RULES,
     ),
     (
         st.Page("pages/admin.py", title="Administration", icon=":material/admin_panel_settings:"),

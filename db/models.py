@@ -189,11 +189,11 @@ class Image(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Threshold(Base):
+class FlagRule(Base):
     """One version of a product's flagging rule; rows are never updated, only added."""
 
-    __tablename__ = "thresholds"
-    __table_args__ = (UniqueConstraint("product", "version", name="uq_thresholds_product_version"),)
+    __tablename__ = "flag_rules"
+    __table_args__ = (UniqueConstraint("product", "version", name="uq_flag_rules_product_version"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     product: Mapped[str] = mapped_column(String(100))
@@ -230,7 +230,7 @@ class Inspection(Base):
     is_defect: Mapped[bool] = mapped_column(Boolean, default=False)
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     flag_reason: Mapped[str | None] = mapped_column(Text)
-    threshold_id: Mapped[int | None] = mapped_column(ForeignKey("thresholds.id"))
+    flag_rule_id: Mapped[int | None] = mapped_column(ForeignKey("flag_rules.id"))
     heatmap_path: Mapped[str | None] = mapped_column(Text)
     latency_ms: Mapped[float | None]
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -11,7 +11,7 @@ from core.quality import flag_rules
 from core.registry import catalog
 from pages._ui import get_db, get_settings, require_page
 
-user = require_page(Action.EDIT_THRESHOLDS)
+user = require_page(Action.EDIT_FLAG_RULES)
 db, settings = get_db(), get_settings()
 st.title("Flagging rules")
 st.caption(

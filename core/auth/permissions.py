@@ -22,7 +22,7 @@ class Action(enum.StrEnum):
     MANAGE_DATASETS = "manage_datasets"
     TRAIN = "train"
     MANAGE_MODELS = "manage_models"
-    EDIT_THRESHOLDS = "edit_thresholds"
+    EDIT_FLAG_RULES = "edit_flag_rules"
     MANAGE_USERS = "manage_users"
     READ_AUDIT = "read_audit"
 
@@ -35,7 +35,7 @@ MIN_ROLE: dict[Action, Role] = {
     Action.MANAGE_DATASETS: Role.ENGINEER,
     Action.TRAIN: Role.ENGINEER,
     Action.MANAGE_MODELS: Role.ENGINEER,
-    Action.EDIT_THRESHOLDS: Role.ENGINEER,
+    Action.EDIT_FLAG_RULES: Role.ENGINEER,
     Action.MANAGE_USERS: Role.ADMIN,
     Action.READ_AUDIT: Role.ADMIN,
 }

@@ -10,27 +10,31 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from core.auth.audit import record_audit
 from core.auth.permissions import Action, CurrentUser, require
 from core.errors import Conflict, DatasetError, ValidationError
 from db.engine import Database
-from db.models import Model, ModelStatus, Threshold
+from db.queries import catalog as catalog_queries
+from db.queries import flag_rules as rule_queries
+from db.queries.catalog import ModelRecord
+from db.queries.flag_rules import FlagRuleRecord
 
 if TYPE_CHECKING:
     from core.config import Settings
-    from core.registry.catalog import ModelRecord
     from core.vision.classifier import Classifier
 
 DEFAULT_PRODUCT = "*"
 DEFAULT_MIN_CONFIDENCE = 0.9
 MAX_NAME_LENGTH = 100
+# The audit action of a rule change. Kept from when rules were called thresholds: existing
+# audit trails are filtered by it, and an audit entry is never rewritten.
+AUDIT_ACTION = "threshold_changed"
+AUDIT_ENTITY = "threshold"
 
 # Class names that mean "no defect" in the datasets people bring (ok, ok_front, good, pass, ...).
 _GOOD_WORDS = frozenset({"ok", "okay", "good", "pass", "passed", "normal", "nominal"})
@@ -39,16 +43,12 @@ _GOOD_PHRASES = frozenset({"no_defect", "no_defects", "nodefect", "defect_free",
 
 
 @dataclass(frozen=True)
-class FlagRule:
-    """One version of a product's flagging rule (id None: the built-in fallback)."""
+class Judgement:
+    """What a rule says about one prediction: a defect class?, flagged for review?, and why."""
 
-    id: int | None
-    product: str
-    version: int
-    good_classes: list[str]
-    min_confidence: float
-    created_at: datetime | None
-    created_by: str | None
+    is_defect: bool
+    flagged: bool
+    reason: str | None
 
 
 @dataclass(frozen=True)
@@ -86,35 +86,9 @@ def _normalise_product(product: str | None) -> str:
     return text or DEFAULT_PRODUCT
 
 
-def _rule(row: Threshold, username: str | None) -> FlagRule:
-    return FlagRule(
-        id=row.id,
-        product=row.product,
-        version=row.version,
-        good_classes=[str(c) for c in row.good_classes],
-        min_confidence=float(row.min_confidence),
-        created_at=row.created_at,
-        created_by=username,
-    )
-
-
-def _newest(db: Database, product: str) -> FlagRule | None:
-    from db.models import User
-
-    with db.read() as session:
-        row = session.execute(
-            select(Threshold, User.username)
-            .outerjoin(User, User.id == Threshold.created_by)
-            .where(Threshold.product == product)
-            .order_by(Threshold.version.desc())
-            .limit(1)
-        ).first()
-        return None if row is None else _rule(row[0], row[1])
-
-
-def fallback_rule(class_names: Sequence[str]) -> FlagRule:
+def fallback_rule(class_names: Sequence[str]) -> FlagRuleRecord:
     """The built-in rule used before an engineer sets one: good-looking names, 90 % confidence."""
-    return FlagRule(
+    return FlagRuleRecord(
         id=None,
         product=DEFAULT_PRODUCT,
         version=0,
@@ -127,36 +101,25 @@ def fallback_rule(class_names: Sequence[str]) -> FlagRule:
 
 def active_rule(
     db: Database, product: str | None, *, class_names: Sequence[str] | None = None
-) -> FlagRule:
+) -> FlagRuleRecord:
     """The product's newest rule, else the "*" rule, else the built-in fallback.
 
     The fallback's good classes come from class_names, or from the active model when not given.
     """
     name = _normalise_product(product)
-    rule = _newest(db, name)
-    if rule is None and name != DEFAULT_PRODUCT:
-        rule = _newest(db, DEFAULT_PRODUCT)
-    if rule is not None:
-        return rule
-    if class_names is None:
-        with db.read() as session:
-            model = session.scalar(select(Model).where(Model.status == ModelStatus.ACTIVE.value))
-            class_names = [] if model is None else [str(c) for c in model.class_names]
+    with db.read() as session:
+        rule = rule_queries.newest_rule(session, name)
+        if rule is None and name != DEFAULT_PRODUCT:
+            rule = rule_queries.newest_rule(session, DEFAULT_PRODUCT)
+        if rule is not None:
+            return rule
+        if class_names is None:
+            model = catalog_queries.active_model(session)
+            class_names = [] if model is None else model.class_names
     return fallback_rule(class_names)
 
 
-def set_rule(
-    db: Database,
-    actor: CurrentUser,
-    product: str,
-    good_classes: Sequence[str],
-    min_confidence: float,
-) -> FlagRule:
-    """Add a new version of a product's rule ("*" for every product without its own); audited."""
-    require(actor, Action.EDIT_THRESHOLDS)
-    name = _normalise_product(product)
-    if len(name) > MAX_NAME_LENGTH:
-        raise ValidationError(f"product name must be at most {MAX_NAME_LENGTH} characters")
+def _checked_classes(good_classes: Sequence[str]) -> list[str]:
     classes: list[str] = []
     for c in good_classes:
         text = str(c).strip()
@@ -166,6 +129,10 @@ def set_rule(
             classes.append(text)
     if not classes:
         raise ValidationError("name at least one good class")
+    return classes
+
+
+def _checked_confidence(min_confidence: float) -> float:
     try:
         confidence = float(min_confidence)
     except (TypeError, ValueError):
@@ -174,45 +141,56 @@ def set_rule(
         raise ValidationError(
             f"minimum confidence {confidence} must be above 0 and at most 1 (e.g. 0.9 for 90 %)"
         )
+    return confidence
+
+
+def set_rule(
+    db: Database,
+    actor: CurrentUser,
+    product: str,
+    good_classes: Sequence[str],
+    min_confidence: float,
+) -> FlagRuleRecord:
+    """Add a new version of a product's rule ("*" for every product without its own); audited."""
+    require(actor, Action.EDIT_FLAG_RULES)
+    name = _normalise_product(product)
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValidationError(f"product name must be at most {MAX_NAME_LENGTH} characters")
+    classes = _checked_classes(good_classes)
+    confidence = _checked_confidence(min_confidence)
     try:
         with db.write() as session:
-            previous = session.scalar(
-                select(Threshold)
-                .where(Threshold.product == name)
-                .order_by(Threshold.version.desc())
-                .limit(1)
-            )
-            version = 1 if previous is None else previous.version + 1
-            row = Threshold(
+            previous = rule_queries.newest_rule(session, name)
+            rule = rule_queries.add_rule(
+                session,
                 product=name,
-                version=version,
+                version=1 if previous is None else previous.version + 1,
                 good_classes=classes,
                 min_confidence=confidence,
                 created_by=actor.id,
+                username=actor.username,
             )
-            session.add(row)
-            session.flush()
             record_audit(
                 session,
                 actor,
-                action="threshold_changed",
-                entity="threshold",
-                entity_id=row.id,
+                action=AUDIT_ACTION,
+                entity=AUDIT_ENTITY,
+                entity_id=rule.id,
                 details={
                     "product": name,
-                    "version": version,
+                    "version": rule.version,
                     "good_classes": classes,
                     "min_confidence": confidence,
                     "previous": None
                     if previous is None
                     else {
                         "version": previous.version,
-                        "good_classes": list(previous.good_classes),
+                        "good_classes": previous.good_classes,
                         "min_confidence": previous.min_confidence,
                     },
                 },
             )
-            return _rule(row, actor.username)
+            return rule
     except IntegrityError:
         # Two engineers saved the same product at once (PostgreSQL; SQLite serialises writers).
         raise Conflict(
@@ -220,27 +198,16 @@ def set_rule(
         ) from None
 
 
-def rule_history(db: Database, product: str) -> list[FlagRule]:
+def rule_history(db: Database, product: str) -> list[FlagRuleRecord]:
     """Every version of a product's rule, newest first."""
-    from db.models import User
-
-    name = _normalise_product(product)
     with db.read() as session:
-        rows = session.execute(
-            select(Threshold, User.username)
-            .outerjoin(User, User.id == Threshold.created_by)
-            .where(Threshold.product == name)
-            .order_by(Threshold.version.desc())
-        ).all()
-        return [_rule(t, u) for t, u in rows]
+        return rule_queries.rule_versions(session, _normalise_product(product))
 
 
 def list_products(db: Database) -> list[str]:
     """Every product that has a rule of its own ("*" first when set)."""
     with db.read() as session:
-        names = session.scalars(
-            select(Threshold.product).group_by(Threshold.product).order_by(func.min(Threshold.id))
-        ).all()
+        names = rule_queries.rule_products(session)
     return sorted(names, key=lambda n: (n != DEFAULT_PRODUCT, n.lower()))
 
 
@@ -248,8 +215,8 @@ def _percent(value: float) -> str:
     return f"{value:.0%}"
 
 
-def judge(rule: FlagRule, class_name: str, confidence: float) -> tuple[bool, bool, str | None]:
-    """(is_defect, flagged, reason): flagged for a defect class or confidence below the rule's."""
+def judge(rule: FlagRuleRecord, class_name: str, confidence: float) -> Judgement:
+    """Flagged for a defect class or a confidence below the rule's, with the reason."""
     is_defect = class_name not in rule.good_classes
     unsure = confidence < rule.min_confidence
     reasons: list[str] = []
@@ -260,8 +227,11 @@ def judge(rule: FlagRule, class_name: str, confidence: float) -> tuple[bool, boo
         if shown == limit:  # 89.6 % would read "90% < 90%"
             shown, limit = f"{confidence:.1%}", f"{rule.min_confidence:.1%}"
         reasons.append(f"unsure: {shown} < {limit}")
-    flagged = is_defect or unsure
-    return is_defect, flagged, "; ".join(reasons) if reasons else None
+    return Judgement(
+        is_defect=is_defect,
+        flagged=is_defect or unsure,
+        reason="; ".join(reasons) if reasons else None,
+    )
 
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))

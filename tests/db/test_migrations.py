@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Column, Engine, MetaData, String, inspect
+from sqlalchemy import JSON, Boolean, Column, Engine, Float, Integer, MetaData, String, inspect
+from sqlalchemy.orm import Session
 
 from db import migrate
 from db.engine import make_engine
-from db.models import NAMING_CONVENTION, Base
+from db.models import NAMING_CONVENTION, Base, FlagRule, UTCDateTime
 
 TABLES = {
     "users",
@@ -22,7 +26,7 @@ TABLES = {
     "images",
     "inspections",
     "reviews",
-    "thresholds",
+    "flag_rules",
     "audit_log",
 }
 
@@ -44,7 +48,7 @@ UNIQUE = {
     "users": [{"username"}, {"email"}],
     "images": [{"sha256"}],
     "datasets": [{"content_hash"}],
-    "thresholds": [{"product", "version"}],
+    "flag_rules": [{"product", "version"}],
     "job_metrics": [{"job_id", "epoch"}],
 }
 
@@ -87,8 +91,8 @@ def test_upgrade_to_head_creates_every_table_index_and_constraint(
             assert found.get(name) == columns, f"{table}: index {name} missing or wrong"
     for table, expected_sets in UNIQUE.items():
         found_sets = [set(uc["column_names"]) for uc in insp.get_unique_constraints(table)]
-        for columns in expected_sets:
-            assert columns in found_sets, f"{table}: no unique constraint on {columns}"
+        for column_set in expected_sets:
+            assert column_set in found_sets, f"{table}: no unique constraint on {column_set}"
 
     fks = {
         (tuple(fk["constrained_columns"]), fk["referred_table"]): fk
@@ -97,7 +101,7 @@ def test_upgrade_to_head_creates_every_table_index_and_constraint(
     assert set(fks) >= {
         (("image_id",), "images"),
         (("model_id",), "models"),
-        (("threshold_id",), "thresholds"),
+        (("flag_rule_id",), "flag_rules"),
     }
     (metric_fk,) = insp.get_foreign_keys("job_metrics")
     assert metric_fk["referred_table"] == "training_jobs"
@@ -146,3 +150,211 @@ def test_schema_comparison_detects_a_model_change_without_migration(
 
     added = [d for d in diff if isinstance(d, tuple) and d[0] == "add_column"]
     assert [(d[2], d[3].name) for d in added] == [("inspections", "shift")]
+
+
+# 0002 renamed the flagging-rule table; every name it changes, before and after.
+RULE_NAMES = {
+    "0001": {
+        "table": "thresholds",
+        "column": "threshold_id",
+        "pk": "pk_thresholds",
+        "uq": "uq_thresholds_product_version",
+        "fk_user": "fk_thresholds_created_by_users",
+        "fk_inspection": "fk_inspections_threshold_id_thresholds",
+    },
+    "0002": {
+        "table": "flag_rules",
+        "column": "flag_rule_id",
+        "pk": "pk_flag_rules",
+        "uq": "uq_flag_rules_product_version",
+        "fk_user": "fk_flag_rules_created_by_users",
+        "fk_inspection": "fk_inspections_flag_rule_id_flag_rules",
+    },
+}
+AT = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+RULES = [  # product, version, good classes, min confidence, by the engineer (else None)
+    ("*", 1, ["ok"], 0.9, True),
+    ("pump", 1, ["ok", "good"], 0.8, True),
+    ("*", 2, ["ok"], 0.95, False),
+]
+
+
+def _rule_table(name: str) -> Any:
+    return sa.table(
+        name,
+        sa.column("id", Integer),
+        sa.column("product", String),
+        sa.column("version", Integer),
+        sa.column("good_classes", JSON),
+        sa.column("min_confidence", Float),
+        sa.column("created_by", Integer),
+        sa.column("created_at", UTCDateTime()),
+    )
+
+
+def _inspection_table(rule_column: str) -> Any:
+    return sa.table(
+        "inspections",
+        sa.column("id", Integer),
+        sa.column("predicted_class", String),
+        sa.column("confidence", Float),
+        sa.column("probabilities", JSON),
+        sa.column("is_defect", Boolean),
+        sa.column("flagged", Boolean),
+        sa.column(rule_column, Integer),
+        sa.column("is_demo", Boolean),
+        sa.column("review_version", Integer),
+        sa.column("captured_at", UTCDateTime()),
+        sa.column("created_at", UTCDateTime()),
+    )
+
+
+def _seed_0001(engine: Engine) -> None:
+    """Rows as a plant on 0001 has them: rule versions, inspections judged by them, a review."""
+    names = RULE_NAMES["0001"]
+    users = sa.table(
+        "users",
+        sa.column("id", Integer),
+        sa.column("username", String),
+        sa.column("password_hash", String),
+        sa.column("role", String),
+        sa.column("active", Boolean),
+        sa.column("created_at", UTCDateTime()),
+    )
+    reviews = sa.table(
+        "reviews",
+        *(sa.column(c, Integer) for c in ("inspection_id", "reviewer_id", "version")),
+        sa.column("true_class", String),
+        sa.column("disposition", String),
+        sa.column("created_at", UTCDateTime()),
+    )
+    with engine.begin() as conn:
+        user = conn.execute(
+            sa.insert(users)
+            .values(username="eng", password_hash="x", role="engineer", active=True, created_at=AT)
+            .returning(users.c.id)
+        ).scalar_one()
+        rules = _rule_table(names["table"])
+        rule_ids = [
+            conn.execute(
+                sa.insert(rules)
+                .values(
+                    product=product,
+                    version=version,
+                    good_classes=good,
+                    min_confidence=confidence,
+                    created_by=user if by_engineer else None,
+                    created_at=AT,
+                )
+                .returning(rules.c.id)
+            ).scalar_one()
+            for product, version, good, confidence, by_engineer in RULES
+        ]
+        assert rule_ids == [1, 2, 3]
+        for rule_id in (2, 3, None):
+            conn.execute(
+                sa.insert(_inspection_table(names["column"])).values(
+                    predicted_class="ok",
+                    confidence=0.7,
+                    probabilities={"ok": 0.7, "scratch": 0.3},
+                    is_defect=False,
+                    flagged=True,
+                    is_demo=False,
+                    review_version=1 if rule_id == 2 else 0,
+                    captured_at=AT,
+                    created_at=AT,
+                    **{names["column"]: rule_id},
+                )
+            )
+        conn.execute(
+            sa.insert(reviews).values(
+                inspection_id=1,
+                reviewer_id=user,
+                version=1,
+                true_class="ok",
+                disposition="accept",
+                created_at=AT,
+            )
+        )
+
+
+def _rule_data(engine: Engine, revision: str) -> tuple[list[tuple[Any, ...]], dict[int, Any], int]:
+    """(rule rows, inspection id -> rule id, review count) under the revision's names."""
+    names = RULE_NAMES[revision]
+    rules = _rule_table(names["table"])
+    inspections = _inspection_table(names["column"])
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                rules.c.id,
+                rules.c.product,
+                rules.c.version,
+                rules.c.good_classes,
+                rules.c.min_confidence,
+                rules.c.created_by,
+                rules.c.created_at,
+            ).order_by(rules.c.id)
+        ).all()
+        judged: dict[int, Any] = dict(
+            conn.execute(sa.select(inspections.c.id, inspections.c[names["column"]])).all()
+        )
+        reviews = conn.execute(sa.text("SELECT count(*) FROM reviews")).scalar_one()
+    return [tuple(r) for r in rows], judged, reviews
+
+
+def _rule_constraints(engine: Engine, revision: str) -> dict[str, Any]:
+    names = RULE_NAMES[revision]
+    insp = inspect(engine)
+    return {
+        "pk": insp.get_pk_constraint(names["table"])["name"],
+        "uq": [uc["name"] for uc in insp.get_unique_constraints(names["table"])],
+        "fk_user": [fk["name"] for fk in insp.get_foreign_keys(names["table"])],
+        "fk_inspection": [
+            (fk["name"], fk["constrained_columns"], fk["referred_table"])
+            for fk in insp.get_foreign_keys("inspections")
+            if fk["referred_table"] == names["table"]
+        ],
+    }
+
+
+def _expected_constraints(revision: str) -> dict[str, Any]:
+    names = RULE_NAMES[revision]
+    return {
+        "pk": names["pk"],
+        "uq": [names["uq"]],
+        "fk_user": [names["fk_user"]],
+        "fk_inspection": [(names["fk_inspection"], [names["column"]], names["table"])],
+    }
+
+
+def test_0002_renames_the_rule_table_keeping_rows_and_downgrade_restores_them(
+    blank_url: str, engine: Engine
+) -> None:
+    migrate.upgrade(blank_url, "0001")
+    _seed_0001(engine)
+    before = _rule_data(engine, "0001")
+    assert before[1] == {1: 2, 2: 3, 3: None} and before[2] == 1
+
+    migrate.upgrade(blank_url, "0002")
+
+    assert migrate.current_revision(engine) == "0002"
+    assert _tables(engine) == TABLES | {"alembic_version"}
+    assert _rule_data(engine, "0002") == before
+    assert _rule_constraints(engine, "0002") == _expected_constraints("0002")
+    assert _schema_diff(engine, Base.metadata) == []
+    # The id sequence moved with the table: a new version gets the next id.
+    with Session(engine) as session, session.begin():
+        row = FlagRule(product="pump", version=2, good_classes=["ok"], min_confidence=0.85)
+        session.add(row)
+        session.flush()
+        assert row.id == 4
+    after = _rule_data(engine, "0002")
+
+    migrate.downgrade(blank_url, "0001")
+
+    assert migrate.current_revision(engine) == "0001"
+    assert "thresholds" in _tables(engine) and "flag_rules" not in _tables(engine)
+    assert _rule_data(engine, "0001") == after
+    assert _rule_constraints(engine, "0001") == _expected_constraints("0001")
+    found = {ix["name"]: ix["column_names"] for ix in inspect(engine).get_indexes("inspections")}
+    assert all(found.get(name) == cols for name, cols in INDEXES["inspections"].items())

@@ -19,7 +19,7 @@ ALLOWED: dict[Action, set[Role]] = {
     Action.MANAGE_DATASETS: {Role.ENGINEER, Role.ADMIN},
     Action.TRAIN: {Role.ENGINEER, Role.ADMIN},
     Action.MANAGE_MODELS: {Role.ENGINEER, Role.ADMIN},
-    Action.EDIT_THRESHOLDS: {Role.ENGINEER, Role.ADMIN},
+    Action.EDIT_FLAG_RULES: {Role.ENGINEER, Role.ADMIN},
     Action.MANAGE_USERS: {Role.ADMIN},
     Action.READ_AUDIT: {Role.ADMIN},
 }

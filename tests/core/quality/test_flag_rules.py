@@ -10,14 +10,15 @@ from sqlalchemy import select
 from core.config import Settings
 from core.errors import PermissionDenied, ValidationError
 from core.quality import flag_rules
-from core.quality.flag_rules import FlagRule, curve_from_predictions, judge
+from core.quality.flag_rules import Judgement, curve_from_predictions, judge
 from db.engine import Database
-from db.models import AuditEntry, Role, Threshold
+from db.models import AuditEntry, FlagRule, Role
+from db.queries.flag_rules import FlagRuleRecord
 from tests.core.inspection_support import register_active_model
 
 
-def _rule(good: list[str], minimum: float) -> FlagRule:
-    return FlagRule(None, "*", 0, good, minimum, None, None)
+def _rule(good: list[str], minimum: float) -> FlagRuleRecord:
+    return FlagRuleRecord(None, "*", 0, good, minimum, None, None)
 
 
 @pytest.mark.parametrize(
@@ -43,13 +44,15 @@ def test_good_class_names_are_recognised(name: str, good: bool) -> None:
 
 def test_judge_flags_defects_and_unsure_parts() -> None:
     rule = _rule(["ok"], 0.9)
-    assert judge(rule, "ok", 0.95) == (False, False, None)
-    assert judge(rule, "ok", 0.62) == (False, True, "unsure: 62% < 90%")
-    assert judge(rule, "scratch", 0.99) == (True, True, "defect: scratch")
-    assert judge(rule, "scratch", 0.5) == (True, True, "defect: scratch; unsure: 50% < 90%")
+    assert judge(rule, "ok", 0.95) == Judgement(False, False, None)
+    assert judge(rule, "ok", 0.62) == Judgement(False, True, "unsure: 62% < 90%")
+    assert judge(rule, "scratch", 0.99) == Judgement(True, True, "defect: scratch")
+    assert judge(rule, "scratch", 0.5) == Judgement(
+        True, True, "defect: scratch; unsure: 50% < 90%"
+    )
     # Rounding never produces a reason that reads as if it should not have been flagged.
-    assert judge(rule, "ok", 0.896) == (False, True, "unsure: 89.6% < 90.0%")
-    assert judge(rule, "ok", 0.9) == (False, False, None)
+    assert judge(rule, "ok", 0.896) == Judgement(False, True, "unsure: 89.6% < 90.0%")
+    assert judge(rule, "ok", 0.9) == Judgement(False, False, None)
 
 
 def test_fallback_rule_uses_the_active_models_good_classes(
@@ -79,7 +82,7 @@ def test_rules_are_versioned_per_product_and_audited(db: Database, make_user: An
     assert flag_rules.list_products(db) == ["*", "pump"]
 
     with db.read() as s:
-        rows = s.scalars(select(Threshold).order_by(Threshold.id)).all()
+        rows = s.scalars(select(FlagRule).order_by(FlagRule.id)).all()
         assert [(r.product, r.version) for r in rows] == [("*", 1), ("pump", 1), ("pump", 2)]
         audit = s.scalars(
             select(AuditEntry)
