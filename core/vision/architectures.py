@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 from core.errors import ModelError
@@ -92,7 +94,7 @@ def _defectnet_cam(model: nn.Module) -> nn.Module:
 
 
 def _resnet18(num_classes: int, in_channels: int) -> nn.Module:
-    from torchvision.models import resnet18
+    from torchvision.models import resnet18  # deferred: torchvision loads only for resnet18
 
     model = resnet18(weights=None, num_classes=num_classes)
     if in_channels != 3:
@@ -150,26 +152,36 @@ def get_spec(name: str) -> ArchSpec:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors from a local safetensors file or a plain state-dict file, never unpickling code."""
+    """Tensors from a local safetensors file; any other format is refused, never unpickled.
+
+    A .pt/.pth file is a pickle, and unpickling runs code chosen by whoever made the file, even
+    with torch's ``weights_only``; so the error says how to convert one the user trusts.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: weights file not found")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+        return dict(load_file(str(path), device="cpu"))
+    except SafetensorError:
+        raise ModelError(_not_safetensors(path)) from None
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read weights ({e.strerror or e})") from None
 
-            return dict(load_file(str(path), device="cpu"))
-        # weights_only=True restricts unpickling to tensors and plain containers.
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except ModelError:
-        raise
-    except Exception as e:
-        raise ModelError(f"{path.name}: cannot read weights ({e})") from e
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelError(f"{path.name}: not a state dict of tensors")
-    return {str(k): v for k, v in obj.items()}
+
+def _not_safetensors(path: Path) -> str:
+    """Why a weights file is refused, with the one-line conversion to run on a trusted file."""
+    target = path.with_suffix(".safetensors")
+    convert = (
+        "import torch; from safetensors.torch import save_file; "
+        f"sd = torch.load({str(path)!r}, map_location='cpu', weights_only=True); "
+        "sd = sd.get('state_dict', sd); "
+        f"save_file({{k: v.contiguous() for k, v in sd.items()}}, {str(target)!r})"
+    )
+    return (
+        f"{path}: not a safetensors file. DefectLens reads initial weights from safetensors only "
+        "and never unpickles a weights file (loading a .pt/.pth pickle can run code). If you "
+        f'trust the file, convert it once and pass the result:  python -c "{convert}"'
+    )
 
 
 def _init_from(model: nn.Module, path: Path) -> None:

@@ -48,4 +48,10 @@ def test_reviewer_cannot_open_training_page(server: Server, page: Page) -> None:
     login(page, server, "rex", rev["password"])
     expect(page.get_by_role("link", name="Training")).to_have_count(0)
     page.goto(f"{server.url}/training")
+    # Positive waits first, so the negative check below runs against a rendered page: Streamlit
+    # answers a page outside the reviewer's navigation with "Page not found" and runs the
+    # default page instead.
+    expect(page.get_by_text("Page not found")).to_be_visible()
+    expect(page.get_by_role("heading", name="Plant overview")).to_be_visible()
+    expect(page.get_by_role("link", name="Review")).to_be_visible()
     expect(page.get_by_role("heading", name="Training")).to_have_count(0)

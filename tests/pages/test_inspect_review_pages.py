@@ -97,8 +97,12 @@ def test_review_writes_review_and_audit(app_env, make_user, db, settings, active
         "<b>burr</b> on edge",
     )
     assert entry.reviewer == "rita"
-    entries = audit.audit_log(db, permissions.SYSTEM, action="part_reviewed")
-    assert entries and entries[0]["user"] == "rita"
+    (audited,) = audit.audit_log(db, permissions.SYSTEM, action="part_reviewed")
+    assert (audited["user"], audited["entity"], audited["entity_id"]) == (
+        "rita",
+        "inspection",
+        str(rec.id),
+    )
     assert any("Nothing waiting" in s.value for s in at.success)
 
 

@@ -30,8 +30,8 @@ def test_promote_changes_active_model_and_audits(app_env, make_user, db, train_t
     promote.click().run()
     assert not at.exception
     assert catalog.get_model(db, "active").id == model.id
-    entries = audit.audit_log(db, permissions.SYSTEM, action="model_promoted")
-    assert entries and entries[0]["user"] == "eng" and entries[0]["entity_id"] == str(model.id)
+    (entry,) = audit.audit_log(db, permissions.SYSTEM, action="model_promoted")
+    assert (entry["user"], entry["entity"], entry["entity_id"]) == ("eng", "model", str(model.id))
 
 
 def test_rollback_restores_previous_active(app_env, make_user, db, train_tiny) -> None:  # type: ignore[no-untyped-def]
@@ -43,7 +43,9 @@ def test_rollback_restores_previous_active(app_env, make_user, db, train_tiny) -
     next(b for b in at.button if b.label == "Roll back to previous active").click().run()
     assert not at.exception
     assert catalog.get_model(db, "active").id == first.id
-    assert audit.audit_log(db, permissions.SYSTEM, action="model_rolled_back")
+    (entry,) = audit.audit_log(db, permissions.SYSTEM, action="model_rolled_back")
+    assert (entry["user"], entry["entity"], entry["entity_id"]) == ("eng", "model", str(first.id))
+    assert entry["details"] == {"from": second.id, "to": first.id}
 
 
 def test_reviewer_cannot_open_models_page(app_env, make_user) -> None:  # type: ignore[no-untyped-def]

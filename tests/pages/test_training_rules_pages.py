@@ -88,4 +88,10 @@ def test_rules_page_saves_a_new_version(app_env, make_user, db, train_tiny) -> N
         ["ok"],
         0.75,
     )
-    assert audit.audit_log(db, permissions.SYSTEM, action="threshold_changed")
+    (entry,) = audit.audit_log(db, permissions.SYSTEM, action="threshold_changed")
+    assert (entry["user"], entry["entity"], entry["entity_id"]) == (
+        "erin",
+        "threshold",
+        str(rule.id),
+    )
+    assert entry["details"]["product"] == "P-9" and entry["details"]["version"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -53,18 +54,57 @@ def test_init_from_safetensors_copies_matching_and_skips_head(tmp_path: Path) ->
     assert torch.allclose(gray.conv1.weight, src.conv1.weight.sum(1, keepdim=True))
 
 
-def test_init_from_plain_state_dict_uses_weights_only(tmp_path: Path) -> None:
+class _WritesMarker:
+    """Unpickling this creates the marker file: what a malicious weights file could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+def _conversion_snippet(message: str) -> str:
+    """The python code the error message tells the user to run."""
+    start = message.index('python -c "') + len('python -c "')
+    return message[start : message.index('"', start)]
+
+
+def test_weights_whose_pickle_would_run_code_are_refused_unread(tmp_path: Path) -> None:
+    proof = tmp_path / "proof"
+    pickle.loads(pickle.dumps(_WritesMarker(proof))).close()
+    assert proof.exists()  # the payload is live: unpickling it runs code
+    marker = tmp_path / "marker"
+    path = tmp_path / "evil.pt"
+    state = build_model("defectnet", 3, 1).state_dict()
+    torch.save({"state_dict": state, "extra": _WritesMarker(marker)}, path)
+    with pytest.raises(ModelError) as err:
+        build_model("defectnet", 3, 1, weights_path=path)
+    assert not marker.exists()
+    message = str(err.value)
+    assert str(path) in message and "safetensors" in message and "save_file" in message
+
+
+def test_plain_state_dict_file_is_refused_with_a_conversion_that_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = build_model("defectnet", 3, 1)
     path = tmp_path / "w.pt"
-    torch.save(src.state_dict(), path)
-    model = build_model("defectnet", 3, 1, weights_path=path)
+    torch.save({"state_dict": src.state_dict()}, path)
+    with pytest.raises(ModelError) as err:
+        build_model("defectnet", 3, 1, weights_path=path)
+    assert str(path) in str(err.value)
+    # Run the advice as a user would on a file they trust; the result loads.
+    monkeypatch.chdir(tmp_path)
+    exec(_conversion_snippet(str(err.value)), {})
+    model = build_model("defectnet", 3, 1, weights_path=path.with_suffix(".safetensors"))
     assert torch.equal(model.fc.weight, src.fc.weight)
 
 
-def test_init_refuses_pickled_code(tmp_path: Path) -> None:
-    path = tmp_path / "evil.pt"
-    torch.save({"state_dict": {"x": torch.zeros(1)}, "obj": Path("/")}, path)  # not a plain tensor
-    with pytest.raises(ModelError):
+def test_a_pickle_named_safetensors_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "w.safetensors"
+    torch.save(build_model("defectnet", 3, 1).state_dict(), path)
+    with pytest.raises(ModelError, match="not a safetensors file"):
         build_model("defectnet", 3, 1, weights_path=path)
 
 
