@@ -19,7 +19,7 @@ from common import emit, snapshot
 from torch import nn
 
 from core.training import metrics as ev
-from core.training.loop import load_split_tensors
+from core.training.data import load_split_tensors
 
 
 class KerasStyleCNN(nn.Module):

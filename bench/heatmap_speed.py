@@ -28,7 +28,7 @@ def main() -> None:
     entries = [e for e in snap.entries if e.split == "val"][: args.n]
     clf = Classifier.from_artifact(args.model)
     datas = [(Path(snap.path) / e.file).read_bytes() for e in entries]
-    clf.explain(datas[0])  # warm-up: captum import, first backward
+    clf.explain(datas[0])  # warm-up: torch import, first backward
     ms = []
     for d in datas:
         t = time.perf_counter()

@@ -18,7 +18,8 @@ from typing import Any
 
 from common import emit, snapshot
 
-from core.training.loop import TrainConfig, fit
+from core.training.config import TrainConfig
+from core.training.loop import fit
 from core.vision import architectures as A
 
 OLD = {"widths": (32, 64, 128, 256), "strides": (2, 2, 2), "blocks": (1, 1, 1)}

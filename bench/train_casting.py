@@ -15,7 +15,9 @@ import torch
 from common import dataset_dir, emit, snapshot
 
 from core.training import metrics as ev
-from core.training.loop import TrainConfig, fit, load_split_tensors, predict_tensor
+from core.training.config import TrainConfig
+from core.training.data import load_split_tensors
+from core.training.loop import fit, predict_tensor
 
 
 def main() -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from common import class_counts, emit, snapshot
 
-from core.training.loop import EpochReport, TrainConfig, fit
+from core.training.config import EpochReport, TrainConfig
+from core.training.loop import fit
 
 
 def main() -> None:

@@ -90,7 +90,7 @@ def tiny_dataset(tmp_path: Path, db: Database, settings: Settings):  # type: ign
 def train_tiny(db: Database, settings: Settings, tiny_dataset):  # type: ignore[no-untyped-def]
     """Train and register a small model on the tiny dataset (a few seconds on the CPU)."""
     from core.training import register
-    from core.training.loop import TrainConfig
+    from core.training.config import TrainConfig
 
     def _train(epochs: int = 1):  # type: ignore[no-untyped-def]
         config = TrainConfig(epochs=epochs, img_size=32, device="cpu")

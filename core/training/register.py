@@ -14,27 +14,31 @@ from core.config import Settings
 from core.datasets.service import load_dataset
 from core.datasets.snapshot import DatasetSnapshot
 from core.registry import catalog
-from core.registry.catalog import ModelRecord
-from core.training.loop import EpochReport, TrainConfig, TrainResult, fit
-from core.vision import artifacts
+from core.training import metrics as ev
+from core.training.config import EpochReport, TrainConfig, TrainResult
+from core.vision.images import DecodeLimits
+from core.vision.preprocess import normalisation_tensors
 from db.engine import Database
+from db.queries.catalog import ModelRecord
 
 log = logging.getLogger(__name__)
 
 
-def test_metrics(result: TrainResult, snapshot: DatasetSnapshot) -> dict[str, Any]:
+def test_metrics(
+    result: TrainResult, snapshot: DatasetSnapshot, limits: DecodeLimits
+) -> dict[str, Any]:
     """Metrics of a trained model on the snapshot's test split (JSON-ready)."""
-    import torch
+    # Deferred, like fit below: the loop loads torch, while importing this module stays
+    # torch-free (tests/test_imports.py), so the CLI and the job code may import it at the top.
+    from core.training.data import load_split_tensors
+    from core.training.loop import predict_tensor
 
-    from core.training import metrics
-    from core.training.loop import load_split_tensors, predict_tensor
-
-    test = load_split_tensors(snapshot, result.img_size, result.in_channels, ("test",))["test"]
-    mean = torch.tensor(result.normalisation[0]).view(1, -1, 1, 1)
-    std = torch.tensor(result.normalisation[1]).view(1, -1, 1, 1)
-    with torch.no_grad():
-        probs = predict_tensor(result.model, test.x, mean, std)
-    return metrics.evaluate(
+    test = load_split_tensors(
+        snapshot, result.img_size, result.in_channels, ("test",), limits=limits
+    )["test"]
+    mean, std = normalisation_tensors(*result.normalisation)
+    probs = predict_tensor(result.model, test.x, mean, std)
+    return ev.evaluate(
         test.y.numpy(), probs.argmax(1).numpy(), result.class_names, probs.numpy()
     ).to_dict()
 
@@ -63,14 +67,20 @@ def train_and_register(
 
     A stopped run registers nothing. The artifact is complete on disk before its row exists.
     """
+    # Deferred: training and the artifact writer load torch (see test_metrics).
+    from core.training.loop import fit
+    from core.vision import artifacts
+
     require(actor, Action.TRAIN)
     record, snapshot = load_dataset(db, dataset_id)
+    limits = DecodeLimits.from_settings(settings)
     result = fit(
         config,
         snapshot,
         on_progress=on_progress,
         should_stop=should_stop,
         checkpoint_dir=checkpoint_dir,
+        limits=limits,
     )
     if result.stopped:
         return TrainOutcome(model=None, result=result)
@@ -80,7 +90,7 @@ def train_and_register(
     elif snapshot.split_entries("test"):
         # No validation split (a published train/test split): the last epoch was kept, and the
         # test split, never used for any choice, measures it once.
-        metrics = {**test_metrics(result, snapshot), "evaluated_on": "test"}
+        metrics = {**test_metrics(result, snapshot, limits), "evaluated_on": "test"}
     meta = artifacts.metadata_from_result(
         result, dataset_id=str(record.id), dataset_hash=record.content_hash
     )

@@ -15,19 +15,25 @@ import json
 import logging
 import warnings
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 from torch import nn
+from torch.onnx.errors import OnnxExporterError
 
 from core.errors import ModelError
 from core.files import write_atomic
+from core.vision import preprocess
 from core.vision.architectures import ARCHITECTURES, build_model, classifier_head
 
 if TYPE_CHECKING:
-    from core.training.loop import TrainResult
+    from core.training.config import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +46,8 @@ MAX_META_BYTES = 4 * 1024 * 1024  # metadata is small; refuse to parse anything 
 def defectlens_version() -> str:
     """Installed package version, or 'dev' in a plain checkout."""
     try:
-        from importlib.metadata import version
-
         return version("defectlens")
-    except Exception:
+    except PackageNotFoundError:
         return "dev"
 
 
@@ -158,8 +162,6 @@ def save_model(
     result_or_model: TrainResult | nn.Module, metadata: ModelMetadata, directory: Path
 ) -> SavedModel:
     """Write weights then metadata (each atomically); the metadata carries the weights' SHA-256."""
-    from safetensors.torch import save as st_save
-
     model = result_or_model if isinstance(result_or_model, nn.Module) else result_or_model.model
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -202,9 +204,6 @@ def read_metadata(path: Path) -> tuple[ModelMetadata, Path]:
 
 def load_model(path: Path) -> LoadedModel:
     """Load and verify an artifact: hash, tensor names and shapes, then weights (no pickle)."""
-    from safetensors import safe_open
-    from safetensors.torch import load as st_load
-
     meta, meta_path = read_metadata(path)
     weights_path = meta_path.parent / meta.weights_file
     try:
@@ -224,7 +223,7 @@ def load_model(path: Path) -> LoadedModel:
         # Read the header only (names, shapes) before materialising any tensor.
         with safe_open(str(weights_path), framework="pt") as f:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
-    except Exception as e:
+    except SafetensorError as e:
         raise ModelError(f"{weights_path.name}: not a valid safetensors file ({e})") from None
     head_key = f"{head_name}.weight"
     if head_key in shapes and shapes[head_key][0] != len(meta.class_names):
@@ -252,12 +251,13 @@ class _Normalised(nn.Module):
     def __init__(self, model: nn.Module, mean: list[float], std: list[float]) -> None:
         super().__init__()
         self.model = model
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+        mean_t, std_t = preprocess.normalisation_tensors(mean, std)
+        self.register_buffer("mean", mean_t)
+        self.register_buffer("std", std_t)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean, std = self.get_buffer("mean"), self.get_buffer("std")
-        return torch.softmax(self.model((x - mean) / std), dim=1)
+        return torch.softmax(self.model(preprocess.standardise(x, mean, std)), dim=1)
 
 
 def onnx_bytes(loaded: LoadedModel) -> bytes:
@@ -286,21 +286,57 @@ def onnx_bytes(loaded: LoadedModel) -> bytes:
 
 def verify_onnx(loaded: LoadedModel, model_bytes: bytes, atol: float = 1e-4) -> float:
     """Largest |ORT - torch| probability difference on a random batch; ModelError beyond atol."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # deferred: only export and the ONNX backend need it
 
     meta = loaded.metadata
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(3, meta.in_channels, meta.img_size, meta.img_size, generator=gen)
-    mean = torch.tensor(meta.normalisation["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(meta.normalisation["std"]).view(1, -1, 1, 1)
+    mean, std = preprocess.normalisation_tensors(
+        meta.normalisation["mean"], meta.normalisation["std"]
+    )
     with torch.no_grad():
-        ref = torch.softmax(loaded.model((x - mean) / std), dim=1).numpy()
+        ref = torch.softmax(loaded.model(preprocess.standardise(x, mean, std)), dim=1).numpy()
     sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     got = sess.run(None, {"pixels": x.numpy()})[0]
     diff = float(np.abs(np.asarray(got) - ref).max())
     if not diff <= atol:
         raise ModelError(f"ONNX export differs from torch by {diff:.2e} (> {atol:.0e})")
     return diff
+
+
+class OnnxUnavailable(ModelError):
+    """ONNX Runtime cannot run this model (not installed, export failed, or outputs differ)."""
+
+
+def onnx_session(loaded: LoadedModel, num_threads: int) -> Any:
+    """An ONNX Runtime session of the model, checked against torch; OnnxUnavailable otherwise.
+
+    Only the failures that mean "ONNX Runtime cannot run this model" become OnnxUnavailable:
+    onnxruntime or onnx missing, the exporter refusing the graph, ONNX Runtime's own errors, or
+    outputs that differ from torch. Anything else is a bug and propagates.
+    """
+    try:
+        import onnxruntime as ort  # deferred: heavy, and only the ONNX backend needs it
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+    except ImportError as e:
+        raise OnnxUnavailable(f"onnxruntime is not installed ({e})") from e
+    # Every exception type ONNX Runtime's native layer raises (Fail, InvalidGraph, ...).
+    ort_errors = [v for v in vars(ort_state).values() if isinstance(v, type)]
+    unavailable: tuple[type[BaseException], ...] = (
+        ImportError,
+        OnnxExporterError,
+        ModelError,
+        *(e for e in ort_errors if issubclass(e, Exception)),
+    )
+    try:
+        data = onnx_bytes(loaded)
+        verify_onnx(loaded, data)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = num_threads
+        opts.inter_op_num_threads = 1
+        return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    except unavailable as e:
+        raise OnnxUnavailable(str(e)) from e
 
 
 def export_onnx(loaded: LoadedModel, out_path: Path) -> Path:

@@ -2,8 +2,8 @@
 
 One ``Classifier`` is meant to be cached and shared by every browser session and the ingest
 worker, so it is never mutated after construction: predictions run on the shared model without
-hooks (safe to call from many threads), and Grad-CAM runs on a private copy under a lock because
-captum attaches hooks to the module it explains.
+hooks (safe to call from many threads), and Grad-CAM (core.vision.gradcam) runs on a private copy
+made per call, because it attaches a hook to the module it explains.
 """
 
 from __future__ import annotations
@@ -11,24 +11,27 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from core.errors import InvalidImageError, ModelError
-from core.training.loop import resize_for_model
-from core.vision.architectures import get_spec
-from core.vision.artifacts import LoadedModel, ModelMetadata, load_model, onnx_bytes, verify_onnx
-from core.vision.images import DecodeLimits, decode, encode_png
+from core.vision import gradcam, preprocess
+from core.vision.artifacts import (
+    LoadedModel,
+    ModelMetadata,
+    OnnxUnavailable,
+    load_model,
+    onnx_session,
+)
+from core.vision.device import resolve_device
+from core.vision.images import DecodeLimits, encode_png
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +73,6 @@ class Classifier:
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-        from core.training.loop import resolve_device
-
         self.metadata: ModelMetadata = loaded.metadata
         self.class_names: list[str] = list(loaded.metadata.class_names)
         self.device = resolve_device(device)
@@ -81,14 +82,9 @@ class Classifier:
         self._model = loaded.model.to(self.device).eval()
         for p in self._model.parameters():
             p.requires_grad_(False)
-        self._mean = torch.tensor(meta.normalisation["mean"], device=self.device).view(1, -1, 1, 1)
-        self._std = torch.tensor(meta.normalisation["std"], device=self.device).view(1, -1, 1, 1)
-        # Grad-CAM needs gradients and hooks: it gets its own copy so the shared model stays clean.
-        self._cam_model = copy.deepcopy(loaded.model).cpu().eval()
-        self._cam_layer = get_spec(meta.architecture).cam_layer(self._cam_model)
-        self._cam_lock = threading.Lock()
-        self._cam_mean = self._mean.cpu()
-        self._cam_std = self._std.cpu()
+        self._mean, self._std = preprocess.normalisation_tensors(
+            meta.normalisation["mean"], meta.normalisation["std"], self.device
+        )
         self._ort: Any = None
         self.backend = "torch"
         # ONNX Runtime is faster on CPU for these small CNNs (bench/inference_speed.py).
@@ -100,17 +96,13 @@ class Classifier:
             raise ValueError("the onnx backend runs on the CPU only")
 
     def _make_ort_session(self, loaded: LoadedModel, strict: bool) -> Any:
-        """ONNX Runtime session checked against torch; None (torch fallback) when not strict."""
-        try:
-            import onnxruntime as ort
+        """ONNX Runtime session checked against torch; None (torch fallback) when not strict.
 
-            data = onnx_bytes(loaded)
-            verify_onnx(loaded, data)
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = self.num_threads
-            opts.inter_op_num_threads = 1
-            return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-        except Exception as e:
+        Only "ONNX Runtime cannot run this model" falls back; any other error is a bug and raises.
+        """
+        try:
+            return onnx_session(loaded, self.num_threads)
+        except OnnxUnavailable as e:
             if strict:
                 raise ModelError(f"cannot use ONNX Runtime for this model: {e}") from e
             log.warning("ONNX Runtime unavailable for this model, using torch: %s", e)
@@ -142,26 +134,25 @@ class Classifier:
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """Decoded HxW / HxWx3 uint8 image -> the model's CxSxS uint8 input."""
-        return resize_for_model(image, self.img_size, self.in_channels)
+        return preprocess.resize_for_model(image, self.img_size, self.in_channels)
 
     def _decode(self, data: bytes, name: str) -> np.ndarray:
-        img = decode(
+        return preprocess.model_input(
             data,
             name=name,
             limits=self.limits,
-            grayscale=self.in_channels == 1,
-            max_side=self.img_size,
+            img_size=self.img_size,
+            in_channels=self.in_channels,
         )
-        return self.prepare(img)
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
         """N x C x S x S uint8 -> N x K float32 probabilities."""
         if self._ort is not None:
-            x = batch.astype(np.float32) * np.float32(1 / 255)
+            x = preprocess.unit_pixels(batch)
             return np.asarray(self._ort.run(None, {"pixels": x})[0], dtype=np.float32)
         with torch.inference_mode():
-            xt = torch.from_numpy(batch).to(self.device).float().div_(255.0)
-            logits = self._model((xt - self._mean) / self._std)
+            xt = torch.from_numpy(batch).to(self.device)
+            logits = self._model(preprocess.normalise(xt, self._mean, self._std))
             return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
     def to_prediction(self, name: str, probs: np.ndarray) -> Prediction:
@@ -227,45 +218,28 @@ class Classifier:
         return results
 
     def cam_copy(self) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-        """A private copy of the model for Grad-CAM elsewhere, with its CPU mean and std."""
-        with self._cam_lock:
-            model = copy.deepcopy(self._cam_model).eval()
-        return model, self._cam_mean, self._cam_std
+        """A private CPU copy of the model for Grad-CAM, with its CPU mean and std.
 
-    def explain(self, image_bytes: bytes, name: str = "image", max_side: int = 1024) -> Explanation:
-        """Grad-CAM (captum LayerGradCam) of the predicted class, as a heatmap and PNG overlay.
-
-        The heatmap has the decoded image's size, scaled down to fit ``max_side`` when larger.
+        Copying is safe while other threads predict: inference never changes the module.
         """
-        from captum.attr import LayerGradCam
+        model = copy.deepcopy(self._model).cpu().eval()
+        return model, self._mean.cpu(), self._std.cpu()
 
-        rgb = decode(image_bytes, name=name, limits=self.limits, grayscale=False)
-        h, w = rgb.shape[:2]
-        if max(h, w) > max_side:
-            f = max_side / max(h, w)
-            h, w = max(1, round(h * f)), max(1, round(w * f))
-            rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        model_in = self.prepare(gray if self.in_channels == 1 else rgb)
-        x = (torch.from_numpy(model_in[None]).float() / 255.0 - self._cam_mean) / self._cam_std
-        with self._cam_lock:
-            with torch.no_grad():
-                probs = torch.softmax(self._cam_model(x), dim=1)[0]
-            k = int(probs.argmax())
-            cam = LayerGradCam(self._cam_model, self._cam_layer)
-            attr = cam.attribute(x, target=k, relu_attributions=True).detach()
-        heat = F.interpolate(attr.float(), size=(h, w), mode="bilinear", align_corners=False)
-        heatmap = heat[0, 0].numpy().astype(np.float32)
-        top = float(heatmap.max())
-        heatmap = np.clip(heatmap / top, 0.0, 1.0) if top > 0 else np.zeros_like(heatmap)
-        heat_u8 = np.round(heatmap * 255).astype(np.uint8)
-        colour = cv2.applyColorMap(heat_u8, cv2.COLORMAP_JET)
-        colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
-        base = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB) if self.in_channels == 1 else rgb
-        overlay = cv2.addWeighted(base, 0.55, colour, 0.45, 0.0)
+    def explain(
+        self, image_bytes: bytes, name: str = "image", max_side: int = gradcam.HEATMAP_MAX_SIDE
+    ) -> Explanation:
+        """Grad-CAM of the predicted class, as a heatmap and the reviewer's PNG overlay.
+
+        The same batched Grad-CAM and overlay that ingest stores, run on one image. The heatmap
+        has the decoded image's size, scaled down to fit ``max_side`` when larger.
+        """
+        model_input = self._decode(image_bytes, name)
+        probs, maps = gradcam.GradCam(self).run([model_input], lambda p: [(0, int(p[0].argmax()))])
+        k = int(probs[0].argmax())
+        heatmap, overlay = gradcam.overlay(image_bytes, maps[0], self.limits, name, max_side)
         return Explanation(
             heatmap=heatmap,
             overlay_png=encode_png(overlay),
             class_name=self.class_names[k],
-            confidence=float(probs[k]),
+            confidence=float(probs[0][k]),
         )

@@ -1,9 +1,13 @@
-"""Grad-CAM for a batch in one pass, and the overlay a reviewer sees.
+"""Grad-CAM for a batch in one pass, and the overlay a reviewer sees: the only implementation.
 
-What is stored for a flagged part is its Grad-CAM map at the model layer's resolution (a few
-hundred bytes of 8-bit grayscale PNG), not a full-size overlay: encoding a 300x300 colour PNG
+Ingest, the heatmap backfill and ``Classifier.explain`` (the pages' "Compute heatmap") all run
+``GradCam`` and draw with ``overlay``, so a stored heatmap and a freshly computed one are the same
+picture. What is stored for a flagged part is its Grad-CAM map at the model layer's resolution (a
+few hundred bytes of 8-bit grayscale PNG), not a full-size overlay: encoding a 300x300 colour PNG
 costs more than classifying the image, and would halve ingest speed. ``render_overlay`` turns the
 stored map into the overlay a reviewer sees in a few milliseconds, without the model.
+
+Importing this module does not import torch (ingest imports it at the top); ``GradCam`` loads it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from core.vision import images
+from core.vision import images, preprocess
 
 if TYPE_CHECKING:
     from core.vision.classifier import Classifier
@@ -32,16 +36,15 @@ class GradCam:
     """Classify and explain a batch in one forward pass, on a private copy of the model.
 
     The math is captum's ``LayerGradCam`` (gradient of the class score with respect to the
-    layer's output, averaged per channel, weighted sum of the channels, ReLU), which
-    ``Classifier.explain`` runs one image at a time; the tests check the two agree. Here the
-    layer's output is the only tensor that records gradients, so the backward pass covers just
-    the classifier head and costs next to nothing, and the copy runs channels-last, which is
-    twice as fast on the CPU. The copy is private, so the shared classifier is never mutated
-    and no lock is needed.
+    layer's output, averaged per channel, weighted sum of the channels, ReLU); the tests check
+    the two agree on a trained model. Here the layer's output is the only tensor that records
+    gradients, so the backward pass covers just the classifier head and costs next to nothing,
+    and the copy runs channels-last, which is twice as fast on the CPU. The copy is private, so
+    the shared classifier is never mutated and no lock is needed.
     """
 
     def __init__(self, clf: Classifier) -> None:
-
+        # Deferred: torch (and the registry, which imports it) load when a heatmap is first made.
         import torch
 
         from core.vision.architectures import get_spec
@@ -60,10 +63,10 @@ class GradCam:
 
         choose returns (row, class index) pairs: which images to explain, for which class.
         """
-        import torch
+        import torch  # deferred, see __init__ (already loaded by then)
 
-        x = torch.from_numpy(np.stack(inputs)).float().div_(255.0)
-        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        x = preprocess.normalise(torch.from_numpy(np.stack(inputs)), self.mean, self.std)
+        x = x.contiguous(memory_format=torch.channels_last)
         captured: list[Any] = []
 
         def hook(_module: Any, _inputs: Any, output: Any) -> Any:
@@ -105,21 +108,36 @@ def cam_batch(
 
 
 def encode_map(cam: np.ndarray) -> bytes:
+    """The stored form of a Grad-CAM map: an 8-bit grayscale PNG."""
     return images.encode_png(cam)
 
 
-def render_overlay(image: bytes, cam_png: bytes, limits: images.DecodeLimits) -> bytes:
-    """The reviewer's picture: the image with the Grad-CAM map in colour on top (PNG)."""
-    rgb = images.decode(image, limits=limits, max_side=HEATMAP_MAX_SIDE)
+def overlay(
+    image: bytes,
+    cam: np.ndarray,
+    limits: images.DecodeLimits,
+    name: str = "image",
+    max_side: int = HEATMAP_MAX_SIDE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(heatmap float32 H x W on [0, 1], RGB overlay uint8) of a uint8 map over its image.
+
+    The image is shown at its own size, scaled down to fit max_side; the map is upsampled to it.
+    """
+    rgb = images.decode(image, name=name, limits=limits, max_side=max_side)
     h, w = rgb.shape[:2]
-    if max(h, w) > HEATMAP_MAX_SIDE:
-        f = HEATMAP_MAX_SIDE / max(h, w)
+    if max(h, w) > max_side:
+        f = max_side / max(h, w)
         h, w = max(1, round(h * f)), max(1, round(w * f))
         rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-    cam = images.decode(cam_png, limits=limits, grayscale=True).astype(np.float32)
-    heat = cv2.resize(cam, (w, h), interpolation=cv2.INTER_LINEAR)
+    heat = cv2.resize(cam.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     top = float(heat.max())
     heat = np.clip(heat / top, 0.0, 1.0) if top > 0 else np.zeros_like(heat)
     colour = cv2.applyColorMap(np.round(heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
     colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
-    return images.encode_png(cv2.addWeighted(rgb, 0.55, colour, 0.45, 0.0))
+    return heat, cv2.addWeighted(rgb, 0.55, colour, 0.45, 0.0)
+
+
+def render_overlay(image: bytes, cam_png: bytes, limits: images.DecodeLimits) -> bytes:
+    """The reviewer's picture from a stored map: the image with the map in colour on top (PNG)."""
+    cam = images.decode(cam_png, limits=limits, grayscale=True)
+    return images.encode_png(overlay(image, cam, limits)[1])

@@ -21,7 +21,7 @@ from core.auth import permissions
 from core.config import load_settings
 from core.errors import ValidationError
 from core.jobs import queue, ray_backend
-from core.training.loop import TrainConfig
+from core.training.config import TrainConfig
 from db.models import JobStatus
 from tests.core.jobs_support import import_tiny, wait_for
 from tests.db.conftest import fresh_pg_url  # noqa: F401 - a fixture: a throwaway PG database

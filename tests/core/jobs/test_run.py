@@ -15,7 +15,7 @@ import pytest
 from core.auth import permissions
 from core.config import Settings
 from core.jobs import queue
-from core.training.loop import TrainConfig
+from core.training.config import TrainConfig
 from db.engine import Database
 from db.models import JobStatus
 from tests.core.jobs_support import REPO_ROOT, import_tiny, pid_alive, wait_for, worker_env

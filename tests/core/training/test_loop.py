@@ -10,8 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from core.errors import DatasetError, ValidationError
-from core.training.loop import EpochReport, TrainConfig, fit, resize_for_model, resolve_device
+from core.errors import DatasetError, InvalidImageError, ValidationError
+from core.training.config import EpochReport, TrainConfig
+from core.training.loop import fit
+from core.vision.device import resolve_device
+from core.vision.images import DecodeLimits
+from core.vision.preprocess import resize_for_model
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,15 @@ def test_refuses_one_class_and_bad_device(tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValidationError, match="no CUDA"):
             resolve_device("cuda")
+
+
+def test_fit_decodes_with_the_limits_it_is_given(tmp_path: Path) -> None:
+    snap = make_snapshot(tmp_path, n_per_class=4, classes=("a", "b"))  # 32 x 32 = 1024 px each
+    with pytest.raises(InvalidImageError, match="exceeds the 0.001 Mpx limit"):
+        fit(tiny(epochs=1), snap, limits=DecodeLimits(max_pixels=1000))
+    with pytest.raises(InvalidImageError, match="exceeds the"):
+        fit(tiny(epochs=1), snap, limits=DecodeLimits(max_bytes=100))
+    assert fit(tiny(epochs=1), snap, limits=DecodeLimits(max_pixels=1024)).history
 
 
 def test_resize_for_model_shapes() -> None:

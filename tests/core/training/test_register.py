@@ -3,16 +3,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from core.auth import permissions
 from core.datasets import service
-from core.errors import PermissionDenied
+from core.errors import InvalidImageError, PermissionDenied
 from core.registry import catalog
 from core.training import register
-from core.training.loop import TrainConfig
+from core.training.config import TrainConfig
 from tests.conftest import write_tiny_dataset
 
 
@@ -53,6 +54,16 @@ def test_stopped_run_registers_nothing(db, settings, tiny_dataset) -> None:  # t
         should_stop=lambda: True,
     )
     assert outcome.model is None and outcome.result.stopped
+    assert catalog.list_models(db) == []
+
+
+def test_training_decodes_with_the_configured_limits(db, settings, tiny_dataset) -> None:  # type: ignore[no-untyped-def]
+    # The tiny dataset's images are 40 x 40 = 1600 px: imported under the default limits, then
+    # refused once an operator lowers DEFECTLENS_MAX_IMAGE_PIXELS below that.
+    strict = dataclasses.replace(settings, max_image_pixels=1000)
+    config = TrainConfig(epochs=1, img_size=32, device="cpu")
+    with pytest.raises(InvalidImageError, match="exceeds the 0.001 Mpx limit"):
+        register.train_and_register(db, strict, permissions.SYSTEM, tiny_dataset.id, config)
     assert catalog.list_models(db) == []
 
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from core.errors import InvalidImageError
+from core.errors import InvalidImageError, ModelError
+from core.vision import artifacts
 from core.vision.architectures import build_model
 from core.vision.artifacts import ModelMetadata, save_model
 from core.vision.classifier import Classifier, Prediction
@@ -84,6 +85,35 @@ def test_auto_backend_on_cpu_is_onnx(artifact: Path) -> None:
         Classifier.from_artifact(artifact, backend="tensorrt")
 
 
+def test_onnx_falls_back_to_torch_only_when_onnx_runtime_cannot_run_the_model(
+    artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ONNX Runtime's own error (it cannot parse the graph): auto falls back, onnx refuses.
+    monkeypatch.setattr(artifacts, "onnx_bytes", lambda _loaded: b"not an onnx graph")
+    assert Classifier.from_artifact(artifact).backend == "torch"
+    with pytest.raises(ModelError, match="cannot use ONNX Runtime"):
+        Classifier.from_artifact(artifact, backend="onnx")
+    # The export is checked against torch: outputs that differ mean "use torch" as well.
+    monkeypatch.undo()
+    monkeypatch.setattr(artifacts, "verify_onnx", _raises(ModelError("differs by 1e-1")))
+    assert Classifier.from_artifact(artifact).backend == "torch"
+
+
+def test_a_bug_while_preparing_onnx_is_raised_not_hidden_by_the_fallback(
+    artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(artifacts, "verify_onnx", _raises(KeyError("pixels")))
+    with pytest.raises(KeyError, match="pixels"):
+        Classifier.from_artifact(artifact)
+
+
+def _raises(error: Exception):  # type: ignore[no-untyped-def]
+    def fail(*_args: object) -> float:
+        raise error
+
+    return fail
+
+
 def test_explain_heatmap_shape_range_and_png(artifact: Path) -> None:
     clf = Classifier.from_artifact(artifact, backend="torch")
     data = images(1)[0]  # 60 x 70
@@ -120,5 +150,5 @@ def test_concurrent_explain_and_predict_share_one_classifier(artifact: Path) -> 
         ref = expected_pred[i % 6]
         assert isinstance(pred, Prediction) and isinstance(ref, Prediction)
         assert pred.probabilities == ref.probabilities
-    # The shared model never got hooks attached (captum works on the private copy).
+    # The shared model never got hooks attached (Grad-CAM works on a private copy).
     assert not any(m._forward_hooks for m in clf._model.modules())
