@@ -5,10 +5,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.auth.permissions import Action
-from core.datasets import service
+from core.datasets import from_reviews, service
 from core.errors import DefectLensError
 from core.jobs import queue
-from core.quality import review
 from core.registry import catalog
 from core.training.loop import TrainConfig
 from core.vision.architectures import ARCHITECTURES
@@ -93,7 +92,7 @@ with data_tab:
         if st.form_submit_button("Make dataset"):
             try:
                 with st.spinner("Collecting reviewed parts…"):
-                    rec = review.snapshot_from_reviews(
+                    rec = from_reviews.snapshot_from_reviews(
                         db, settings, user, loop_name, merge_dataset_id=merge_id
                     )
                 st.success(f"Dataset #{rec.id} {rec.name}: {rec.num_images} images.")

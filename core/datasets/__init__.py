@@ -1,1 +1,2 @@
-"""Labeled datasets: archive checks, import, splits, snapshots and health, datasets from reviews."""
+"""Labeled datasets: archive checks (archives), listing a source (sources), import (importer),
+splits, health reports, snapshots, the recorded service (service) and datasets from reviews."""

@@ -1,6 +1,8 @@
 """Train / val / test splits: the stratified split by seed, and split files (CSV: file,split).
 
-A split file names each image by its path inside the source (class folder first).
+A split file names each image by its path inside the source (class folder first). It is read
+and written with the csv module, so a class folder called ``scratch, deep`` (or one with quotes
+or a line break in its name) stays one field.
 """
 
 from __future__ import annotations
@@ -66,6 +68,14 @@ def stratified_split(
     return [replace(e, split=split_of[e.sha256]) for e in entries]
 
 
+def write_split_file(path: Path, rows: Iterable[tuple[str, str]]) -> None:
+    """Write (file, split) rows as a split file that read_split_file reads back unchanged."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(("file", "split"))
+        writer.writerows(rows)
+
+
 def read_split_file(path: Path) -> dict[str, str]:
     """Read a file,split CSV (the split column may be called split or original_split)."""
     try:
@@ -86,8 +96,14 @@ def _parse_split_rows(path: Path, reader: csv.DictReader[str]) -> dict[str, str]
             f"found {', '.join(fields) or 'none'}"
         )
     out: dict[str, str] = {}
-    for lineno, row in enumerate(reader, start=2):
-        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+    for lineno, raw in enumerate(reader, start=2):
+        if None in raw:
+            # More fields than the header: an unquoted comma in a file name, most likely.
+            raise DatasetError(
+                f"{path}, line {lineno}: more fields than the header's {len(fields)} "
+                "(quote file names that contain commas)"
+            )
+        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
         values = [v.strip().lower() for v in re.split(r"[;|]", row[col]) if v.strip()]
         splits = [_SPLIT_ALIASES.get(v) for v in values]
         if not splits or None in splits:

@@ -1,16 +1,11 @@
-"""QA review of flagged parts: the queue, decisions with an optimistic version check, history,
-reviewer statistics, and the loop back to training (a dataset snapshot from reviewed parts).
+"""QA review of flagged parts: the queue, decisions with an optimistic version check, history and
+reviewer statistics (the loop back to training is core.datasets.from_reviews).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select, update
@@ -18,19 +13,15 @@ from sqlalchemy.orm import Session
 
 from core.auth.audit import record_audit
 from core.auth.permissions import Action, CurrentUser, require
-from core.config import Settings
-from core.errors import Conflict, DatasetError, NotFound, ValidationError
+from core.errors import Conflict, NotFound, ValidationError
 from core.quality import ingest
 from core.quality.ingest import InspectionRecord
-from core.registry.catalog import DatasetRecord
 from db.engine import Database
 from db.models import Disposition, Image, Inspection, Model, Review, User, utcnow
 
 QUEUE_ORDERS = ("oldest", "least_confident")
 DISPOSITIONS: tuple[str, ...] = tuple(d.value for d in Disposition)
 MAX_NOTE_LENGTH = 2000
-# Share of reviewed images that go to the validation split of a snapshot made from reviews.
-REVIEW_VAL_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -280,113 +271,3 @@ def reviewer_stats(
     return ReviewerStats(
         reviewed_today=today, agreement=agreed / total if total else None, total=total
     )
-
-
-# --------------------------------------------------------------------------- the loop
-
-
-def _safe_class_dir(name: str) -> str:
-    text = str(name).strip()
-    if (
-        not text
-        or text.startswith(".")
-        or any(ch in text for ch in "/\\\x00")
-        or len(text.encode()) > 200
-    ):
-        raise DatasetError(f"class name {name!r} cannot be a folder name")
-    return text
-
-
-def _review_split(sha: str) -> str:
-    """Deterministic train/val for a reviewed image: the same image always lands on one side."""
-    rank = int(hashlib.sha256(f"reviews:{sha}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "val" if rank < REVIEW_VAL_FRACTION else "train"
-
-
-def _link_or_copy(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copyfile(src, dest)
-
-
-def snapshot_from_reviews(
-    db: Database,
-    settings: Settings,
-    actor: CurrentUser,
-    name: str,
-    *,
-    merge_dataset_id: int | None = None,
-    since: datetime | None = None,
-) -> DatasetRecord:
-    """Register a dataset made from reviewed parts (newest decision per image gives the label).
-
-    With merge_dataset_id the existing snapshot's images keep their split and label unless a
-    reviewer labelled the same image differently (the review wins); reviewed images are split
-    train/val deterministically by content. The result goes through the normal dataset import,
-    so it is validated, deduplicated, health-checked and appears on the training page.
-    """
-    from core.datasets import service
-
-    require(actor, Action.MANAGE_DATASETS)
-    stmt = (
-        select(Review.id, Review.true_class, Image.sha256, Image.stored_path)
-        .join(Inspection, Inspection.id == Review.inspection_id)
-        .join(Image, Image.id == Inspection.image_id)
-        .order_by(Review.id)
-    )
-    if since is not None:
-        stmt = stmt.where(Review.created_at >= since)
-    with db.read() as session:
-        rows = session.execute(stmt).all()
-    # Newest decision per image: a part inspected twice, or re-reviewed, has one label.
-    labels: dict[str, tuple[str, str]] = {}
-    for _rid, true_class, sha, rel in rows:
-        labels[sha] = (true_class, rel)
-    merged = None
-    if merge_dataset_id is not None:
-        merged = service.load_dataset(db, merge_dataset_id)[1]
-    classes = {c for c, _ in labels.values()}
-    if merged is not None:
-        classes |= {e.cls for e in merged.entries}
-    if not labels:
-        raise DatasetError("no reviewed parts" + (" since then" if since else "") + " yet")
-    if len(classes) < 2:
-        raise DatasetError(
-            f"reviewed parts cover only {', '.join(sorted(classes))}; "
-            "a dataset needs at least 2 classes (merge with an existing dataset)"
-        )
-    settings.datasets_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".reviews-", dir=settings.datasets_dir))
-    try:
-        root = tmp / "src"
-        split_rows: list[tuple[str, str]] = []
-        if merged is not None:
-            for e in merged.entries:
-                if e.sha256 in labels:
-                    continue  # the reviewer's label is newer knowledge
-                rel = f"{_safe_class_dir(e.cls)}/{e.sha256}{Path(e.file).suffix}"
-                _link_or_copy(merged.path / e.file, root / rel)
-                split_rows.append((rel, e.split))
-        for sha, (cls, stored) in labels.items():
-            rel = f"{_safe_class_dir(cls)}/{sha}{Path(stored).suffix}"
-            src = settings.images_dir / stored
-            if not src.is_file():
-                raise DatasetError(f"stored image {stored} is missing; run the orphan check")
-            _link_or_copy(src, root / rel)
-            split_rows.append((rel, _review_split(sha)))
-        split_file = tmp / "splits.csv"
-        split_file.write_text(
-            "file,split\n" + "".join(f"{rel},{split}\n" for rel, split in split_rows),
-            encoding="utf-8",
-        )
-        label = f"reviews{' since ' + _format_time(since) if since else ''}" + (
-            f" + dataset {merge_dataset_id}" if merge_dataset_id is not None else ""
-        )
-        record, _snap, _created = service.import_dataset(
-            db, settings, actor, root, name, split_file=split_file, source_label=label
-        )
-        return record
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

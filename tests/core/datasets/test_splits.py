@@ -11,7 +11,7 @@ import pytest
 from core.config import Settings
 from core.datasets.importer import import_dataset
 from core.datasets.snapshot import ManifestEntry
-from core.datasets.splits import stratified_split
+from core.datasets.splits import read_split_file, stratified_split, write_split_file
 from core.errors import DatasetError
 from tests.core.datasets.support import MakeDataset
 
@@ -89,3 +89,39 @@ def test_split_file_with_bad_columns(
     bad.write_text("file,split\na/x.png,holdout\n")
     with pytest.raises(DatasetError, match="line 2: split 'holdout'"):
         import_dataset(make_dataset({"a": 2, "b": 2}), "x", settings, split_file=bad)
+
+
+def test_split_file_round_trips_names_with_commas_quotes_and_newlines(tmp_path: Path) -> None:
+    rows = [
+        ("scratch, deep/a.png", "train"),
+        ('dent "big"/b.png', "val"),
+        ("two\nlines/c.png", "test"),
+        ("ok/d.png", "train"),
+    ]
+    path = tmp_path / "splits.csv"
+    write_split_file(path, rows)
+    assert read_split_file(path) == dict(rows)
+
+
+def test_unquoted_comma_in_a_split_file_is_a_readable_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,split\nok/a.png,train\nscratch, deep/b.png,val\n")
+    with pytest.raises(DatasetError, match="line 3: more fields than the header's 2"):
+        read_split_file(bad)
+
+
+def test_folder_with_a_comma_in_its_class_name_imports_with_its_split_file(
+    settings: Settings, make_dataset: MakeDataset, tmp_path: Path
+) -> None:
+    src = make_dataset({"scratch, deep": 4, "ok": 4})
+    rows = [
+        (f"{c}/{c}_{i:03d}.png", "test" if i == 0 else "train")
+        for c in ("scratch, deep", "ok")
+        for i in range(4)
+    ]
+    split_csv = tmp_path / "splits.csv"
+    write_split_file(split_csv, rows)
+    snap = import_dataset(src, "x", settings, split_file=split_csv)
+    assert snap.class_names == ["ok", "scratch, deep"]
+    assert {e.source: e.split for e in snap.entries} == dict(rows)
+    assert not any("not in the split file" in w for w in snap.health.warnings)

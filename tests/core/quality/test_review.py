@@ -1,4 +1,5 @@
-"""Review: queue, optimistic conflicts, history, audit, statistics, and snapshots from reviews."""
+"""Review: queue, optimistic conflicts, history, audit and statistics (snapshots from reviews:
+tests/core/datasets/test_from_reviews.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,9 @@ from sqlalchemy import select
 
 from core.auth import permissions
 from core.config import Settings
-from core.datasets import service
-from core.errors import Conflict, DatasetError, NotFound, PermissionDenied, ValidationError
+from core.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from core.quality import flag_rules, ingest, review
 from core.quality.ingest import InspectionRecord, Traceability
-from core.registry import catalog
 from core.registry.catalog import ModelRecord
 from core.vision.classifier import Classifier
 from db.engine import Database
@@ -249,70 +248,3 @@ def test_reviewer_stats_count_today_and_agreement(
     assert review.reviewer_stats(db, other).total == 0
     tomorrow = datetime.now(UTC) + timedelta(days=1)
     assert review.reviewer_stats(db, rev, now=tomorrow).reviewed_today == 0
-
-
-def test_snapshot_from_reviews_registers_a_dataset_with_the_reviewed_labels(
-    db: Database, settings: Settings, make_user: Any, tiny_dataset: Any
-) -> None:
-    register_active_model(db, settings, dataset_id=tiny_dataset.id)
-    active = ingest.load_active(db, settings)
-    _flag_everything(db)
-    parts = _ingest(db, settings, active, 6, seed=1000)
-    rev, _ = make_user("rita", Role.REVIEWER)
-    eng, _ = make_user("erin", Role.ENGINEER)
-    labels = ["ok", "scratch", "ok", "scratch", "ok", "scratch"]
-    for part, cls in zip(parts, labels, strict=True):
-        review.record_review(
-            db, rev, part.id, true_class=cls, disposition="accept", note=None, expected_version=0
-        )
-    # The newest decision wins: part 0 is re-labelled scratch.
-    review.record_review(
-        db,
-        rev,
-        parts[0].id,
-        true_class="scratch",
-        disposition="scrap",
-        note=None,
-        expected_version=1,
-    )
-    with pytest.raises(PermissionDenied):
-        review.snapshot_from_reviews(db, settings, rev, "from reviews")
-
-    record = review.snapshot_from_reviews(db, settings, eng, "from reviews")
-    assert record.counts == {"ok": 2, "scratch": 4}
-    assert record in catalog.list_datasets(db)  # what the training page lists
-    _rec, snap = service.load_dataset(db, record.id)
-    by_sha = {e.sha256: e.cls for e in snap.entries}
-    assert by_sha[str(parts[0].image_sha256)] == "scratch"
-    assert by_sha[str(parts[1].image_sha256)] == "scratch"
-    assert by_sha[str(parts[2].image_sha256)] == "ok"
-    assert {e.split for e in snap.entries} <= {"train", "val"}
-
-    merged = review.snapshot_from_reviews(
-        db, settings, eng, "merged", merge_dataset_id=tiny_dataset.id
-    )
-    assert merged.num_images == tiny_dataset.num_images + 6
-    _rec, msnap = service.load_dataset(db, merged.id)
-    _rec, tsnap = service.load_dataset(db, tiny_dataset.id)
-    old_split = {e.sha256: e.split for e in tsnap.entries}
-    for e in msnap.entries:
-        if e.sha256 in old_split:
-            assert e.split == old_split[e.sha256]  # merged images keep their split
-
-    since = datetime.now(UTC) + timedelta(hours=1)
-    with pytest.raises(DatasetError, match="no reviewed parts"):
-        review.snapshot_from_reviews(db, settings, eng, "later", since=since)
-
-
-def test_snapshot_needs_two_classes(
-    db: Database, settings: Settings, make_user: Any, active: Active
-) -> None:
-    _flag_everything(db)
-    part = _ingest(db, settings, active, 1)[0]
-    rev, _ = make_user("rita", Role.REVIEWER)
-    review.record_review(
-        db, rev, part.id, true_class="ok", disposition="accept", note=None, expected_version=0
-    )
-    with pytest.raises(DatasetError, match="at least 2 classes"):
-        review.snapshot_from_reviews(db, settings, permissions.SYSTEM, "one class")
-    assert catalog.list_datasets(db) == []
