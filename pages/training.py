@@ -9,8 +9,7 @@ from core.datasets import from_reviews, service
 from core.errors import DefectLensError
 from core.jobs import queue
 from core.registry import catalog
-from core.training.loop import TrainConfig
-from core.vision.architectures import ARCHITECTURES
+from core.training.config import ARCHITECTURE_NAMES, DEFAULT_IMG_SIZES, TrainConfig
 from pages._ui import get_db, get_settings, require_page
 
 user = require_page(Action.TRAIN)
@@ -110,13 +109,13 @@ with launch_tab:
             format_func=lambda i: next(f"#{d.id} {d.name}" for d in datasets if d.id == i),
         )
         c1, c2, c3 = st.columns(3)
-        arch = c1.selectbox("Architecture", list(ARCHITECTURES), help="defectnet: fast default")
+        arch = c1.selectbox("Architecture", ARCHITECTURE_NAMES, help="defectnet: fast default")
         epochs = c2.number_input("Epochs", 1, 500, defaults.epochs, key="launch_epochs")
         img_size = c3.number_input(
             "Image size (px)",
             16,
             1024,
-            defaults.img_size or ARCHITECTURES[defaults.arch].default_img_size,
+            defaults.img_size or DEFAULT_IMG_SIZES[defaults.arch],
             key="launch_img_size",
         )
         c4, c5, c6 = st.columns(3)

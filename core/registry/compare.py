@@ -1,19 +1,26 @@
-"""Measure models on the same labelled images, so candidate and active compare fairly."""
+"""Measure models on the same labelled images, so candidate and active compare fairly.
+
+pages/models.py imports this module, so it must not load torch: the classifier and the
+artifact code (torch, ONNX Runtime) are imported where a model is actually loaded.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.config import Settings
 from core.datasets import service
-from core.errors import DatasetError
-from core.registry.catalog import ModelRecord
+from core.errors import DatasetError, InvalidImageError
 from core.training import metrics
-from core.vision.classifier import Classifier, Prediction
 from core.vision.images import DecodeLimits
 from db.engine import Database
+from db.queries.catalog import ModelRecord
+
+if TYPE_CHECKING:
+    from core.vision.classifier import Classifier
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,8 @@ class ModelScore:
 
 def load_classifier(settings: Settings, model: ModelRecord) -> Classifier:
     """A verified Classifier for a registered model (CPU unless a GPU is configured)."""
+    from core.vision.classifier import Classifier  # deferred: loads torch (see module docstring)
+
     device = settings.device if settings.device != "auto" else "cpu"
     return Classifier.from_artifact(
         Path(model.artifact_path),
@@ -62,12 +71,12 @@ def score_model(
     y_true, y_pred, probs = [], [], []
     rejected = 0
     for entry, res in zip(entries, results, strict=True):
-        if isinstance(res, Prediction):
-            y_true.append(model.class_names.index(entry.cls))
-            y_pred.append(res.class_index)
-            probs.append([res.probabilities[c] for c in model.class_names])
-        else:
+        if isinstance(res, InvalidImageError):
             rejected += 1
+            continue
+        y_true.append(model.class_names.index(entry.cls))
+        y_pred.append(res.class_index)
+        probs.append([res.probabilities[c] for c in model.class_names])
     if not y_true:
         raise DatasetError(f"no readable images in split {split!r} of dataset {dataset_id}")
     scores = metrics.evaluate(y_true, y_pred, model.class_names, probs).to_dict()
@@ -78,7 +87,7 @@ def score_model(
 
 def onnx_export_bytes(model: ModelRecord) -> bytes:
     """The model as ONNX (checked against PyTorch with ONNX Runtime), for download."""
-    from core.vision import artifacts
+    from core.vision import artifacts  # deferred: loads torch (see module docstring)
 
     loaded = artifacts.load_model(Path(model.artifact_path))
     data = artifacts.onnx_bytes(loaded)
