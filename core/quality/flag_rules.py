@@ -17,7 +17,10 @@ from sqlalchemy.exc import IntegrityError
 
 from core.auth.audit import record_audit
 from core.auth.permissions import Action, CurrentUser, require
+from core.config import Settings
+from core.datasets import service
 from core.errors import Conflict, DatasetError, ValidationError
+from core.registry.compare import load_classifier
 from db.engine import Database
 from db.queries import catalog as catalog_queries
 from db.queries import flag_rules as rule_queries
@@ -25,7 +28,6 @@ from db.queries.catalog import ModelRecord
 from db.queries.flag_rules import FlagRuleRecord
 
 if TYPE_CHECKING:
-    from core.config import Settings
     from core.vision.classifier import Classifier
 
 DEFAULT_PRODUCT = "*"
@@ -283,9 +285,7 @@ def threshold_curve(
     Uses the split the model was validated on ("val", or "test" for datasets imported with a
     published train/test split). Classifies once; pages should cache the result.
     """
-    from core.datasets import service
-    from core.registry.compare import load_classifier
-    from core.vision.classifier import Prediction
+    from core.vision.classifier import Prediction  # deferred: imports torch
 
     if model.dataset_id is None:
         raise DatasetError(f"model {model.id} has no dataset recorded; no validation data")
