@@ -111,11 +111,11 @@ def _accuracy(home: Path) -> dict[str, Any]:
     """Accuracy of the recorded predictions against the class folder in each file's path."""
     from core import setup
     from core.config import load_settings
-    from core.quality import ingest
+    from core.quality import inspections
 
     db = setup.open_database(load_settings({"DEFECTLENS_HOME": str(home)}))
     try:
-        recs = ingest.list_inspections(db, limit=100_000)
+        recs = inspections.list_inspections(db, limit=100_000)
     finally:
         db.dispose()
     right = sum(1 for r in recs if Path(r.source_name or "").parent.name == r.predicted_class)

@@ -8,8 +8,9 @@ import streamlit as st
 
 from core.auth.permissions import Action
 from core.errors import DefectLensError, NotFound
-from core.quality import ingest
+from core.quality import ingest, inspections, uploads
 from core.registry import catalog
+from db.queries.inspections import InspectionRecord
 from pages._ui import get_classifier, get_db, get_settings, require_page
 
 user = require_page(Action.INSPECT)
@@ -46,7 +47,7 @@ if submitted:
     else:
         batch, rejected = [], []
         for f in files:
-            items, bad = ingest.expand_upload(f.name, f.getvalue(), settings)
+            items, bad = uploads.expand_upload(f.name, f.getvalue(), settings)
             batch += items
             rejected += bad
         trace = ingest.Traceability(
@@ -85,11 +86,11 @@ if rejected_rows:
 if not ids:
     st.stop()
 
-records = [ingest.get_inspection(db, i) for i in ids]
+records = [inspections.get_inspection(db, i) for i in ids]
 
 
-def _thumb(rec: ingest.InspectionRecord) -> str:
-    png = ingest.thumbnail_png(settings, rec, size=72)
+def _thumb(rec: InspectionRecord) -> str:
+    png = inspections.thumbnail_png(settings, rec, size=72)
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
@@ -128,10 +129,10 @@ chosen = st.selectbox(
 )
 rec = next(r for r in records if r.id == chosen)
 left, mid, right = st.columns(3)
-left.image(ingest.image_bytes(settings, rec), caption="Image", width="stretch")
-heat = ingest.heatmap_png(settings, rec)
+left.image(inspections.image_bytes(settings, rec), caption="Image", width="stretch")
+heat = inspections.heatmap_png(settings, rec)
 if heat is None and mid.button("Compute heatmap"):
-    heat = get_classifier(active).explain(ingest.image_bytes(settings, rec)).overlay_png
+    heat = get_classifier(active).explain(inspections.image_bytes(settings, rec)).overlay_png
 if heat is not None:
     mid.image(heat, caption="Grad-CAM heatmap: where the model looked", width="stretch")
 right.bar_chart(pd.Series(rec.probabilities, name="probability"), horizontal=True)

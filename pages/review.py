@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.auth.permissions import Action
 from core.errors import Conflict, DefectLensError
-from core.quality import ingest, review
+from core.quality import inspections, review
 from pages._ui import get_db, get_settings, require_page
 
 user = require_page(Action.REVIEW)
@@ -50,8 +50,8 @@ st.text(
     f"Product: {item.product or '–'}   Lot: {item.lot or '–'}   Serial: {item.serial or '–'}"
 )
 img_col, heat_col, prob_col = st.columns([2, 2, 1.4])
-img_col.image(ingest.image_bytes(settings, item), caption="Image", width="stretch")
-heat = ingest.heatmap_png(settings, item)
+img_col.image(inspections.image_bytes(settings, item), caption="Image", width="stretch")
+heat = inspections.heatmap_png(settings, item)
 if heat is not None:
     heat_col.image(heat, caption="Heatmap (stored at inspection)", width="stretch")
 else:

@@ -22,18 +22,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
 from core.auth.permissions import Action, CurrentUser, require
 from core.config import Settings
 from core.errors import InvalidImageError, NotFound, ValidationError
-from core.quality import ingest
-from core.quality.ingest import IngestResult, Rejection, Traceability
+from core.quality import ingest, uploads
+from core.quality.ingest import IngestResult, Traceability
+from core.quality.uploads import Rejection
 from core.registry import catalog
-from core.registry.catalog import ModelRecord
 from core.vision import images
 from db.engine import Database
-from db.models import Image, Inspection
+from db.queries import inspections as inspection_queries
+from db.queries.catalog import ModelRecord
 
 if TYPE_CHECKING:
     from core.vision.classifier import Classifier
@@ -131,6 +130,7 @@ class FolderWatcher:
             active.id,
             active.artifact_sha256,
         ):
+            # Deferred: load_classifier imports torch and onnxruntime (only once files arrive).
             from core.registry.compare import load_classifier
 
             log.info("watcher: using model %s", active.id)
@@ -199,11 +199,11 @@ class FolderWatcher:
         by_name: dict[str, Path] = {}
         early: list[Rejection] = []
         for path in paths:
-            shown = ingest.display_name(path.name)
+            shown = uploads.display_name(path.name)
             try:
                 data = images.read_file_limited(path, self._limits, name=shown)
             except InvalidImageError as e:
-                early.append(Rejection(shown, str(e).removeprefix(f"{shown}: ")))
+                early.append(Rejection.from_error(shown, e))
                 by_name[shown] = path
                 continue
             files.append((path.name, data))
@@ -255,17 +255,9 @@ class FolderWatcher:
         moved_at = datetime.fromtimestamp(path.stat().st_ctime, tz=UTC) - _RECOVERY_SLACK
         sha = images.sha256_bytes(data)
         with self.db.read() as session:
-            hit = session.scalar(
-                select(Inspection.id)
-                .join(Image, Image.id == Inspection.image_id)
-                .where(
-                    Image.sha256 == sha,
-                    Inspection.source_name == ingest.display_name(path.name),
-                    Inspection.created_at >= moved_at,
-                )
-                .limit(1)
+            return inspection_queries.recorded_since(
+                session, sha, uploads.display_name(path.name), moved_at
             )
-        return hit is not None
 
     def _recover(self) -> None:
         if not self.inflight.is_dir():

@@ -13,9 +13,14 @@ from PIL import Image
 from core.auth import permissions
 from core.config import Settings
 from core.registry import catalog
-from core.registry.catalog import ModelRecord
+from core.vision.architectures import build_model
 from core.vision.artifacts import ModelMetadata, save_model
+from core.vision.classifier import Classifier
 from db.engine import Database
+from db.queries.catalog import ModelRecord
+
+# The active model and its loaded classifier, as ingest takes it.
+Active = tuple[ModelRecord, Classifier]
 
 
 def register_active_model(
@@ -26,16 +31,22 @@ def register_active_model(
     dataset_id: int | None = None,
     seed: int = 0,
     img_size: int = 32,
+    explainable: bool = False,
 ) -> ModelRecord:
     """An untrained (but real, verified) defectnet saved, registered and promoted.
 
     Untrained is enough where the test controls the flagging rule; tests that need a model
-    that sees the difference use the train_tiny fixture.
+    that sees the difference use the train_tiny fixture. Untrained, defectnet's Grad-CAM maps
+    are all zero (each residual branch ends in a batch norm whose weight starts at zero, which
+    blocks the gradient at the Grad-CAM layer); ``explainable=True`` sets those weights to one,
+    so every image gets a map of its own, as a trained model's would.
     """
-    from core.vision.architectures import build_model
-
     torch.manual_seed(seed)
     model = build_model("defectnet", len(class_names), 1).eval()
+    if explainable:
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                torch.nn.init.ones_(module.weight)
     meta = ModelMetadata(
         architecture="defectnet",
         class_names=list(class_names),

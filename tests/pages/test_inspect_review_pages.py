@@ -11,8 +11,9 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.auth import audit, permissions
-from core.quality import ingest, review
+from core.quality import ingest, inspections, review
 from core.registry import catalog
+from db.queries.inspections import InspectionRecord
 from tests.pages.conftest import APP
 
 pytestmark = pytest.mark.slow
@@ -57,7 +58,7 @@ def test_upload_two_good_one_bad(app_env, make_user, db, active_model) -> None: 
     )
     next(b for b in at.button if b.label == "Inspect").click().run()
     assert not at.exception
-    stored = ingest.list_inspections(db)
+    stored = inspections.list_inspections(db)
     assert len(stored) == 2
     assert {r.line for r in stored} == {"L1"} and {r.product for r in stored} == {"P-100"}
     rejected = at.dataframe[0].value
@@ -67,7 +68,7 @@ def test_upload_two_good_one_bad(app_env, make_user, db, active_model) -> None: 
     assert sorted(results["file"]) == ["a.png", "b.png"]
 
 
-def _flag_one(db, settings) -> ingest.InspectionRecord:  # type: ignore[no-untyped-def]
+def _flag_one(db, settings) -> InspectionRecord:  # type: ignore[no-untyped-def]
     result = ingest.ingest(
         db,
         settings,

@@ -17,7 +17,7 @@ import pytest
 
 from core import setup
 from core.config import load_settings
-from core.quality import ingest
+from core.quality import inspections
 from tests.core.inspection_support import png, register_active_model
 
 pytestmark = pytest.mark.slow
@@ -101,7 +101,7 @@ def test_ingest_files_folders_and_zips_prints_the_json_contract(home: Path, tmp_
     settings = load_settings({"DEFECTLENS_HOME": str(home)})
     db = setup.open_database(settings)
     try:
-        recs = ingest.list_inspections(db)
+        recs = inspections.list_inspections(db)
     finally:
         db.dispose()
     assert len(recs) == 4

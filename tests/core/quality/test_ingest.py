@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
-import time
-import zipfile
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +16,18 @@ from sqlalchemy import func, select
 from core.auth import permissions
 from core.config import Settings
 from core.errors import NotFound, PermissionDenied, ValidationError
-from core.quality import flag_rules, ingest
+from core.quality import flag_rules, image_store, ingest, inspections, uploads
 from core.quality.ingest import Traceability
-from core.registry.catalog import ModelRecord
-from core.vision.classifier import Classifier
 from db.engine import Database
 from db.models import Image, Inspection, Role
 from tests.core.inspection_support import (
+    Active,
     bomb_png,
     jpeg,
     png,
     register_active_model,
     stored_files,
 )
-
-Active = tuple[ModelRecord, Classifier]
-
-
-@pytest.fixture
-def active(db: Database, settings: Settings) -> Active:
-    """The active model and its loaded classifier (loaded once per test)."""
-    register_active_model(db, settings)
-    return ingest.load_active(db, settings)
 
 
 def _count(db: Database, model: type) -> int:
@@ -77,15 +64,15 @@ def test_ingest_records_traceability_and_stores_images_by_content(
         assert sha is not None and rec.image_path is not None
         assert rec.image_path.startswith(f"{sha[:2]}/{sha}.")
         assert (settings.images_dir / rec.image_path).read_bytes() == data
-        assert ingest.image_bytes(settings, rec) == data
+        assert inspections.image_bytes(settings, rec) == data
     assert result.processed[1].image_path.endswith(".jpg")  # type: ignore[union-attr]
 
-    listed = ingest.list_inspections(db)
+    listed = inspections.list_inspections(db)
     assert {r.id for r in listed} == {r.id for r in result.processed}
-    one = ingest.get_inspection(db, result.processed[0].id)
+    one = inspections.get_inspection(db, result.processed[0].id)
     assert one == result.processed[0]
     with pytest.raises(NotFound):
-        ingest.get_inspection(db, 10_000)
+        inspections.get_inspection(db, 10_000)
 
 
 def test_same_bytes_are_stored_once_and_inspected_twice(
@@ -198,7 +185,7 @@ def test_hostile_file_names_are_display_text_only(
     assert shown[0] == "../../../../tmp/escaped.png"
     assert shown[2] == "ünïcødé 部品 😀.png"
     assert shown[4] == "<script>alert('x')</script>.png"  # stored verbatim; pages show text
-    assert shown[3] is not None and len(shown[3]) <= ingest.MAX_SOURCE_NAME
+    assert shown[3] is not None and len(shown[3]) <= uploads.MAX_SOURCE_NAME
     assert shown[5] == "new?line?nul.png"
     for rec in result.processed:
         assert rec.image_path is not None and rec.image_sha256 is not None
@@ -260,7 +247,7 @@ def test_flagging_rule_of_the_product_is_applied_and_stored(
         db, settings, permissions.SYSTEM, files, Traceability(product="pump"), classifier=active
     )
     assert passed.flagged == 0
-    assert all(r.threshold_id == lenient.id and not r.is_defect for r in passed.processed)
+    assert all(r.flag_rule_id == lenient.id and not r.is_defect for r in passed.processed)
 
     # A product without its own rule gets "*": everything below 100 % confidence is unsure.
     unsure = ingest.ingest(
@@ -268,7 +255,7 @@ def test_flagging_rule_of_the_product_is_applied_and_stored(
     )
     assert unsure.flagged == len(files)
     for r in unsure.processed:
-        assert r.threshold_id == strict.id
+        assert r.flag_rule_id == strict.id
         assert r.flag_reason is not None and r.flag_reason.startswith("unsure: ")
 
     only_ok = flag_rules.set_rule(db, engineer, "pump", ["ok"], 0.01)
@@ -276,20 +263,22 @@ def test_flagging_rule_of_the_product_is_applied_and_stored(
         db, settings, permissions.SYSTEM, files, Traceability(product="pump"), classifier=active
     )
     for r in judged.processed:
-        assert r.threshold_id == only_ok.id
+        assert r.flag_rule_id == only_ok.id
         assert r.is_defect == (r.predicted_class == "scratch")
         assert r.flagged == r.is_defect
         assert r.flag_reason == ("defect: scratch" if r.is_defect else None)
     # Old inspections still name the rule version they were judged by.
-    assert {r.threshold_id for r in ingest.list_inspections(db, product="pump")} == {
+    assert {r.flag_rule_id for r in inspections.list_inspections(db, product="pump")} == {
         lenient.id,
         only_ok.id,
     }
 
 
 def test_heatmaps_are_stored_for_flagged_parts_only_and_match_explain(
-    db: Database, settings: Settings, make_user: Any, active: Active
+    db: Database, settings: Settings, make_user: Any
 ) -> None:
+    register_active_model(db, settings, img_size=64, seed=2, explainable=True)  # maps not blank
+    active = ingest.load_active(db, settings)
     engineer, _ = make_user("erin", Role.ENGINEER)
     flag_rules.set_rule(db, engineer, "flag-all", ["ok", "scratch"], 1.0)
     flag_rules.set_rule(db, engineer, "flag-none", ["ok", "scratch"], 0.01)
@@ -306,11 +295,13 @@ def test_heatmaps_are_stored_for_flagged_parts_only_and_match_explain(
         classifier=active,
     )
     assert flagged.heatmaps == 3 and clean.heatmaps == 0
-    assert ingest.heatmap_png(settings, clean.processed[0]) is None
+    assert inspections.heatmap_png(settings, clean.processed[0]) is None
     _model, clf = active
     for rec, (_n, data) in zip(flagged.processed, files, strict=True):
         assert rec.heatmap_path is not None and rec.heatmap_path.startswith("heatmaps/")
-        overlay = ingest.heatmap_png(settings, rec)
+        stored = image_store.read_stored(settings, rec.heatmap_path, "heatmap")
+        assert np.asarray(PILImage.open(io.BytesIO(stored))).max() == 255  # a real map
+        overlay = inspections.heatmap_png(settings, rec)
         assert overlay is not None
         got = np.asarray(PILImage.open(io.BytesIO(overlay)))
         assert got.shape == (60, 80, 3)
@@ -319,142 +310,11 @@ def test_heatmaps_are_stored_for_flagged_parts_only_and_match_explain(
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 3
 
 
-def test_no_heatmaps_then_backfill(
-    db: Database, settings: Settings, make_user: Any, active: Active
-) -> None:
-    engineer, _ = make_user("erin", Role.ENGINEER)
-    flag_rules.set_rule(db, engineer, "*", ["ok", "scratch"], 1.0)
-    result = ingest.ingest(
-        db,
-        settings,
-        permissions.SYSTEM,
-        [(f"b{i}.png", png(500 + i)) for i in range(3)],
-        Traceability(),
-        classifier=active,
-        with_heatmaps=False,
-    )
-    assert result.flagged == 3 and all(r.heatmap_path is None for r in result.processed)
-    assert ingest.backfill_heatmaps(db, settings, classifier=active) == 3
-    assert ingest.backfill_heatmaps(db, settings, classifier=active) == 0
-    for rec in ingest.list_inspections(db):
-        png_bytes = ingest.heatmap_png(settings, rec)
-        assert png_bytes is not None and png_bytes.startswith(b"\x89PNG")
-
-
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-def test_expand_upload_takes_images_from_a_zip_and_refuses_unsafe_archives(
-    settings: Settings,
-) -> None:
-    data = _zip(
-        {
-            "batch/a.png": png(1),
-            "batch/sub/b.png": png(2),
-            "batch/readme.txt": b"not an image",
-            "__MACOSX/batch/._a.png": b"junk",
-            "batch/.DS_Store": b"junk",
-        }
-    )
-    files, rejected = ingest.expand_upload("upload.zip", data, settings)
-    assert [n for n, _ in files] == [
-        "upload.zip/batch/a.png",
-        "upload.zip/batch/sub/b.png",
-        "upload.zip/batch/readme.txt",  # rejected later by ingest, with its reason
-    ]
-    assert files[0][1] == png(1) and rejected == []
-
-    evil = _zip({"ok.png": png(1), "../../escape.png": png(2)})
-    files, rejected = ingest.expand_upload("evil.zip", evil, settings)
-    assert files == [] and len(rejected) == 1
-    assert rejected[0].file == "evil.zip" and "outside the archive" in rejected[0].reason
-
-    files, rejected = ingest.expand_upload("damaged.zip", b"PK\x03\x04garbage", settings)
-    assert files == [] and "damaged" in rejected[0].reason
-
-    assert ingest.expand_upload("a.png", png(3), settings) == ([("a.png", png(3))], [])
-
-
-def test_zip_upload_end_to_end(db: Database, settings: Settings, active: Active) -> None:
-    files, rejected = ingest.expand_upload(
-        "u.zip", _zip({"a.png": png(1), "b.png": png(2), "c.txt": b"text"}), settings
-    )
-    result = ingest.ingest(
-        db, settings, permissions.SYSTEM, files, Traceability(), classifier=active
-    )
-    assert len(result.processed) == 2
-    assert [r.file for r in rejected + result.rejected] == ["u.zip/c.txt"]
-
-
-def test_thumbnail_fits_the_box(db: Database, settings: Settings, active: Active) -> None:
-    rec = ingest.ingest(
-        db,
-        settings,
-        permissions.SYSTEM,
-        [("big.png", png(1, size=(300, 200)))],
-        Traceability(),
-        classifier=active,
-    ).processed[0]
-    thumb = PILImage.open(io.BytesIO(ingest.thumbnail_png(settings, rec, size=64)))
-    assert max(thumb.size) == 64 and thumb.size == (43, 64)
-
-
-def test_list_inspections_filters(db: Database, settings: Settings, active: Active) -> None:
-    t0 = datetime(2026, 11, 1, tzinfo=UTC)
-    for i, (line, product) in enumerate([("L1", "pump"), ("L2", "pump"), ("L1", "valve")]):
-        ingest.ingest(
-            db,
-            settings,
-            permissions.SYSTEM,
-            [(f"{i}.png", png(600 + i))],
-            Traceability(line=line, product=product, captured_at=t0 + timedelta(hours=i)),
-            classifier=active,
-        )
-    assert [r.source_name for r in ingest.list_inspections(db)] == ["2.png", "1.png", "0.png"]
-    assert [r.source_name for r in ingest.list_inspections(db, line="L1")] == [
-        "2.png",
-        "0.png",
-    ]
-    assert [r.source_name for r in ingest.list_inspections(db, product="pump")] == [
-        "1.png",
-        "0.png",
-    ]
-    window = ingest.list_inspections(
-        db, since=t0 + timedelta(minutes=30), until=t0 + timedelta(hours=2)
-    )
-    assert [r.source_name for r in window] == ["1.png"]
-    assert len(ingest.list_inspections(db, limit=1)) == 1
-
-
-def test_sweep_removes_only_old_unreferenced_files(
-    db: Database, settings: Settings, active: Active
-) -> None:
-    rec = ingest.ingest(
-        db, settings, permissions.SYSTEM, [("a.png", png(1))], Traceability(), classifier=active
-    ).processed[0]
-    orphan = settings.images_dir / "ab" / ("ab" + "0" * 62 + ".png")
-    orphan.parent.mkdir(parents=True, exist_ok=True)
-    orphan.write_bytes(b"left by a crash")
-    fresh = settings.images_dir / "cd" / ("cd" + "0" * 62 + ".png")
-    fresh.parent.mkdir(parents=True, exist_ok=True)
-    fresh.write_bytes(b"being ingested right now")
-    old = time.time() - 2 * ingest.ORPHAN_GRACE_S
-    os.utime(orphan, (old, old))
-    referenced = settings.images_dir / str(rec.image_path)
-    os.utime(referenced, (old, old))
-
-    assert ingest.sweep_orphans(db, settings) == 1
-    assert not orphan.exists() and fresh.exists() and referenced.exists()
-
-
 def test_large_mostly_flagged_batch_explains_every_flagged_part(
-    db: Database, settings: Settings, make_user: Any, active: Active
+    db: Database, settings: Settings, make_user: Any
 ) -> None:
+    register_active_model(db, settings, img_size=64, seed=2, explainable=True)  # maps not blank
+    active = ingest.load_active(db, settings)
     # Past the first chunk, a mostly-flagged batch switches to the one-pass classify+explain.
     engineer, _ = make_user("erin", Role.ENGINEER)
     flag_rules.set_rule(db, engineer, "*", ["ok", "scratch"], 1.0)
@@ -471,6 +331,6 @@ def test_large_mostly_flagged_batch_explains_every_flagged_part(
         assert rec.predicted_class == pred.class_name  # both paths classify alike
         assert rec.confidence == pytest.approx(pred.confidence, abs=1e-4)
     last, data = result.processed[-1], files[-1][1]
-    got = np.asarray(PILImage.open(io.BytesIO(ingest.heatmap_png(settings, last) or b"")))
+    got = np.asarray(PILImage.open(io.BytesIO(inspections.heatmap_png(settings, last) or b"")))
     want = np.asarray(PILImage.open(io.BytesIO(clf.explain(data).overlay_png)))
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 3

@@ -12,22 +12,12 @@ from sqlalchemy import func, select
 
 from core.auth import permissions
 from core.config import Settings
-from core.quality import ingest
+from core.quality import ingest, inspections
 from core.quality.ingest import Traceability
 from core.quality.watch import INFLIGHT, FolderWatcher
-from core.registry.catalog import ModelRecord
-from core.vision.classifier import Classifier
 from db.engine import Database
 from db.models import Inspection
-from tests.core.inspection_support import png, register_active_model
-
-Active = tuple[ModelRecord, Classifier]
-
-
-@pytest.fixture
-def active(db: Database, settings: Settings) -> Active:
-    register_active_model(db, settings)
-    return ingest.load_active(db, settings)
+from tests.core.inspection_support import Active, png, register_active_model
 
 
 @pytest.fixture
@@ -191,6 +181,6 @@ def test_watcher_picks_up_a_newly_promoted_model(
     (folder / "b.png").write_bytes(png(2))
     w.poll()
     w.poll()
-    models = [r.model_id for r in ingest.list_inspections(db)]
+    models = [r.model_id for r in inspections.list_inspections(db)]
     assert models == [second.id, first.id]
     assert not os.listdir(folder / INFLIGHT)
