@@ -7,7 +7,7 @@ import streamlit as st
 from core.auth.permissions import Action
 from core.datasets import from_reviews, service
 from core.errors import DefectLensError
-from core.jobs import queue
+from core.jobs import backend, queue
 from core.registry import catalog
 from core.training.config import ARCHITECTURE_NAMES, DEFAULT_IMG_SIZES, TrainConfig
 from pages._ui import get_db, get_settings, require_page
@@ -100,7 +100,7 @@ with data_tab:
 
 with launch_tab:
     datasets = catalog.list_datasets(db)
-    gpu = queue.detected_gpu()
+    gpu = backend.detected_gpu()
     st.caption(f"GPU: {gpu}" if gpu else "No GPU detected: jobs train on the CPU.")
     with st.form("launch"):
         ds_id = st.selectbox(

@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,14 @@ from core import setup
 from core.config import Settings, load_settings
 from core.datasets import service
 from core.errors import DefectLensError
-from core.jobs import queue
-from core.jobs.queue import heartbeat_interval
+from core.jobs import lifecycle, queue
+from core.jobs.lifecycle import DB_HICCUPS, heartbeat_interval
 from core.training import register
-from core.training.loop import EpochReport, TrainConfig
+from core.training.config import EpochReport, TrainConfig
+from core.training.register import TrainOutcome
 from db.engine import Database
 from db.models import JobStatus
+from db.queries.jobs import JobRecord
 
 log = logging.getLogger("defectlens.job")
 
@@ -97,7 +100,7 @@ def run_job(
     _configure_log(queue.log_path(settings, job_id))
     db = setup.open_database(settings)
     try:
-        if claim and not queue.claim_job(db, job_id, worker_id):
+        if claim and not lifecycle.claim_job(db, job_id, worker_id):
             log.warning("job %s is no longer queued; nothing to do", job_id)
             return 0
         job = queue.get_job(db, job_id)
@@ -110,22 +113,8 @@ def run_job(
         db.dispose()
 
 
-def _run(
-    db: Database,
-    settings: Settings,
-    job: queue.JobRecord,
-    worker_id: str,
-    parent_pid: int | None,
-) -> int:
-    job_id = job.id
-    interrupted = threading.Event()  # SIGTERM from the worker: stop at the next batch
-    finished = threading.Event()
-
-    def _on_term(_signum: int, _frame: object) -> None:
-        interrupted.set()
-
-    signal.signal(signal.SIGTERM, _on_term)
-
+def _job_config(job: JobRecord, settings: Settings) -> TrainConfig:
+    """The job's stored TrainConfig, with this machine's threads and forced device filled in."""
     cfg_dict = dict(job.config)
     if cfg_dict.get("weights_path"):
         cfg_dict["weights_path"] = Path(cfg_dict["weights_path"])
@@ -135,93 +124,158 @@ def _run(
         config.num_threads = settings.num_threads
     if config.device == "auto" and settings.device != "auto":
         config.device = settings.device  # DEFECTLENS_DEVICE on the worker's machine forces it
+    return config
 
-    progress = _Progress(config.epochs, 1)
 
-    def _beat() -> None:
-        interval = heartbeat_interval(settings)
-        while not finished.wait(interval):
-            if parent_pid is not None and os.getppid() != parent_pid:
+class _Watch:
+    """Heartbeats from a thread while the job trains and answers fit's should_stop.
+
+    SIGTERM from the worker, or a heartbeat that finds the job no longer ours, makes the run
+    stop at its next batch; a cancel flag is read from the row at most every STOP_CHECK_S.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        job_id: int,
+        worker_id: str,
+        parent_pid: int | None,
+        progress: _Progress,
+    ) -> None:
+        self.db, self.settings, self.progress = db, settings, progress
+        self.job_id, self.worker_id, self.parent_pid = job_id, worker_id, parent_pid
+        self.interrupted = threading.Event()
+        self.finished = threading.Event()
+        self._last_check = 0.0
+        self._cached = False
+
+    def start(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_term)
+        threading.Thread(target=self._beat, name="heartbeat", daemon=True).start()
+
+    def _on_term(self, _signum: int, _frame: object) -> None:
+        self.interrupted.set()
+
+    def _beat(self) -> None:
+        # An error other than a database hiccup ends this thread with its traceback in the job
+        # log (stderr); the worker keeps heartbeating for the job and should_stop still works.
+        interval = heartbeat_interval(self.settings)
+        while not self.finished.wait(interval):
+            if self.parent_pid is not None and os.getppid() != self.parent_pid:
                 # The worker died; stop rather than train unsupervised. The job row keeps its
                 # old heartbeat, so the next worker's sweep marks it failed.
-                log.error("job %s: worker process %s is gone; stopping", job_id, parent_pid)
+                log.error("job %s: worker %s is gone; stopping", self.job_id, self.parent_pid)
                 logging.shutdown()
                 os._exit(EXIT_ORPHANED)
             try:
-                beat = queue.heartbeat(db, job_id, worker_id, progress.fraction())
-            except Exception:  # noqa: BLE001 - a missed beat is retried; the sweep has the last word
+                beat = lifecycle.heartbeat(
+                    self.db, self.job_id, self.worker_id, self.progress.fraction()
+                )
+            except DB_HICCUPS:  # a missed beat is retried; the sweep has the last word
                 log.warning("heartbeat failed", exc_info=True)
                 continue
             if not beat.owned:
-                interrupted.set()
+                self.interrupted.set()
 
-    threading.Thread(target=_beat, name="heartbeat", daemon=True).start()
-
-    last_check = 0.0
-    cached = False
-
-    def should_stop() -> bool:
-        nonlocal last_check, cached
-        progress.step()
-        if interrupted.is_set():
+    def should_stop(self) -> bool:
+        self.progress.step()
+        if self.interrupted.is_set():
             return True
         now = time.monotonic()
-        if now - last_check >= STOP_CHECK_S:
-            last_check = now
+        if now - self._last_check >= STOP_CHECK_S:
+            self._last_check = now
             try:
-                cached = queue.should_stop(db, job_id, worker_id)
-            except Exception:  # noqa: BLE001 - keep training through a brief database hiccup
+                self._cached = lifecycle.should_stop(self.db, self.job_id, self.worker_id)
+            except DB_HICCUPS:  # keep training through a brief database hiccup
                 log.warning("could not read the cancel flag", exc_info=True)
-        return cached
+        return self._cached
+
+
+def _run(
+    db: Database,
+    settings: Settings,
+    job: JobRecord,
+    worker_id: str,
+    parent_pid: int | None,
+) -> int:
+    config = _job_config(job, settings)
+    progress = _Progress(config.epochs, 1)
+    watch = _Watch(db, settings, job.id, worker_id, parent_pid, progress)
+    watch.start()
 
     def on_progress(report: EpochReport) -> None:
         progress.epoch_done(report.epoch)
-        queue.record_epoch(db, job_id, worker_id, report, config.epochs)
+        lifecycle.record_epoch(db, job.id, worker_id, report, config.epochs)
 
     try:
-        actor = queue.job_actor(db, job_id)
-        assert job.dataset_id is not None, "job has no dataset"
-        _record, snapshot = service.load_dataset(db, job.dataset_id)
-        progress.steps = _steps_per_epoch(snapshot, config.batch_size)
-        queue.set_message(db, job_id, worker_id, f"loading {len(snapshot.entries)} images")
-        log.info("config: %s", config.to_dict())
-        outcome = register.train_and_register(
-            db,
-            settings,
-            actor,
-            job.dataset_id,
-            config,
-            on_progress=on_progress,
-            should_stop=should_stop,
-            training_job_id=job_id,
-            checkpoint_dir=queue.job_dir(settings, job_id),
-        )
+        outcome = _train(db, settings, job, worker_id, config, progress, watch, on_progress)
     except BaseException as e:  # noqa: BLE001 - the job boundary: every failure ends the job
-        log.exception("job %s failed", job_id)
+        log.exception("job %s failed", job.id)
         reason = failure_reason(e)
-        queue.finish(db, job_id, worker_id, JobStatus.FAILED, error=reason, message="failed")
+        lifecycle.finish(db, job.id, worker_id, JobStatus.FAILED, error=reason, message="failed")
         return 1
     finally:
-        finished.set()
+        watch.finished.set()
+    return _conclude(db, job.id, worker_id, config, outcome, watch.interrupted.is_set())
 
-    epochs_done = len(outcome.result.history)
+
+def _train(
+    db: Database,
+    settings: Settings,
+    job: JobRecord,
+    worker_id: str,
+    config: TrainConfig,
+    progress: _Progress,
+    watch: _Watch,
+    on_progress: Callable[[EpochReport], None],
+) -> TrainOutcome:
+    actor = lifecycle.job_actor(db, job.id)
+    assert job.dataset_id is not None, "job has no dataset"
+    _record, snapshot = service.load_dataset(db, job.dataset_id)
+    progress.steps = _steps_per_epoch(snapshot, config.batch_size)
+    lifecycle.set_message(db, job.id, worker_id, f"loading {len(snapshot.entries)} images")
+    log.info("config: %s", config.to_dict())
+    return register.train_and_register(
+        db,
+        settings,
+        actor,
+        job.dataset_id,
+        config,
+        on_progress=on_progress,
+        should_stop=watch.should_stop,
+        training_job_id=job.id,
+        checkpoint_dir=queue.job_dir(settings, job.id),
+    )
+
+
+def _conclude(
+    db: Database,
+    job_id: int,
+    worker_id: str,
+    config: TrainConfig,
+    outcome: TrainOutcome,
+    interrupted: bool,
+) -> int:
+    """End the job after fit returned: succeeded with its model, or cancelled, or interrupted."""
     if outcome.model is not None:
         m = outcome.result.metrics
         acc = f", val accuracy {m.accuracy:.1%}" if m is not None else ""
         text = f"model {outcome.model.id} registered as candidate{acc}"
-        if not queue.finish(db, job_id, worker_id, JobStatus.SUCCEEDED, message=text):
+        if not lifecycle.finish(db, job_id, worker_id, JobStatus.SUCCEEDED, message=text):
             log.error("job %s was ended by someone else; model %s left as candidate",
                       job_id, outcome.model.id)  # fmt: skip
         log.info("job %s succeeded: %s", job_id, text)
         return 0
     current = queue.get_job(db, job_id)
     if current.cancel_requested:
+        epochs_done = len(outcome.result.history)
         text = f"cancelled after {epochs_done} of {config.epochs} epochs"
-        queue.finish(db, job_id, worker_id, JobStatus.CANCELLED, message=text)
+        lifecycle.finish(db, job_id, worker_id, JobStatus.CANCELLED, message=text)
         log.info("job %s %s", job_id, text)
-    elif interrupted.is_set() and current.status == JobStatus.RUNNING:
+    elif interrupted and current.status == JobStatus.RUNNING:
         reason = "interrupted: the worker was shut down while the job ran; submit it again"
-        queue.finish(db, job_id, worker_id, JobStatus.FAILED, error=reason, message="failed")
+        lifecycle.finish(db, job_id, worker_id, JobStatus.FAILED, error=reason, message="failed")
         log.info("job %s %s", job_id, reason)
     else:
         log.warning("job %s stopped: it is %s under %s", job_id, current.status, current.worker_id)

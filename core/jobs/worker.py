@@ -19,15 +19,18 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from subprocess import Popen
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from core import setup
 from core.config import Settings
-from core.jobs import queue
-from core.jobs.queue import JobRecord
+from core.jobs import lifecycle, queue
+from core.jobs.backend import backend_for
+from core.quality import ingest
 from db.engine import Database
 from db.models import JobStatus
+from db.queries.jobs import JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,98 @@ def _child_command(job_id: int, worker_id: str) -> list[str]:
     ]
 
 
+def _start_child(settings: Settings, job_id: int, worker_id: str, log_file: Path) -> Popen[bytes]:
+    """Start `python -m core.jobs.run` for a claimed job, its output appended to the job log."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, DEFECTLENS_HOME=str(settings.home), DEFECTLENS_DB_URL=settings.db_url)
+    # The child's stdout/stderr (a segfault or an uncaught error) land in the job's log too.
+    # Its own session keeps a terminal's Ctrl-C away from it: the worker decides how it stops.
+    with log_file.open("ab") as out:
+        proc = subprocess.Popen(
+            _child_command(job_id, worker_id),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=REPO_ROOT,
+            start_new_session=True,
+        )
+    log.info("job %s: training in pid %d", job_id, proc.pid)
+    return proc
+
+
+class _ChildWatch:
+    """Heartbeats for a running child and decides when to stop it.
+
+    A cancel gets CANCEL_GRACE_S to stop at a batch boundary by itself, then SIGTERM; a job
+    that is no longer ours (swept, ended elsewhere) or a worker shutdown gets SIGTERM at once;
+    a child that ignores SIGTERM for KILL_GRACE_S gets SIGKILL.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        job_id: int,
+        worker_id: str,
+        proc: Popen[bytes],
+        stopping: Callable[[], bool],
+    ) -> None:
+        self.db, self.job_id, self.worker_id = db, job_id, worker_id
+        self.proc, self.stopping = proc, stopping
+        self.interval = lifecycle.heartbeat_interval(settings)
+        self.next_beat = self.next_check = 0.0
+        self.cancel_seen: float | None = None
+        self.term_sent: float | None = None
+        self.why_stopped: str | None = None  # "cancel", "lost", "shutdown"
+
+    def until_exit(self) -> int:
+        """Watch the child until it exits; its return code."""
+        while self.proc.poll() is None:
+            now = time.monotonic()
+            if now >= self.next_beat:
+                self.next_beat = now + self.interval
+                self._beat(now)
+            if self.cancel_seen is None and now >= self.next_check:
+                # Between heartbeats too, so a hard stop is never a whole interval late.
+                self.next_check = now + 0.5
+                self._check_cancel(now)
+            if self.cancel_seen is not None and now - self.cancel_seen > CANCEL_GRACE_S:
+                self._terminate("cancel")
+            if self.stopping():
+                self._terminate("shutdown")
+            if self.term_sent is not None and now - self.term_sent > KILL_GRACE_S:
+                log.warning("job %s: training process ignored SIGTERM; killing it", self.job_id)
+                self.proc.kill()
+            time.sleep(TICK_S)
+        return self.proc.returncode
+
+    def _beat(self, now: float) -> None:
+        try:
+            beat = lifecycle.heartbeat(self.db, self.job_id, self.worker_id)
+        except SQLAlchemyError:
+            log.warning("job %s: heartbeat failed", self.job_id, exc_info=True)
+            return
+        if not beat.owned:
+            self._terminate("lost")  # swept or ended elsewhere: never train unsupervised
+        elif beat.cancel_requested and self.cancel_seen is None:
+            self.cancel_seen = now
+
+    def _check_cancel(self, now: float) -> None:
+        try:
+            if queue.get_job(self.db, self.job_id).cancel_requested:
+                self.cancel_seen = now
+        except SQLAlchemyError:
+            pass  # the next heartbeat logs a database that stays away
+
+    def _terminate(self, reason: str) -> None:
+        if self.term_sent is None:
+            self.why_stopped = reason
+            self.term_sent = time.monotonic()
+            log.info("job %s: stopping the training process (%s)", self.job_id, reason)
+            self.proc.terminate()
+
+
 def supervise(
     db: Database,
     settings: Settings,
@@ -74,79 +169,24 @@ def supervise(
 ) -> JobStatus:
     """Run a claimed job in a child process until it ends; its final status."""
     log_file = queue.log_path(settings, job.id)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, DEFECTLENS_HOME=str(settings.home), DEFECTLENS_DB_URL=settings.db_url)
-    # The child's stdout/stderr (a segfault or an uncaught error) land in the job's log too.
-    # Its own session keeps a terminal's Ctrl-C away from it: the worker decides how it stops.
-    with log_file.open("ab") as out:
-        proc = subprocess.Popen(
-            _child_command(job.id, worker_id),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=REPO_ROOT,
-            start_new_session=True,
-        )
-    log.info("job %s: training in pid %d", job.id, proc.pid)
-    interval = queue.heartbeat_interval(settings)
-    next_beat = next_check = 0.0
-    cancel_seen: float | None = None
-    term_sent: float | None = None
-    why_stopped: str | None = None  # "cancel", "lost", "shutdown"
-
-    def terminate(reason: str) -> None:
-        nonlocal term_sent, why_stopped
-        if term_sent is None:
-            why_stopped = reason
-            term_sent = time.monotonic()
-            log.info("job %s: stopping the training process (%s)", job.id, reason)
-            proc.terminate()
-
-    while proc.poll() is None:
-        now = time.monotonic()
-        if now >= next_beat:
-            next_beat = now + interval
-            try:
-                beat = queue.heartbeat(db, job.id, worker_id)
-            except SQLAlchemyError:
-                log.warning("job %s: heartbeat failed", job.id, exc_info=True)
-            else:
-                if not beat.owned:
-                    terminate("lost")  # swept or ended elsewhere: never train unsupervised
-                elif beat.cancel_requested and cancel_seen is None:
-                    cancel_seen = now
-        if cancel_seen is None and now >= next_check:
-            # Between heartbeats too, so a hard stop is never a whole interval late.
-            next_check = now + 0.5
-            try:
-                if queue.get_job(db, job.id).cancel_requested:
-                    cancel_seen = now
-            except SQLAlchemyError:
-                pass
-        if cancel_seen is not None and now - cancel_seen > CANCEL_GRACE_S:
-            terminate("cancel")
-        if stopping():
-            terminate("shutdown")
-        if term_sent is not None and now - term_sent > KILL_GRACE_S:
-            log.warning("job %s: training process ignored SIGTERM; killing it", job.id)
-            proc.kill()
-        time.sleep(TICK_S)
-
-    rc = proc.returncode
+    proc = _start_child(settings, job.id, worker_id, log_file)
+    watch = _ChildWatch(db, settings, job.id, worker_id, proc, stopping)
+    rc = watch.until_exit()
     current = queue.get_job(db, job.id)
     if current.status == JobStatus.RUNNING and current.worker_id == worker_id:
         # The child died without ending the job itself.
         if current.cancel_requested:
-            queue.finish(
+            lifecycle.finish(
                 db, job.id, worker_id, JobStatus.CANCELLED, message="cancelled (process stopped)"
             )
         else:
-            if why_stopped == "shutdown":
+            if watch.why_stopped == "shutdown":
                 reason = "interrupted: the worker was shut down while the job ran; submit it again"
             else:
                 reason = _exit_reason(rc)
-            queue.finish(db, job.id, worker_id, JobStatus.FAILED, error=reason, message="failed")
+            lifecycle.finish(
+                db, job.id, worker_id, JobStatus.FAILED, error=reason, message="failed"
+            )
             _append_log(log_file, f"worker: {reason}")
         current = queue.get_job(db, job.id)
     log.info("job %s ended %s (exit code %s)", job.id, current.status, rc)
@@ -166,8 +206,6 @@ ORPHAN_SWEEP_INTERVAL_S = 3600.0
 
 def _sweep_orphan_files(db: Database, settings: Settings) -> None:
     """Remove stored image files no row points at (DESIGN.md, Storage); never fatal."""
-    from core.quality import ingest
-
     try:
         removed = ingest.sweep_orphans(db, settings)
     except (OSError, SQLAlchemyError):
@@ -197,6 +235,7 @@ def run_worker(
         signal.signal(signal.SIGINT, _stop)
     poll = settings.worker_poll_s if poll_s is None else poll_s
     worker_id = make_worker_id()
+    chosen = backend_for(settings)
     setup.migrate(settings)
     db = setup.open_database(settings)
     ran = 0
@@ -208,12 +247,9 @@ def run_worker(
                 next_orphan_sweep = time.monotonic() + ORPHAN_SWEEP_INTERVAL_S
                 _sweep_orphan_files(db, settings)
             try:
-                queue.sweep_stale(db, settings.job_heartbeat_timeout_s)
-                if settings.ray_address:
-                    from core.jobs import ray_backend
-
-                    ray_backend.sync(db)
-                job = queue.claim_next(db, worker_id)
+                lifecycle.sweep_stale(db, settings.job_heartbeat_timeout_s)
+                chosen.sync(db)  # a remote backend's runs that ended without ending their row
+                job = lifecycle.claim_next(db, worker_id)
             except SQLAlchemyError:
                 log.warning("worker: database unavailable; retrying", exc_info=True)
                 stop.wait(max(poll, 1.0))

@@ -13,8 +13,8 @@ from typing import TypeVar
 from core.auth import permissions
 from core.config import Settings
 from core.datasets import service
-from core.registry.catalog import DatasetRecord
 from db.engine import Database
+from db.queries.catalog import DatasetRecord
 from tests.conftest import write_tiny_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -17,11 +17,12 @@ from core import setup
 from core.auth import permissions
 from core.config import Settings, load_settings
 from core.errors import Conflict, DatasetError, NotFound, PermissionDenied, ValidationError
-from core.jobs import queue
+from core.jobs import backend, lifecycle, queue
 from core.registry import catalog
-from core.training.loop import EpochReport, TrainConfig
+from core.training.config import EpochReport, TrainConfig
 from db.engine import Database
 from db.models import AuditEntry, JobStatus, Role, TrainingJob, utcnow
+from db.queries.catalog import DatasetRecord
 from tests.core.jobs_support import REPO_ROOT, import_tiny, worker_env
 from tests.db.conftest import fresh_pg_url  # noqa: F401 - a fixture: a throwaway PG database
 
@@ -29,7 +30,7 @@ SMALL = TrainConfig(epochs=1, img_size=32, device="cpu")
 
 
 @pytest.fixture
-def dataset(db: Database, settings: Settings, tmp_path: Path) -> catalog.DatasetRecord:
+def dataset(db: Database, settings: Settings, tmp_path: Path) -> DatasetRecord:
     return import_tiny(db, settings, tmp_path / "src")
 
 
@@ -102,7 +103,7 @@ def test_submit_refuses_bad_settings(db, settings, dataset, change, message) -> 
         queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, config)
 
 
-@pytest.mark.skipif(queue.detected_gpu() is not None, reason="this machine has a GPU")
+@pytest.mark.skipif(backend.detected_gpu() is not None, reason="this machine has a GPU")
 def test_submit_refuses_cuda_without_a_gpu(db, settings, dataset) -> None:
     config = TrainConfig(epochs=1, img_size=32, device="cuda")
     with pytest.raises(ValidationError, match="no CUDA GPU"):
@@ -113,7 +114,7 @@ def test_cancel_queued_is_immediate_and_finished_is_a_conflict(db, settings, dat
     job = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, SMALL)
     cancelled = queue.cancel_job(db, permissions.SYSTEM, job.id)
     assert cancelled.status == JobStatus.CANCELLED and cancelled.finished_at is not None
-    assert queue.claim_next(db, "w1") is None  # a cancelled job is never claimed
+    assert lifecycle.claim_next(db, "w1") is None  # a cancelled job is never claimed
     with pytest.raises(Conflict, match="already cancelled"):
         queue.cancel_job(db, permissions.SYSTEM, job.id)
     with pytest.raises(NotFound):
@@ -122,22 +123,22 @@ def test_cancel_queued_is_immediate_and_finished_is_a_conflict(db, settings, dat
 
 def test_cancel_running_sets_the_flag_the_run_reads(db, settings, dataset) -> None:
     job = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, SMALL)
-    claimed = queue.claim_next(db, "w1")
+    claimed = lifecycle.claim_next(db, "w1")
     assert claimed is not None and claimed.id == job.id and claimed.status == JobStatus.RUNNING
-    assert not queue.should_stop(db, job.id, "w1")
+    assert not lifecycle.should_stop(db, job.id, "w1")
     after = queue.cancel_job(db, permissions.SYSTEM, job.id)
     assert after.status == JobStatus.RUNNING and after.cancel_requested
-    assert queue.should_stop(db, job.id, "w1")
-    assert queue.heartbeat(db, job.id, "w1").cancel_requested
+    assert lifecycle.should_stop(db, job.id, "w1")
+    assert lifecycle.heartbeat(db, job.id, "w1").cancel_requested
 
 
 def test_progress_metrics_eta_and_finish(db, settings, dataset) -> None:
     job = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, SMALL)
-    assert queue.claim_next(db, "w1") is not None
+    assert lifecycle.claim_next(db, "w1") is not None
     with db.write() as s:  # pretend it started 10 s ago
         s.execute(update(TrainingJob).values(started_at=utcnow() - timedelta(seconds=10)))
     report = EpochReport(1, 0.5, 0.4, 0.75, 0.7, 1e-3, 123.0, 1.0)
-    queue.record_epoch(db, job.id, "w1", report, epochs=4)
+    lifecycle.record_epoch(db, job.id, "w1", report, epochs=4)
     running = queue.get_job(db, job.id)
     assert running.progress == pytest.approx(0.25)
     assert running.eta_seconds is not None and 25 <= running.eta_seconds <= 40
@@ -145,9 +146,9 @@ def test_progress_metrics_eta_and_finish(db, settings, dataset) -> None:
     [m] = queue.job_metrics(db, job.id)
     assert (m.epoch, m.val_accuracy, m.macro_f1, m.images_per_second) == (1, 0.75, 0.7, 123.0)
     # Another worker cannot end it; its owner can, once.
-    assert not queue.finish(db, job.id, "w2", JobStatus.SUCCEEDED)
-    assert queue.finish(db, job.id, "w1", JobStatus.SUCCEEDED)
-    assert not queue.finish(db, job.id, "w1", JobStatus.FAILED, error="late")
+    assert not lifecycle.finish(db, job.id, "w2", JobStatus.SUCCEEDED)
+    assert lifecycle.finish(db, job.id, "w1", JobStatus.SUCCEEDED)
+    assert not lifecycle.finish(db, job.id, "w1", JobStatus.FAILED, error="late")
     done = queue.get_job(db, job.id)
     assert done.status == JobStatus.SUCCEEDED and done.progress == 1.0 and done.error is None
 
@@ -155,21 +156,21 @@ def test_progress_metrics_eta_and_finish(db, settings, dataset) -> None:
 def test_sweep_fails_only_jobs_with_a_stale_heartbeat(db, settings, dataset) -> None:
     a = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, SMALL)
     b = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, SMALL)
-    assert queue.claim_next(db, "dead") is not None
-    assert queue.claim_next(db, "alive") is not None
+    assert lifecycle.claim_next(db, "dead") is not None
+    assert lifecycle.claim_next(db, "alive") is not None
     with db.write() as s:
         s.execute(
             update(TrainingJob)
             .where(TrainingJob.id == a.id)
             .values(heartbeat_at=utcnow() - timedelta(seconds=120))
         )
-    assert queue.sweep_stale(db, timeout_s=30) == [a.id]
+    assert lifecycle.sweep_stale(db, timeout_s=30) == [a.id]
     swept = queue.get_job(db, a.id)
     assert swept.status == JobStatus.FAILED
     assert swept.error is not None and "worker stopped responding" in swept.error
     assert "dead" in swept.error
     assert queue.get_job(db, b.id).status == JobStatus.RUNNING
-    assert not queue.heartbeat(db, a.id, "dead").owned  # the dead worker cannot resurrect it
+    assert not lifecycle.heartbeat(db, a.id, "dead").owned  # the dead worker cannot resurrect it
 
 
 def test_log_tail_returns_the_last_lines(db, settings, dataset) -> None:
@@ -190,7 +191,7 @@ def _race_claims(url: str, n_threads: int) -> list[list[int]]:
         own = Database(url)
         try:
             barrier.wait()
-            while (job := queue.claim_next(own, f"w{i}")) is not None:
+            while (job := lifecycle.claim_next(own, f"w{i}")) is not None:
                 got[i].append(job.id)
         finally:
             own.dispose()
@@ -237,10 +238,16 @@ def test_claim_is_atomic_on_postgresql(tmp_path, fresh_pg_url) -> None:  # noqa:
         pg.dispose()
 
 
-def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(
+    settings: Settings, *args: str, log_level: str | None = "WARNING"
+) -> subprocess.CompletedProcess[str]:
+    env = worker_env(settings)
+    env.pop("DEFECTLENS_LOG_LEVEL")
+    if log_level is not None:
+        env["DEFECTLENS_LOG_LEVEL"] = log_level
     return subprocess.run(
         [sys.executable, "-c", "from core.cli import main; main()", *args],
-        env=worker_env(settings, DEFECTLENS_LOG_LEVEL="WARNING"),
+        env=env,
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -267,3 +274,18 @@ def test_cli_submit_list_show_cancel(db, settings, dataset) -> None:
     bad = _cli(settings, "jobs", "submit", "--dataset", "999", "--json")
     assert bad.returncode == 1 and "dataset 999 does not exist" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_cli_log_level_comes_from_settings(db, settings) -> None:
+    # Unset: the CLI logs warnings only, so the migration's INFO lines stay out of stderr.
+    quiet = _cli(settings, "jobs", "list", "--json", log_level=None)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    chatty = _cli(settings, "jobs", "list", "--json", log_level="info")
+    assert chatty.returncode == 0 and " INFO alembic" in chatty.stderr
+    assert json.loads(chatty.stdout) == {"jobs": []}  # logs never reach stdout
+    bad = _cli(settings, "jobs", "list", "--json", log_level="loud")
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr.strip().splitlines() == [
+        "error: DEFECTLENS_LOG_LEVEL='loud' must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+    ]

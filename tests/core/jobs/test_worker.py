@@ -22,9 +22,11 @@ from core.auth import permissions
 from core.config import Settings
 from core.jobs import queue
 from core.registry import catalog
-from core.training.loop import TrainConfig
+from core.training.config import TrainConfig
 from db.engine import Database
 from db.models import JobStatus, Model
+from db.queries import jobs
+from db.queries.catalog import DatasetRecord
 from tests.core.jobs_support import (
     import_tiny,
     pid_alive,
@@ -40,7 +42,7 @@ LONG = TrainConfig(epochs=400, img_size=32, device="cpu", batch_size=16)
 
 
 @pytest.fixture
-def dataset(db: Database, settings: Settings, tmp_path: Path) -> catalog.DatasetRecord:
+def dataset(db: Database, settings: Settings, tmp_path: Path) -> DatasetRecord:
     return import_tiny(db, settings, tmp_path / "src")
 
 
@@ -49,7 +51,7 @@ def _models_of(db: Database, job_id: int) -> int:
         return s.scalar(select(func.count(Model.id)).where(Model.training_job_id == job_id)) or 0
 
 
-def _finished(db: Database, job_id: int) -> queue.JobRecord | None:
+def _finished(db: Database, job_id: int) -> jobs.JobRecord | None:
     job = queue.get_job(db, job_id)
     return job if job.is_finished else None
 

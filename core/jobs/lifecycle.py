@@ -1,0 +1,144 @@
+"""The state changes a worker and its training run make to a job, each one short transaction.
+
+claim -> heartbeat / message / epoch progress -> finish, plus the sweep that fails a job whose
+heartbeat stopped. The guarded UPDATEs themselves live in ``db.queries.jobs``; this module picks
+the transaction, the clock and the audit entry. Pages never call it (they use ``queue``).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from core.auth.permissions import SYSTEM, CurrentUser
+from core.config import Settings
+from core.errors import ValidationError
+from core.jobs.backend import WORKER_BACKENDS
+from core.training.config import EpochReport
+from db.engine import Database
+from db.models import JobStatus, Role, utcnow
+from db.queries import audit, job_metrics, jobs
+from db.queries.jobs import Beat, JobRecord
+
+log = logging.getLogger(__name__)
+
+# A database that is briefly unreachable, locked or out of connections: a run keeps training
+# through these (the next beat or check retries); any other error is a bug and ends the job.
+DB_HICCUPS = (OperationalError, InterfaceError, PoolTimeoutError)
+
+
+def heartbeat_interval(settings: Settings) -> float:
+    """Seconds between heartbeats: a third of the timeout, at most 5 s."""
+    return max(0.2, min(5.0, settings.job_heartbeat_timeout_s / 3))
+
+
+def claim_next(db: Database, worker_id: str) -> JobRecord | None:
+    """Atomically take the oldest queued job a worker runs; None when there is none."""
+    with db.write() as session:
+        return jobs.claim_next(session, worker_id, utcnow(), WORKER_BACKENDS)
+
+
+def claim_job(db: Database, job_id: int, worker_id: str) -> bool:
+    """Take one named queued job (a Ray job claims its own row); False when not queued."""
+    with db.write() as session:
+        return jobs.claim_job(session, job_id, worker_id, utcnow())
+
+
+def heartbeat(db: Database, job_id: int, worker_id: str, progress: float | None = None) -> Beat:
+    """Record that the job's worker is alive; reports whether the job is still ours to run."""
+    with db.write() as session:
+        return jobs.heartbeat(session, job_id, worker_id, utcnow(), progress=progress)
+
+
+def should_stop(db: Database, job_id: int, worker_id: str) -> bool:
+    """True when the job was cancelled or is no longer running under this worker."""
+    with db.read() as session:
+        return jobs.should_stop(session, job_id, worker_id)
+
+
+def set_message(db: Database, job_id: int, worker_id: str, message: str) -> None:
+    """Update the one-line status text of a running job."""
+    with db.write() as session:
+        jobs.heartbeat(session, job_id, worker_id, utcnow(), message=message)
+
+
+def record_epoch(
+    db: Database, job_id: int, worker_id: str, report: EpochReport, epochs: int
+) -> None:
+    """Store one epoch's metrics and move the progress bar (one transaction)."""
+    acc = "–" if report.val_accuracy is None else f"{report.val_accuracy:.1%}"
+    f1 = "–" if report.macro_f1 is None else f"{report.macro_f1:.3f}"
+    message = (
+        f"epoch {report.epoch}/{epochs} · loss {report.train_loss:.4f} · val acc {acc} · "
+        f"macro-F1 {f1} · {report.images_per_second:.0f} img/s"
+    )
+    with db.write() as session:
+        job_metrics.add_metric(
+            session,
+            job_id,
+            epoch=report.epoch,
+            train_loss=report.train_loss,
+            val_loss=report.val_loss,
+            val_accuracy=report.val_accuracy,
+            macro_f1=report.macro_f1,
+            learning_rate=report.lr,
+            images_per_second=report.images_per_second,
+        )
+        progress = min(report.epoch / max(epochs, 1), 1.0)
+        jobs.heartbeat(session, job_id, worker_id, utcnow(), progress=progress, message=message)
+
+
+def finish(
+    db: Database,
+    job_id: int,
+    worker_id: str | None,
+    status: JobStatus,
+    *,
+    message: str | None = None,
+    error: str | None = None,
+) -> bool:
+    """End a running job; False when it was no longer ours (a sweep or cancel got there first)."""
+    with db.write() as session:
+        return jobs.finish(
+            session, job_id, worker_id, status, utcnow(), message=message, error=error
+        )
+
+
+def sweep_stale(db: Database, timeout_s: float) -> list[int]:
+    """Mark failed every running job whose heartbeat is older than timeout_s; their ids."""
+    cutoff = utcnow() - timedelta(seconds=timeout_s)
+    with db.read() as session:
+        stale = jobs.find_stale(session, cutoff)
+    swept = []
+    for job in stale:
+        when = job.heartbeat_at.isoformat(timespec="seconds") if job.heartbeat_at else "never"
+        reason = f"worker stopped responding (no heartbeat since {when} from {job.worker_id})"
+        with db.write() as session:  # one short transaction per job: the lock is held briefly
+            if not jobs.fail_stale(session, job.id, cutoff, reason, utcnow()):
+                continue  # it beat (or ended) since we looked
+            audit.add_audit(
+                session,
+                user_id=None,
+                username="worker",
+                action="job_failed_stale",
+                entity="training_job",
+                entity_id=job.id,
+                details={"reason": reason},
+            )
+        swept.append(job.id)
+        log.warning("job %s: %s", job.id, reason)
+    return swept
+
+
+def job_actor(db: Database, job_id: int) -> CurrentUser:
+    """Who the job runs as: its submitter while they may still train, else refused."""
+    with db.read() as session:
+        user = jobs.submitter(session, job_id)
+        if user is None:
+            return SYSTEM  # submitted from the server's shell
+        if not user.active:
+            raise ValidationError(f"{user.username} was deactivated after submitting this job")
+        return CurrentUser(id=user.id, username=user.username, role=Role(user.role))
