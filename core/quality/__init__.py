@@ -1,1 +1,2 @@
-"""The shop floor: ingest, image store, inspections, flagging rules, review, watch, overview."""
+"""The shop floor: ingest, image store, uploads, inspections, flagging rules, review, watch,
+overview."""
