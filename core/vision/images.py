@@ -14,8 +14,10 @@ import os
 import struct
 import warnings
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import cv2
 import numpy as np
@@ -23,58 +25,18 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.config import Settings
 from core.errors import InvalidImageError
+from core.vision.formats import FORMAT_ALIASES, describe_unknown, sniff
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_FORMATS: frozenset[str] = frozenset({"PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF"})
 # File extension each stored format gets (content-addressed stores name files <sha>.<ext>).
-FORMAT_EXTENSIONS: dict[str, str] = {
-    "PNG": "png",
-    "JPEG": "jpg",
-    "BMP": "bmp",
-    "TIFF": "tif",
-    "WEBP": "webp",
-    "GIF": "gif",
-}
+FORMAT_EXTENSIONS: Mapping[str, str] = MappingProxyType(
+    {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "TIFF": "tif", "WEBP": "webp", "GIF": "gif"}
+)
 
 # Alpha is composited on white: inspection photos with transparency are almost always product
 # cut-outs or scans, and white is how every viewer (browser, OS preview) shows them.
 ALPHA_BACKGROUND: tuple[int, int, int] = (255, 255, 255)
-
-# Magic bytes of the allowed formats. Pillow is then told to use only that plugin, so a file
-# cannot be routed to a rarely used (and less hardened) decoder by its content or name.
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-    (b"II+\x00", "TIFF"),
-    (b"MM\x00+", "TIFF"),
-    (b"BM", "BMP"),
-)
-
-# Formats we recognise but refuse, so the message can name them instead of saying "unknown".
-_KNOWN_OTHER: tuple[tuple[bytes, str], ...] = (
-    (b"\x00\x00\x01\x00", "ICO"),
-    (b"\x00\x00\x02\x00", "CUR"),
-    (b"8BPS", "PSD"),
-    (b"%PDF", "PDF"),
-    (b"\xff\x4f\xff\x51", "JPEG 2000"),
-    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
-    (b"qoif", "QOI"),
-    (b"DDS ", "DDS"),
-    (b"icns", "ICNS"),
-    (b"\x76\x2f\x31\x01", "OpenEXR"),
-    (b"PK\x03\x04", "ZIP"),
-    (b"\x1f\x8b", "GZIP"),
-    (b"%!PS", "PostScript"),
-)
-
-# Pillow reports some JPEGs (multi-picture files from phones and stereo cameras) as MPO; the
-# first picture is an ordinary JPEG.
-_FORMAT_ALIASES: dict[str, str] = {"MPO": "JPEG"}
 
 # Exceptions Pillow (and the codecs under it) raise on malformed input. Decoding untrusted bytes
 # must turn every one of them into InvalidImageError rather than a traceback.
@@ -137,49 +99,6 @@ def _mpx(n: int) -> str:
     return f"{n / 1e6:.3g} Mpx"
 
 
-def _sniff(data: bytes) -> str | None:
-    """Detect the real format from the leading bytes; None when it is not an allowed format."""
-    for magic, fmt in _MAGIC:
-        if data.startswith(magic):
-            return fmt
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    return None
-
-
-def _describe_unknown(data: bytes) -> str:
-    """A person-readable reason for bytes that are not an allowed image format."""
-    for magic, fmt in _KNOWN_OTHER:
-        if data.startswith(magic):
-            return f"format {fmt} is not allowed ({', '.join(sorted(SUPPORTED_FORMATS))})"
-    if len(data) >= 12 and data[4:8] == b"ftyp":
-        brand = data[8:12].decode("ascii", "replace").strip()
-        kind = (
-            "HEIF/AVIF" if brand[:3] in {"hei", "hev", "mif", "avi", "msf"} else "video/ISO media"
-        )
-        return f"format {kind} is not allowed ({', '.join(sorted(SUPPORTED_FORMATS))})"
-    head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if head.startswith((b"<svg", b"<?xml")) and b"<svg" in head:
-        return f"format SVG is not allowed ({', '.join(sorted(SUPPORTED_FORMATS))})"
-    if head.startswith(b"<") or _looks_like_text(data[:2048]):
-        return "not an image (looks like HTML/text)"
-    return f"not a recognised image format (allowed: {', '.join(sorted(SUPPORTED_FORMATS))})"
-
-
-def _looks_like_text(sample: bytes) -> bool:
-    if not sample or b"\x00" in sample:
-        return False
-    try:
-        sample.decode("utf-8")
-    except UnicodeDecodeError:
-        # A cut in the middle of a multi-byte character at the end of the sample is still text.
-        try:
-            sample[:-3].decode("utf-8")
-        except UnicodeDecodeError:
-            return False
-    return True
-
-
 def _orientation(im: Image.Image) -> int:
     """EXIF orientation tag (1 when absent or unreadable)."""
     try:
@@ -197,9 +116,9 @@ def _open(data: bytes, name: str, limits: DecodeLimits) -> tuple[Image.Image, st
         raise InvalidImageError(
             f"{name}: {_mb(len(data))} exceeds the {_mb(limits.max_bytes)} limit"
         )
-    fmt = _sniff(data)
+    fmt = sniff(data)
     if fmt is None:
-        raise InvalidImageError(f"{name}: {_describe_unknown(data)}")
+        raise InvalidImageError(f"{name}: {describe_unknown(data)}")
     try:
         im = Image.open(io.BytesIO(data), formats=[fmt])
     except Image.DecompressionBombError:
@@ -208,7 +127,7 @@ def _open(data: bytes, name: str, limits: DecodeLimits) -> tuple[Image.Image, st
         raise InvalidImageError(f"{name}: image is truncated or corrupt ({fmt} header)") from None
     except _DECODE_ERRORS as e:
         raise InvalidImageError(f"{name}: image is truncated or corrupt ({e})") from None
-    detected = _FORMAT_ALIASES.get(im.format or "", im.format or "")
+    detected = FORMAT_ALIASES.get(im.format or "", im.format or "")
     if detected != fmt:
         im.close()
         raise InvalidImageError(f"{name}: format {im.format} is not allowed")

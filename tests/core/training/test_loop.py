@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,23 +15,7 @@ from core.training.loop import fit
 from core.vision.device import resolve_device
 from core.vision.images import DecodeLimits
 from core.vision.preprocess import resize_for_model
-
-
-@dataclass(frozen=True)
-class Entry:
-    file: str
-    cls: str
-    split: str
-
-
-@dataclass
-class Snapshot:
-    """Duck-typed stand-in for core.datasets DatasetSnapshot (fit reads only these fields)."""
-
-    path: Path
-    class_names: list[str]
-    entries: list[Entry] = field(default_factory=list)
-    grayscale: bool = True
+from tests.core.training_support import Entry, Snapshot
 
 
 def pattern(cls: str, rng: np.random.Generator, size: int = 32) -> np.ndarray:

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,23 +20,7 @@ from core.vision.classifier import Classifier, Prediction
 from core.vision.images import DecodeLimits
 from tests.conftest import write_tiny_dataset
 from tests.core.inspection_support import png
-
-
-@dataclass(frozen=True)
-class _Entry:
-    file: str
-    cls: str
-    split: str
-
-
-@dataclass
-class _Snapshot:
-    """Duck-typed stand-in for a dataset snapshot (fit reads only these fields)."""
-
-    path: Path
-    class_names: list[str]
-    entries: list[_Entry] = field(default_factory=list)
-    grayscale: bool = True
+from tests.core.training_support import Entry, Snapshot
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +32,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Classifier:
     """
     root = write_tiny_dataset(tmp_path_factory.mktemp("tiny"), n=16)
     classes = ["ok", "scratch"]
-    entries = [_Entry(f"{c}/{c}_{i}.png", c, "train") for c in classes for i in range(16)]
+    entries = [Entry(f"{c}/{c}_{i}.png", c, "train") for c in classes for i in range(16)]
     config = TrainConfig(epochs=3, img_size=32, batch_size=16, device="cpu", num_threads=1)
-    result = fit(config, _Snapshot(root, classes, entries))
+    result = fit(config, Snapshot(root, classes, entries))
     out = tmp_path_factory.mktemp("model")
     save_model(result, metadata_from_result(result), out)
     return Classifier.from_artifact(out, backend="torch")

@@ -15,7 +15,7 @@ from PIL import Image
 
 from core.config import Settings
 from core.errors import InvalidImageError
-from core.vision import images
+from core.vision import formats, images
 from core.vision.images import DecodeLimits
 from tests.core.conftest import image_bytes, noise
 
@@ -338,4 +338,5 @@ def test_encode_png_round_trips() -> None:
 def test_limits_from_settings(settings: Settings) -> None:
     limits = DecodeLimits.from_settings(settings)
     assert limits == DecodeLimits(settings.max_image_bytes, settings.max_image_pixels)
-    assert {"PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF"} == images.SUPPORTED_FORMATS
+    assert {"PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF"} == formats.SUPPORTED_FORMATS
+    assert set(images.FORMAT_EXTENSIONS) == formats.SUPPORTED_FORMATS
