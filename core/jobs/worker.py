@@ -27,7 +27,7 @@ from core import setup
 from core.config import Settings
 from core.jobs import lifecycle, queue
 from core.jobs.backend import backend_for
-from core.quality import ingest
+from core.quality import image_store
 from db.engine import Database
 from db.models import JobStatus
 from db.queries.jobs import JobRecord
@@ -207,7 +207,7 @@ ORPHAN_SWEEP_INTERVAL_S = 3600.0
 def _sweep_orphan_files(db: Database, settings: Settings) -> None:
     """Remove stored image files no row points at (DESIGN.md, Storage); never fatal."""
     try:
-        removed = ingest.sweep_orphans(db, settings)
+        removed = image_store.sweep_orphans(db, settings)
     except (OSError, SQLAlchemyError):
         log.warning("worker: orphan sweep failed", exc_info=True)
         return
