@@ -13,12 +13,13 @@ from sqlalchemy import select
 from core.auth import permissions
 from core.config import Settings
 from core.errors import Conflict, NotFound, PermissionDenied, ValidationError
-from core.quality import flag_rules, ingest, review
-from core.quality.ingest import InspectionRecord, Traceability
-from core.registry.catalog import ModelRecord
+from core.quality import flag_rules, ingest, inspections, review
+from core.quality.ingest import Traceability
 from core.vision.classifier import Classifier
 from db.engine import Database
 from db.models import AuditEntry, Review, Role
+from db.queries.catalog import ModelRecord
+from db.queries.inspections import InspectionRecord
 from tests.core.inspection_support import png, register_active_model
 
 Active = tuple[ModelRecord, Classifier]
@@ -90,7 +91,7 @@ def test_queue_lists_flagged_unreviewed_parts_in_order(
         db, rev, first.id, true_class="ok", disposition="accept", note=None, expected_version=0
     )
     assert first.id not in [r.id for r in review.queue(db, rev)]
-    done = ingest.get_inspection(db, first.id)
+    done = inspections.get_inspection(db, first.id)
     assert done.reviewed and done.true_class == "ok" and done.disposition == "accept"
     assert done.reviewer == "rita" and done.review_version == 1
 
@@ -125,7 +126,7 @@ def test_second_reviewer_with_the_same_version_gets_a_conflict(
     msg = str(err.value)
     assert "anna" in msg and "while you were looking; reload" in msg
 
-    current = ingest.get_inspection(db, part.id)
+    current = inspections.get_inspection(db, part.id)
     assert (current.true_class, current.disposition, current.reviewer) == (
         "scratch",
         "scrap",
@@ -218,7 +219,7 @@ def test_review_is_validated(
     with pytest.raises(NotFound):
         review.record_review(db, rev, 999, true_class="ok", disposition="accept", **kwargs)
     assert review.history(db, part.id) == []
-    assert ingest.get_inspection(db, part.id).review_version == 0
+    assert inspections.get_inspection(db, part.id).review_version == 0
     assert review.class_names_for(db, part.id) == ["ok", "scratch"]
     entry = review.record_review(
         db, rev, part.id, true_class="ok", disposition=" SCRAP ", note="  ", expected_version=0
@@ -248,3 +249,14 @@ def test_reviewer_stats_count_today_and_agreement(
     assert review.reviewer_stats(db, other).total == 0
     tomorrow = datetime.now(UTC) + timedelta(days=1)
     assert review.reviewer_stats(db, rev, now=tomorrow).reviewed_today == 0
+
+
+def test_unknown_parts_are_not_found_and_an_empty_queue_is_empty(
+    db: Database, make_user: Any
+) -> None:
+    rev, _ = make_user("rita", Role.REVIEWER)
+    with pytest.raises(NotFound):
+        review.history(db, 999)
+    with pytest.raises(NotFound):
+        review.class_names_for(db, 999)
+    assert review.queue(db, rev) == [] and review.queue_size(db, rev) == 0
