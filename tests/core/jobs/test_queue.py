@@ -103,6 +103,20 @@ def test_submit_refuses_bad_settings(db, settings, dataset, change, message) -> 
         queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, config)
 
 
+def test_checking_a_job_config_does_not_load_torch() -> None:
+    # Fresh interpreter: this test process has long imported torch.
+    code = (
+        "import sys; from core.jobs import queue; from core.training.config import TrainConfig; "
+        "queue.validate_config(TrainConfig(epochs=1)); print(sorted(m for m in sys.modules "
+        "if m.partition('.')[0] in ('torch', 'ray')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 @pytest.mark.skipif(backend.detected_gpu() is not None, reason="this machine has a GPU")
 def test_submit_refuses_cuda_without_a_gpu(db, settings, dataset) -> None:
     config = TrainConfig(epochs=1, img_size=32, device="cuda")
