@@ -12,7 +12,7 @@ from core.auth import audit, permissions
 from core.jobs import queue, worker
 from core.quality import flag_rules
 from core.registry import catalog
-from core.training.loop import TrainConfig
+from core.training.config import TrainConfig
 from tests.pages.conftest import APP
 
 pytestmark = pytest.mark.slow
@@ -74,7 +74,7 @@ def test_rules_page_saves_a_new_version(app_env, make_user, db, train_tiny) -> N
     engineer, _ = make_user("erin", "engineer")
     model = train_tiny()
     catalog.promote_model(db, engineer, model.id)
-    at = _page(engineer, "pages/rules.py")
+    at = _page(engineer, "pages/flag_rules.py")
     assert not at.exception
     at.text_input[0].input("P-9").run()
     at.multiselect[0].set_value(["ok"]).run()
