@@ -3,7 +3,7 @@
 One ``Classifier`` is meant to be cached and shared by every browser session and the ingest
 worker, so it is never mutated after construction: predictions run on the shared model without
 hooks (safe to call from many threads), and Grad-CAM (core.vision.gradcam) runs on a private copy
-made per call, because it attaches a hook to the module it explains.
+under a lock, because it attaches a hook to the module it explains.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -85,6 +86,10 @@ class Classifier:
         self._mean, self._std = preprocess.normalisation_tensors(
             meta.normalisation["mean"], meta.normalisation["std"], self.device
         )
+        # explain() reuses one private copy (copying per call would double its latency); the
+        # hook Grad-CAM attaches makes that copy one-call-at-a-time, hence the lock.
+        self._explainer = gradcam.GradCam(self)
+        self._explain_lock = threading.Lock()
         self._ort: Any = None
         self.backend = "torch"
         # ONNX Runtime is faster on CPU for these small CNNs (bench/inference_speed.py).
@@ -234,7 +239,8 @@ class Classifier:
         has the decoded image's size, scaled down to fit ``max_side`` when larger.
         """
         model_input = self._decode(image_bytes, name)
-        probs, maps = gradcam.GradCam(self).run([model_input], lambda p: [(0, int(p[0].argmax()))])
+        with self._explain_lock:
+            probs, maps = self._explainer.run([model_input], lambda p: [(0, int(p[0].argmax()))])
         k = int(probs[0].argmax())
         heatmap, overlay = gradcam.overlay(image_bytes, maps[0], self.limits, name, max_side)
         return Explanation(
