@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from sqlalchemy.engine import make_url
+
 from core.auth import accounts, permissions
 from core.config import Settings
 from db import migrate as db_migrate
@@ -62,6 +64,4 @@ def initialise(settings: Settings, admin_username: str = "admin") -> InitResult:
 
 def _redact(url: str) -> str:
     """The URL without its password, for printing."""
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)

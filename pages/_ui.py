@@ -11,11 +11,12 @@ from core.auth import accounts, permissions
 from core.auth.permissions import Action, CurrentUser
 from core.config import Settings, load_settings
 from core.errors import PermissionDenied
+from core.registry import catalog, compare
 from db.engine import Database
+from db.queries.catalog import ModelRecord
 
 if TYPE_CHECKING:
     from core.vision.classifier import Classifier
-    from db.queries.catalog import ModelRecord
 
 USER_KEY = "defectlens_user"
 
@@ -75,8 +76,7 @@ def require_page(action: Action) -> CurrentUser:
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the model…")
 def _load_classifier(model_id: int, artifact_sha256: str) -> Classifier:
-    from core.registry import catalog, compare
-
+    # compare.load_classifier imports torch only when it runs (pages never load it at import).
     return compare.load_classifier(get_settings(), catalog.get_model(get_db(), model_id))
 
 

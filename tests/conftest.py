@@ -6,12 +6,17 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from core import setup
 from core.auth import accounts, permissions
 from core.auth.permissions import CurrentUser
 from core.config import Settings, load_settings
+from core.datasets import service
+from core.training import register
+from core.training.config import TrainConfig
 from db.engine import Database
 from db.models import Role
 
@@ -60,9 +65,6 @@ def pg_url() -> str:
 
 def write_tiny_dataset(root: Path, n: int = 16, size: int = 40, seed: int = 0) -> Path:
     """Two clearly separable classes of small grayscale PNGs (ok / scratch), distinct per seed."""
-    import numpy as np
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     for cls in ("ok", "scratch"):
         folder = root / cls
@@ -78,8 +80,6 @@ def write_tiny_dataset(root: Path, n: int = 16, size: int = 40, seed: int = 0) -
 @pytest.fixture
 def tiny_dataset(tmp_path: Path, db: Database, settings: Settings):  # type: ignore[no-untyped-def]
     """A tiny two-class dataset imported and registered; returns its DatasetRecord."""
-    from core.datasets import service
-
     record, _snap, _ = service.import_dataset(
         db, settings, permissions.SYSTEM, write_tiny_dataset(tmp_path / "tiny"), "tiny"
     )
@@ -89,8 +89,6 @@ def tiny_dataset(tmp_path: Path, db: Database, settings: Settings):  # type: ign
 @pytest.fixture
 def train_tiny(db: Database, settings: Settings, tiny_dataset):  # type: ignore[no-untyped-def]
     """Train and register a small model on the tiny dataset (a few seconds on the CPU)."""
-    from core.training import register
-    from core.training.config import TrainConfig
 
     def _train(epochs: int = 1):  # type: ignore[no-untyped-def]
         config = TrainConfig(epochs=epochs, img_size=32, device="cpu")

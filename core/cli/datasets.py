@@ -9,6 +9,7 @@ import typer
 
 from core.auth import permissions
 from core.cli.common import JsonOpt, emit_json, open_database, progress
+from core.datasets import service
 from core.registry import catalog
 from db.queries.catalog import DatasetRecord
 
@@ -43,9 +44,6 @@ def dataset_import(
     as_json: JsonOpt = False,
 ) -> None:
     """Import a folder or zip (one sub-folder per class) as an immutable dataset snapshot."""
-    # Deferred: core.training.register loads torch, which `defectlens --help` should not wait for.
-    from core.datasets import service
-
     s, db = open_database()
     with progress("importing", as_json) as on_progress:
         record, snapshot, created = service.import_dataset(

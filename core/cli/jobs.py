@@ -12,6 +12,7 @@ from core.auth import permissions
 from core.cli.common import JsonOpt, emit_json, open_database, percent, settings
 from core.jobs import queue
 from core.jobs import worker as job_worker
+from core.training.config import TrainConfig
 from db.queries.jobs import JobRecord
 
 app = typer.Typer(help="Queue, watch and cancel training jobs.", no_args_is_help=True)
@@ -44,9 +45,6 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Queue a training job; a worker (`defectlens worker`, started by `run`) runs it."""
-    # Deferred: the training loop loads torch.
-    from core.training.config import TrainConfig
-
     s, db = open_database()
     config = TrainConfig(seed=seed, device=(device or s.device).lower())
     for name, value in (

@@ -14,15 +14,16 @@ import typer
 from core.auth import permissions
 from core.cli.common import JsonOpt, ProgressFn, emit_json, open_database, percent, progress
 from core.config import Settings
-from core.errors import DatasetError, ValidationError
+from core.datasets import service
+from core.errors import DatasetError, InvalidImageError, ValidationError
 from core.registry import catalog
-from core.training import metrics
+from core.training import metrics, register
+from core.training.config import GPU_DEFAULT_EPOCHS, EpochReport, TrainConfig
+from core.training.register import TrainOutcome
 from core.vision.images import DecodeLimits
 from db.engine import Database
 
 if TYPE_CHECKING:
-    from core.training.config import EpochReport, TrainConfig
-    from core.training.register import TrainOutcome
     from core.vision.classifier import Classifier
 
 # Images read and classified together while evaluating.
@@ -40,8 +41,7 @@ def _train_config(
     overrides: dict[str, int | float | None],
 ) -> TrainConfig:
     """The TrainConfig of the command's options; a GPU gets its own default epochs."""
-    # Deferred: the training loop loads torch.
-    from core.training.config import GPU_DEFAULT_EPOCHS, TrainConfig
+    # Deferred: resolving the device loads torch, which only training needs.
     from core.vision.device import resolve_device
 
     config = TrainConfig(
@@ -122,10 +122,6 @@ def train(
     started = time.perf_counter()
     if (data is None) == (dataset is None):
         raise ValidationError("give exactly one of --data PATH or --dataset ID")
-    # Deferred: register loads torch, which `defectlens --help` and other commands skip.
-    from core.datasets import service
-    from core.training import register
-
     s, db = open_database()
     if data is not None:
         with progress("importing", as_json) as on_progress:
@@ -192,9 +188,6 @@ def _dataset_images(
     db: Database, dataset_id: int, split: str, class_names: list[str]
 ) -> list[tuple[Path, int]]:
     """(file, class index) for one split of an imported dataset."""
-    # Deferred: register loads torch.
-    from core.datasets import service
-
     _rec, snap = service.load_dataset(db, dataset_id)
     if split not in SPLITS:
         raise ValidationError(f"split must be val, test, train or all, not {split!r}")
@@ -222,21 +215,18 @@ def _score(
     clf: Classifier, items: list[tuple[Path, int]], class_names: list[str], on_progress: ProgressFn
 ) -> _Scored:
     """Classify every item in chunks; unreadable images are listed, not scored."""
-    # Deferred: the classifier module loads torch.
-    from core.vision.classifier import Prediction
-
     scored = _Scored()
     for i in range(0, len(items), EVAL_CHUNK):
         part = items[i : i + EVAL_CHUNK]
         datas = [p.read_bytes() for p, _ in part]
         results = clf.predict_bytes(datas, [p.name for p, _ in part])
         for (path, label), res in zip(part, results, strict=True):
-            if isinstance(res, Prediction):
+            if isinstance(res, InvalidImageError):
+                scored.rejected.append({"file": str(path), "reason": str(res)})
+            else:
                 scored.y_true.append(label)
                 scored.y_pred.append(res.class_index)
                 scored.probs.append([res.probabilities[c] for c in class_names])
-            else:
-                scored.rejected.append({"file": str(path), "reason": str(res)})
         on_progress(min(i + EVAL_CHUNK, len(items)), len(items))
     return scored
 
