@@ -12,10 +12,11 @@ from core.config import Settings
 from core.datasets import from_reviews, service
 from core.errors import DatasetError, PermissionDenied
 from core.quality import flag_rules, ingest, review
-from core.quality.ingest import InspectionRecord, Traceability
+from core.quality.ingest import Traceability
 from core.registry import catalog
 from db.engine import Database
 from db.models import Role
+from db.queries.inspections import InspectionRecord
 from tests.core.inspection_support import png, register_active_model
 
 
