@@ -50,6 +50,21 @@ def _acting(user: User) -> CurrentUser:
     return CurrentUser(id=user.id, username=user.username, role=Role(user.role))
 
 
+def _logged_in(session: Session, user: User, method: str | None = None) -> CurrentUser:
+    """Stamp and audit a successful login (password or SSO) in the caller's transaction."""
+    user.last_login_at = utcnow()
+    add_audit(
+        session,
+        user_id=user.id,
+        username=user.username,
+        action="login",
+        entity="user",
+        entity_id=user.id,
+        details={"method": method} if method else None,
+    )
+    return _acting(user)
+
+
 def authenticate(
     db: Database, username: str, password: str, *, delay_s: float = 0.5
 ) -> CurrentUser:
@@ -77,16 +92,7 @@ def authenticate(
         else:
             if _hasher.check_needs_rehash(user.password_hash):
                 user.password_hash = _hasher.hash(password)
-            user.last_login_at = utcnow()
-            add_audit(
-                session,
-                user_id=user.id,
-                username=user.username,
-                action="login",
-                entity="user",
-                entity_id=user.id,
-            )
-            return _acting(user)
+            return _logged_in(session, user)
     # Slow down guessing; the audit entry is already committed.
     time.sleep(delay_s)
     raise AuthenticationError(LOGIN_REFUSED)
@@ -106,17 +112,7 @@ def user_for_email(db: Database, email: str) -> CurrentUser:
                 details={"reason": "sso user unknown or inactive"},
             )
         else:
-            user.last_login_at = utcnow()
-            add_audit(
-                session,
-                user_id=user.id,
-                username=user.username,
-                action="login",
-                entity="user",
-                entity_id=user.id,
-                details={"method": "sso"},
-            )
-            return _acting(user)
+            return _logged_in(session, user, method="sso")
     raise AuthenticationError(f"No active DefectLens account for {email}; ask an administrator.")
 
 
