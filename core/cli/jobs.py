@@ -12,6 +12,7 @@ from core.auth import permissions
 from core.cli.common import JsonOpt, emit_json, open_database, percent, settings
 from core.jobs import queue
 from core.jobs import worker as job_worker
+from core.training.balance import BALANCE_MODES, check_mode
 from core.training.config import TrainConfig
 from db.queries.jobs import JobRecord
 
@@ -42,11 +43,16 @@ def submit(
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for init and augmentation.")] = 0,
+    balance: Annotated[
+        str, typer.Option(help=f"Class balancing: {', '.join(BALANCE_MODES)}.")
+    ] = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Queue a training job; a worker (`defectlens worker`, started by `run`) runs it."""
     s, db = open_database()
-    config = TrainConfig(seed=seed, device=(device or s.device).lower())
+    config = TrainConfig(
+        seed=seed, device=(device or s.device).lower(), balance=check_mode(balance)
+    )
     for name, value in (
         ("arch", arch),
         ("epochs", epochs),

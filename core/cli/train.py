@@ -18,6 +18,7 @@ from core.datasets import service
 from core.errors import DatasetError, InvalidImageError, ValidationError
 from core.registry import catalog
 from core.training import metrics, register
+from core.training.balance import BALANCE_MODES, check_mode
 from core.training.config import GPU_DEFAULT_EPOCHS, EpochReport, TrainConfig
 from core.training.register import TrainOutcome
 from core.vision.images import DecodeLimits
@@ -92,6 +93,7 @@ def _train_payload(outcome: TrainOutcome, dataset_id: int, started: float) -> di
         "wall_seconds": time.perf_counter() - started,
         "images_per_second": result.images_per_second,
         "device": result.device,
+        "balance": result.balance,
     }
 
 
@@ -116,6 +118,12 @@ def train(
         Path | None, typer.Option(help="With --data: CSV with file,split columns.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="With --data: dataset name.")] = None,
+    balance: Annotated[
+        str,
+        typer.Option(
+            help=f"Class balancing: {', '.join(BALANCE_MODES)} (auto: on above 3:1 imbalance)."
+        ),
+    ] = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Train a model and register it as a candidate."""
@@ -141,6 +149,7 @@ def train(
         dataset_id = dataset
     overrides = {"epochs": epochs, "img_size": img_size, "batch_size": batch_size, "lr": lr}
     config = _train_config(s, arch=arch, seed=seed, device=device, rot90=rot90, overrides=overrides)
+    config.balance = check_mode(balance)
     outcome = register.train_and_register(
         db,
         s,
@@ -160,6 +169,8 @@ def train(
         f"{percent(payload['val_accuracy'])}, macro-F1 {f1_text}, trained in "
         f"{outcome.result.train_seconds:.1f}s on {outcome.result.device}"
     )
+    if outcome.result.balance:
+        typer.echo(f"class balance: {outcome.result.balance['reason']}")
 
 
 def _folder_images(root: Path, class_names: list[str]) -> list[tuple[Path, int]]:

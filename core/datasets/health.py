@@ -14,7 +14,14 @@ from typing import Any
 
 from core.datasets.sources import ScannedImage
 
-SMALL_CLASS = 10  # fewer usable images than this and a class is flagged in the health report
+SMALL_CLASS = 10  # fewer usable images than this and a class is listed in small_classes
+# Fewer usable images than this and the report says how many more a class needs: after the
+# split's 3 validation images (core.datasets.splits) 17 remain to learn from, about the count at
+# which bench/imbalance.py's rare NEU classes (20 training images each) reach useful recall.
+USEFUL_CLASS = 20
+# Largest / smallest class above this is called extreme: training then balances the classes
+# (core.training.balance balances from 3:1), but only more rare images fix what it cannot see.
+EXTREME_RATIO = 10.0
 
 
 @dataclass(frozen=True)
@@ -121,7 +128,8 @@ def assess(
         sizes=size_stats(images.kept),
         modes=dict(sorted(Counter(s.mode for s in images.kept).items())),
         grayscale=all(s.gray for s in images.kept),
-        warnings=_warnings(images, empty, small, len(unreadable), stray, unsplit),
+        warnings=_warnings(images, empty, len(unreadable), stray, unsplit)
+        + _class_warnings(images, counts_by_folder),
         empty_classes=empty,
     )
 
@@ -129,7 +137,6 @@ def assess(
 def _warnings(
     images: Deduplicated,
     empty: list[str],
-    small: list[str],
     unreadable: int,
     stray: int,
     unsplit: int,
@@ -147,12 +154,44 @@ def _warnings(
         warns.append(f"{extra} duplicate files were stored once ({len(images.duplicates)} groups)")
     if empty:
         warns.append(f"class folders with no usable images were left out: {', '.join(empty)}")
-    if small:
-        warns.append(f"classes with fewer than {SMALL_CLASS} images: {', '.join(small)}")
     if unreadable:
         warns.append(f"{unreadable} files could not be read and were skipped")
     if unsplit:
         warns.append(f"{unsplit} images not in the split file were put in train")
+    return warns
+
+
+def _class_warnings(images: Deduplicated, counts: dict[str, int]) -> list[str]:
+    """Classes too small to learn, copies of another class, and extreme imbalance, in words."""
+    warns: list[str] = []
+    for cls, n in counts.items():
+        if 0 < n < USEFUL_CLASS:
+            warns.append(
+                f"class '{cls}' has {n} usable image{'s' if n != 1 else ''}; at least "
+                f"{USEFUL_CLASS} ({USEFUL_CLASS - n} more) are needed for a useful model"
+            )
+    shared_with: dict[str, set[str]] = defaultdict(set)
+    for conflict in images.conflicts:
+        for cls in conflict["classes"]:
+            shared_with[cls].update(c for c in conflict["classes"] if c != cls)
+    for cls in sorted(shared_with):
+        if counts.get(cls, 0) == 0:
+            others = ", ".join(f"'{c}'" for c in sorted(shared_with[cls]))
+            warns.append(
+                f"every image of class '{cls}' is also filed under {others}: the class has no "
+                "images of its own (a copied folder?) and was left out"
+            )
+    present = {c: n for c, n in counts.items() if n > 0}
+    if len(present) >= 2:
+        big = max(present, key=lambda c: present[c])
+        small = min(present, key=lambda c: present[c])
+        ratio = present[big] / present[small]
+        if ratio > EXTREME_RATIO:
+            warns.append(
+                f"extreme imbalance: class '{big}' has {present[big]} images, {ratio:.0f}x "
+                f"'{small}' ({present[small]}); training balances the classes, but more "
+                f"'{small}' images help most"
+            )
     return warns
 
 

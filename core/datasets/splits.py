@@ -38,6 +38,22 @@ def _split_rank(seed: int, sha: str) -> str:
     return hashlib.sha256(f"{seed}:{sha}".encode()).hexdigest()
 
 
+# A class's validation images, at least: with 3, its recall reads in thirds instead of all or
+# nothing, so one lucky or unlucky image cannot decide the best epoch for a rare class.
+MIN_VAL_PER_CLASS = 3
+
+
+def _val_target(n: int, val_fraction: float) -> int:
+    """Validation images for a class of n: the fraction, raised to min(3, n // 2), at most n - 1.
+
+    The floor never takes more than half a tiny class (2 -> 1, 4 -> 2, 6 -> 3), and at least one
+    image always stays in training.
+    """
+    if val_fraction <= 0 or n < 2:
+        return 0
+    return min(max(round(n * val_fraction), min(MIN_VAL_PER_CLASS, n // 2)), n - 1)
+
+
 def stratified_split(
     entries: Sequence[ManifestEntry], val_fraction: float, seed: int
 ) -> list[ManifestEntry]:
@@ -52,11 +68,7 @@ def stratified_split(
         by_class[entries[idx[0]].cls].append(sha)
     split_of: dict[str, str] = {}
     for shas in by_class.values():
-        n = sum(len(groups[s]) for s in shas)
-        # Every class keeps at least one training image, and one val image when it has two.
-        target = min(round(n * val_fraction), n - 1)
-        if val_fraction > 0 and n >= 2:
-            target = max(target, 1)
+        target = _val_target(sum(len(groups[s]) for s in shas), val_fraction)
         taken = 0
         for sha in sorted(shas, key=lambda s: _split_rank(seed, s)):
             size = len(groups[sha])

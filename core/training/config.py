@@ -51,6 +51,9 @@ class TrainConfig:
     contrast: float = 0.15  # max multiplicative change
     weights_path: Path | None = None  # optional local init for fine-tuning (safetensors only)
     eval_batch_size: int = 256
+    # Class imbalance (core.training.balance): auto, sampler, weights or none; auto balances only
+    # when the largest train class has more than 3x the images of the smallest.
+    balance: str = "auto"
 
     def resolved_img_size(self) -> int:
         """The input side in pixels actually used."""
@@ -101,6 +104,7 @@ class TrainResult:
     device: str = "cpu"
     stopped: bool = False
     config: TrainConfig = field(default_factory=TrainConfig)
+    balance: dict[str, Any] | None = None  # core.training.balance.BalanceChoice.to_dict()
 
     @property
     def images_per_second(self) -> float:

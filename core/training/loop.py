@@ -25,6 +25,7 @@ from torch import nn
 from core.errors import DatasetError
 from core.files import write_atomic
 from core.training import metrics as ev
+from core.training.balance import BalanceChoice, choose_balance, class_weights, sample_weights
 from core.training.config import EpochReport, TrainConfig, TrainResult
 from core.training.data import SnapshotLike, TrainingData, augment, load_training_data
 from core.vision import preprocess
@@ -46,6 +47,7 @@ class _Step:
     loss_fn: nn.Module
     amp: bool
     channels_last: bool
+    draw_weights: torch.Tensor | None = None  # balance="sampler": per-image draw weights (CPU)
 
 
 @torch.no_grad()
@@ -123,7 +125,11 @@ def train_one_epoch(
     step.model.train()
     x, y = data.x_train, data.y_train
     device = x.device
-    perm = torch.randperm(x.shape[0], generator=gen).to(device)
+    if step.draw_weights is None:
+        perm = torch.randperm(x.shape[0], generator=gen).to(device)
+    else:  # class-balanced epoch: as many draws as images, with replacement
+        draws = torch.multinomial(step.draw_weights, x.shape[0], True, generator=gen)
+        perm = draws.to(device)
     loss_sum = torch.zeros((), device=device)
     seen = 0
     for i in range(steps_per_epoch):
@@ -190,7 +196,10 @@ def fit(
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
         data = load_training_data(snapshot, cfg, img_size, in_channels, device, limits)
-        step = _prepare(cfg, device, len(class_names), in_channels, data)
+        counts = torch.bincount(data.y_train.cpu(), minlength=len(class_names)).tolist()
+        balance = choose_balance(cfg.balance, dict(zip(class_names, counts, strict=True)))
+        log.info("class balance: %s", balance.reason)
+        step = _prepare(cfg, device, len(class_names), in_channels, data, balance)
         run = _run_epochs(cfg, step, data, gen, class_names, on_progress, should_stop,
                           checkpoint_dir)  # fmt: skip
         if run.best_state is not None:
@@ -213,13 +222,19 @@ def fit(
         device=str(device),
         stopped=run.stopped,
         config=cfg,
+        balance=balance.to_dict(),
     )
 
 
 def _prepare(
-    cfg: TrainConfig, device: torch.device, num_classes: int, in_channels: int, data: TrainingData
+    cfg: TrainConfig,
+    device: torch.device,
+    num_classes: int,
+    in_channels: int,
+    data: TrainingData,
+    balance: BalanceChoice,
 ) -> _Step:
-    """The model on the device, its optimizer and schedule, and the step's numerics."""
+    """The model on the device, its optimizer and schedule, the loss and the step's numerics."""
     cuda = device.type == "cuda"
     amp = (cuda or cpu_has_native_bf16()) if cfg.amp is None else cfg.amp
     channels_last = cuda if cfg.channels_last is None else cfg.channels_last
@@ -231,8 +246,15 @@ def _prepare(
         run_model = torch.compile(model)
     _batch, steps_per_epoch = _batching(cfg, data)
     opt, sched = make_optimizer(model, cfg, cfg.epochs * steps_per_epoch, fused=cuda)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    return _Step(model, run_model, opt, sched, loss_fn, amp, channels_last)
+    labels = data.y_train.cpu().tolist()
+    weight = None
+    if balance.used == "weights":
+        weight = torch.tensor(class_weights(labels, num_classes), device=device)
+    draw = None
+    if balance.used == "sampler":
+        draw = torch.tensor(sample_weights(labels, num_classes), dtype=torch.float64)
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    return _Step(model, run_model, opt, sched, loss_fn, amp, channels_last, draw)
 
 
 def _batching(cfg: TrainConfig, data: TrainingData) -> tuple[int, int]:
