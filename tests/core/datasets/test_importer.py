@@ -51,7 +51,8 @@ def test_folder_import_makes_a_complete_snapshot(
     assert not snap.grayscale and snap.health.modes == {"RGB": 37}
     assert load_snapshot(snap.path) == snap
     assert {e.split for e in snap.split_entries("val")} == {"val"}
-    assert len(snap.split_entries("val")) == 2 + 3 + 2  # 20 % of 10, 15 and 12
+    # 20 % of 10, 15 and 12 (2, 3, 2), each raised to the split's floor of 3 per class.
+    assert len(snap.split_entries("val")) == 3 + 3 + 3
     # Nothing but the snapshot is left in the data dir (the temp folder is gone).
     assert [p.name for p in settings.datasets_dir.iterdir()] == [snap.path.name]
 

@@ -35,7 +35,8 @@ def test_stratified_split_is_deterministic_and_stratified() -> None:
     assert one == stratified_split(entries, 0.2, seed=1)
     assert one != stratified_split(entries, 0.2, seed=2)
     val = Counter(e.cls for e in one if e.split == "val")
-    assert val == {"a": 20, "b": 10, "c": 2}
+    # c: 20 % of 11 rounds to 2, raised to the 3 validation images every class keeps.
+    assert val == {"a": 20, "b": 10, "c": 3}
     assert [e.file for e in one] == [e.file for e in entries]  # order kept
 
 
@@ -55,6 +56,33 @@ def test_split_keeps_a_train_image_in_tiny_classes() -> None:
         ("a", "val"): 1,
         ("b", "train"): 1,
     }
+
+
+@pytest.mark.parametrize(
+    ("n", "val"), [(1, 0), (2, 1), (3, 1), (4, 2), (5, 2), (6, 3), (10, 3), (15, 3), (20, 4)]
+)
+def test_small_classes_keep_a_few_val_images_and_most_for_training(n: int, val: int) -> None:
+    split = stratified_split(_entries({"big": 100, "small": n}), 0.2, seed=0)
+    counts = Counter((e.cls, e.split) for e in split)
+    assert counts[("small", "val")] == val
+    assert counts[("small", "train")] == n - val >= max(1, n // 2)
+
+
+def test_no_val_fraction_means_no_val_images() -> None:
+    split = stratified_split(_entries({"a": 10, "b": 3}), 0.0, seed=0)
+    assert {e.split for e in split} == {"train"}
+
+
+def test_val_floor_keeps_identical_images_together_and_a_train_image() -> None:
+    # 6 images in 3 identical pairs: the floor of 3 cannot split a pair, so 2 go to val.
+    for seed in range(5):
+        split = stratified_split(_entries({"a": 6, "b": 30}, dup_groups=3), 0.2, seed)
+        sides: dict[str, set[str]] = {}
+        for e in split:
+            sides.setdefault(e.sha256, set()).add(e.split)
+        assert all(len(s) == 1 for s in sides.values())
+        a = Counter(e.split for e in split if e.cls == "a")
+        assert a["val"] == 2 and a["train"] == 4
 
 
 def test_split_file(settings: Settings, make_dataset: MakeDataset, tmp_path: Path) -> None:
