@@ -21,6 +21,7 @@ from core.training import metrics, register
 from core.training.balance import BALANCE_MODES, check_mode
 from core.training.config import GPU_DEFAULT_EPOCHS, EpochReport, TrainConfig
 from core.training.register import TrainOutcome
+from core.vision import calibration
 from core.vision.images import DecodeLimits
 from db.engine import Database
 
@@ -93,6 +94,10 @@ def _train_payload(outcome: TrainOutcome, dataset_id: int, started: float) -> di
         "wall_seconds": time.perf_counter() - started,
         "images_per_second": result.images_per_second,
         "device": result.device,
+        # Temperature scaling on the validation split (ece None when there was none to fit on).
+        "temperature": result.temperature,
+        "ece": result.calibration.get("ece_after"),
+        "ece_uncalibrated": result.calibration.get("ece_before"),
         "balance": result.balance,
     }
 
@@ -259,6 +264,17 @@ def _echo_evaluation(
         typer.echo(f"  rejected {r['file']}: {r['reason']}")
 
 
+def _calibration_payload(temperature: float, scored: _Scored) -> dict[str, float]:
+    """ECE of the model's (calibrated) probabilities on these images, and before scaling."""
+    return {
+        "temperature": temperature,
+        "ece": calibration.expected_calibration_error(scored.probs, scored.y_true),
+        "ece_uncalibrated": calibration.expected_calibration_error(
+            calibration.uncalibrated(scored.probs, temperature), scored.y_true
+        ),
+    }
+
+
 def evaluate(
     model: Annotated[str, typer.Option(help="Model id or 'active'.")] = "active",
     data: Annotated[Path | None, typer.Option(help="Folder with one sub-folder per class.")] = None,
@@ -301,6 +317,7 @@ def evaluate(
         "seconds": seconds,
         "backend": clf.backend,
         "rejected": scored.rejected,
+        **_calibration_payload(clf.temperature, scored),
     }
     if as_json:
         emit_json(payload)

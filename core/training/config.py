@@ -104,6 +104,10 @@ class TrainResult:
     device: str = "cpu"
     stopped: bool = False
     config: TrainConfig = field(default_factory=TrainConfig)
+    # Temperature scaling fitted on the validation split after training (core.vision.calibration);
+    # T = 1 and a report saying why when there is none.
+    temperature: float = 1.0
+    calibration: dict[str, Any] = field(default_factory=dict)
     balance: dict[str, Any] | None = None  # core.training.balance.BalanceChoice.to_dict()
 
     @property

@@ -28,7 +28,7 @@ from core.training import metrics as ev
 from core.training.balance import BalanceChoice, choose_balance, class_weights, sample_weights
 from core.training.config import EpochReport, TrainConfig, TrainResult
 from core.training.data import SnapshotLike, TrainingData, augment, load_training_data
-from core.vision import preprocess
+from core.vision import calibration, preprocess
 from core.vision.architectures import build_model
 from core.vision.device import cpu_has_native_bf16, resolve_device
 from core.vision.images import DecodeLimits
@@ -59,8 +59,12 @@ def predict_tensor(
     batch_size: int = 256,
     amp: bool = False,
     channels_last: bool = False,
+    logits: bool = False,
 ) -> torch.Tensor:
-    """Softmax probabilities (float32, on x's device) for a uint8 N x C x S x S tensor."""
+    """Softmax probabilities (float32, on x's device) for a uint8 N x C x S x S tensor.
+
+    ``logits=True`` returns the raw logits instead (temperature scaling fits on them).
+    """
     model.eval()
     outs = []
     for i in range(0, x.shape[0], batch_size):
@@ -68,8 +72,8 @@ def predict_tensor(
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(xb)
-        outs.append(torch.softmax(logits.float(), dim=1))
+            out = model(xb)
+        outs.append(out.float() if logits else torch.softmax(out.float(), dim=1))
     return torch.cat(outs) if outs else torch.empty(0)
 
 
@@ -165,6 +169,28 @@ def evaluate(
     return val_loss, ev.evaluate(data.y_val, pred, class_names, probs.numpy())
 
 
+def calibrate(step: _Step, data: TrainingData, batch_size: int) -> tuple[float, dict[str, Any]]:
+    """Temperature scaling of the kept model on the validation logits: (T, report).
+
+    The logits come in float32 (no autocast), as the product's inference computes them. Without
+    a validation split T stays 1 and the report says why.
+    """
+    if data.x_val is None or data.y_val is None:
+        return 1.0, calibration.not_calibrated(
+            "no validation split: nothing held out to fit the temperature on"
+        )
+    logits = predict_tensor(
+        step.model, data.x_val, data.mean, data.std, batch_size,
+        amp=False, channels_last=step.channels_last, logits=True,
+    )  # fmt: skip
+    t, report = calibration.calibrate(logits.cpu().numpy(), data.y_val, fitted_on="val")
+    log.info(
+        "temperature %.3f on %d validation images: ECE %.4f -> %.4f",
+        t, report.get("images", 0), report.get("ece_before", 0.0), report.get("ece_after", 0.0),
+    )  # fmt: skip
+    return t, report
+
+
 def fit(
     config: TrainConfig,
     snapshot: SnapshotLike,
@@ -204,6 +230,7 @@ def fit(
                           checkpoint_dir)  # fmt: skip
         if run.best_state is not None:
             step.model.load_state_dict(run.best_state)
+        temperature, calibration_report = calibrate(step, data, cfg.eval_batch_size)
         model = step.model.cpu().to(memory_format=torch.contiguous_format).eval()
     finally:
         torch.set_num_threads(old_threads)
@@ -222,6 +249,8 @@ def fit(
         device=str(device),
         stopped=run.stopped,
         config=cfg,
+        temperature=temperature,
+        calibration=calibration_report,
         balance=balance.to_dict(),
     )
 

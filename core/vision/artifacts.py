@@ -78,6 +78,10 @@ class ModelMetadata:
     created_at: str = ""
     defectlens_version: str = ""
     format_version: int = FORMAT_VERSION
+    # Temperature scaling (core.vision.calibration): probabilities are softmax(logits / T).
+    # Older artifacts have neither field and keep T = 1, exactly as before.
+    temperature: float = 1.0
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
@@ -116,6 +120,12 @@ class ModelMetadata:
             or any(float(s) <= 0 for s in norm["std"])
         ):
             raise ModelError("normalisation needs mean and std with one value per channel")
+        t = meta.temperature
+        if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t < float("inf"):
+            raise ModelError(f"temperature must be a positive number, got {t!r}")
+        meta.temperature = float(t)
+        if not isinstance(meta.calibration, dict):
+            raise ModelError("calibration must be a JSON object")
         wf = meta.weights_file
         # A plain file name only: metadata must not point the loader anywhere else on disk.
         if not isinstance(wf, str) or Path(wf).name != wf or wf in ("", ".", ".."):
@@ -138,6 +148,8 @@ def metadata_from_result(
         dataset_hash=dataset_hash,
         metrics=result.metrics.to_dict() if result.metrics else {},
         train_config=result.config.to_dict(),
+        temperature=result.temperature,
+        calibration=dict(result.calibration),
     )
 
 
@@ -246,24 +258,33 @@ def load_model(path: Path) -> LoadedModel:
 
 
 class _Normalised(nn.Module):
-    """Model with input normalisation folded in, so exported graphs take [0, 1] pixels."""
+    """Model with input normalisation and temperature folded in: [0, 1] pixels in, calibrated
+    probabilities softmax(logits / T) out."""
 
-    def __init__(self, model: nn.Module, mean: list[float], std: list[float]) -> None:
+    def __init__(
+        self, model: nn.Module, mean: list[float], std: list[float], temperature: float = 1.0
+    ) -> None:
         super().__init__()
         self.model = model
+        self.temperature = float(temperature)
         mean_t, std_t = preprocess.normalisation_tensors(mean, std)
         self.register_buffer("mean", mean_t)
         self.register_buffer("std", std_t)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean, std = self.get_buffer("mean"), self.get_buffer("std")
-        return torch.softmax(self.model(preprocess.standardise(x, mean, std)), dim=1)
+        logits = self.model(preprocess.standardise(x, mean, std))
+        if self.temperature != 1.0:  # T = 1 (older models) exports the graph exactly as before
+            logits = logits / self.temperature
+        return torch.softmax(logits, dim=1)
 
 
 def onnx_bytes(loaded: LoadedModel) -> bytes:
     """ONNX graph: input 'pixels' N x C x S x S float in [0, 1] -> output 'probabilities'."""
     meta = loaded.metadata
-    wrapped = _Normalised(loaded.model, meta.normalisation["mean"], meta.normalisation["std"])
+    wrapped = _Normalised(
+        loaded.model, meta.normalisation["mean"], meta.normalisation["std"], meta.temperature
+    )
     wrapped.eval()
     dummy = torch.rand(2, meta.in_channels, meta.img_size, meta.img_size)
     buf = io.BytesIO()
@@ -295,7 +316,8 @@ def verify_onnx(loaded: LoadedModel, model_bytes: bytes, atol: float = 1e-4) -> 
         meta.normalisation["mean"], meta.normalisation["std"]
     )
     with torch.no_grad():
-        ref = torch.softmax(loaded.model(preprocess.standardise(x, mean, std)), dim=1).numpy()
+        logits = loaded.model(preprocess.standardise(x, mean, std))
+        ref = torch.softmax(logits / meta.temperature, dim=1).numpy()
     sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     got = sess.run(None, {"pixels": x.numpy()})[0]
     diff = float(np.abs(np.asarray(got) - ref).max())

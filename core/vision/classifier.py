@@ -80,6 +80,8 @@ class Classifier:
         self.limits = limits or DecodeLimits()
         self.num_threads = num_threads or os.cpu_count() or 1
         meta = loaded.metadata
+        # Probabilities are softmax(logits / T) on every path (core.vision.calibration).
+        self.temperature = float(meta.temperature)
         self._model = loaded.model.to(self.device).eval()
         for p in self._model.parameters():
             p.requires_grad_(False)
@@ -151,14 +153,15 @@ class Classifier:
         )
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """N x C x S x S uint8 -> N x K float32 probabilities."""
+        """N x C x S x S uint8 -> N x K float32 calibrated probabilities (the ONNX graph
+        divides by T itself)."""
         if self._ort is not None:
             x = preprocess.unit_pixels(batch)
             return np.asarray(self._ort.run(None, {"pixels": x})[0], dtype=np.float32)
         with torch.inference_mode():
             xt = torch.from_numpy(batch).to(self.device)
             logits = self._model(preprocess.normalise(xt, self._mean, self._std))
-            return torch.softmax(logits.float(), dim=1).cpu().numpy()
+            return torch.softmax(logits.float() / self.temperature, dim=1).cpu().numpy()
 
     def to_prediction(self, name: str, probs: np.ndarray) -> Prediction:
         """The Prediction for one row of class probabilities."""

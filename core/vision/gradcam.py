@@ -50,6 +50,7 @@ class GradCam:
         from core.vision.architectures import get_spec
 
         self.clf = clf
+        self.temperature = float(clf.metadata.temperature)
         model, self.mean, self.std = clf.cam_copy()
         for p in model.parameters():
             p.requires_grad_(False)
@@ -78,7 +79,9 @@ class GradCam:
         try:
             with torch.enable_grad():
                 logits = self.model(x)
-                probs = torch.softmax(logits.detach().float(), dim=1).numpy()
+                # Calibrated like Classifier's; the maps use the raw class score (dividing it
+                # by T would only scale a map that is normalised to its peak anyway).
+                probs = torch.softmax(logits.detach().float() / self.temperature, dim=1).numpy()
                 wanted = list(choose(probs))
                 if not wanted:
                     return probs, {}

@@ -79,9 +79,15 @@ def test_import_train_evaluate_promote_export(tmp_path: Path) -> None:
         "train_seconds",
         "images_per_second",
         "device",
+        "temperature",
+        "ece",
+        "ece_uncalibrated",
     ):
         assert key in trained
     assert trained["device"] == "cpu"
+    # Calibrated on the validation split: T fitted, both ECEs reported.
+    assert trained["temperature"] > 0 and trained["temperature"] != 1.0
+    assert 0.0 <= trained["ece"] <= 1.0 and 0.0 <= trained["ece_uncalibrated"] <= 1.0
     assert trained["val_accuracy"] >= 0.9
     assert sum(map(sum, trained["confusion_matrix"])) == sum(
         v["support"] for v in trained["per_class"].values()
@@ -100,6 +106,8 @@ def test_import_train_evaluate_promote_export(tmp_path: Path) -> None:
     assert ev["n"] == 48 and ev["accuracy"] >= 0.9
     assert ev["images_per_second"] > 0
     assert ev["roc_auc"] is not None
+    assert ev["temperature"] == pytest.approx(trained["temperature"])
+    assert 0.0 <= ev["ece"] <= 1.0 and 0.0 <= ev["ece_uncalibrated"] <= 1.0
 
     out = tmp_path / "model.onnx"
     exported = _json(
