@@ -2,6 +2,7 @@
 
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from core.auth.permissions import Action
@@ -96,6 +97,51 @@ with right:
             title="Validation confusion matrix",
         )
         st.plotly_chart(fig, width="stretch")
+
+
+def _reliability_figure(report: dict[str, object]) -> go.Figure:
+    """Accuracy against mean confidence per bin, before and after scaling, with the diagonal."""
+    fig = go.Figure()
+    fig.add_scatter(
+        x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"},
+        name="perfectly calibrated",
+    )  # fmt: skip
+    for key, label in (("reliability_before", "before scaling"), ("reliability_after", "after")):
+        rows = [r for r in report.get(key) or [] if r["count"]]  # type: ignore[attr-defined]
+        fig.add_scatter(
+            x=[r["confidence"] for r in rows], y=[r["accuracy"] for r in rows],
+            mode="lines+markers", name=label, text=[f"{r['count']} images" for r in rows],
+        )  # fmt: skip
+    fig.update_layout(
+        height=340, xaxis_title="confidence", yaxis_title="accuracy",
+        xaxis_range=[0, 1.02], yaxis_range=[0, 1.02], xaxis_tickformat=".0%",
+        yaxis_tickformat=".0%", margin={"l": 0, "r": 0, "t": 30, "b": 0},
+        title="Reliability on the validation split",
+    )  # fmt: skip
+    return fig
+
+
+st.subheader("Confidence calibration")
+try:
+    stored = compare.stored_calibration(model)
+except (OSError, ValueError) as e:
+    st.caption(f"Calibration unavailable: the model's metadata cannot be read ({e}).")
+else:
+    report = stored.report
+    if stored.calibrated:
+        st.write(
+            f"Temperature **{stored.temperature:.3f}**, fitted on {report.get('images')} "
+            f"{report.get('fitted_on')} images: expected calibration error "
+            f"**{_pct(report.get('ece_after'))}** (before scaling {_pct(report.get('ece_before'))}"
+            f", {report.get('bins')} bins). The confidences shown everywhere, and the Flagging "
+            "rules page's threshold curve, are these calibrated ones."
+        )
+        st.plotly_chart(_reliability_figure(report), width="stretch")
+    else:
+        st.caption(
+            "Not calibrated (temperature 1): "
+            + str(report.get("reason", "this model was trained before calibration existed."))
+        )
 
 b1, b2 = st.columns(2)
 if model.status.value != "active" and b1.button("Promote to active", type="primary"):

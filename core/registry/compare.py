@@ -15,6 +15,7 @@ from core.config import Settings
 from core.datasets import service
 from core.errors import DatasetError, InvalidImageError
 from core.training import metrics
+from core.vision import calibration
 from core.vision.images import DecodeLimits
 from db.engine import Database
 from db.queries.catalog import ModelRecord
@@ -83,6 +84,14 @@ def score_model(
     return ModelScore(
         model.id, dataset_id, split, scores, len(y_true), rejected, time.perf_counter() - started
     )
+
+
+def stored_calibration(model: ModelRecord) -> calibration.StoredCalibration:
+    """The model's temperature and calibration report, read from its metadata without torch.
+
+    OSError or ValueError when the artifact's metadata cannot be read.
+    """
+    return calibration.read_stored(Path(model.artifact_path))
 
 
 def onnx_export_bytes(model: ModelRecord) -> bytes:

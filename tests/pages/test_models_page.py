@@ -3,6 +3,9 @@ are audited."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -26,6 +29,9 @@ def test_promote_changes_active_model_and_audits(app_env, make_user, db, train_t
     at = _open_models(engineer)
     assert not at.exception
     assert any(t.value == "Models" for t in at.title)
+    # The input the model was trained on: size, resize mode, channels, and why that size.
+    assert any("input 32 px (letterbox), 1 channel(s)" in m.value for m in at.markdown)
+    assert any(c.value == "Input size 32 px: given" for c in at.caption)
     promote = next(b for b in at.button if b.label == "Promote to active")
     promote.click().run()
     assert not at.exception
@@ -46,6 +52,28 @@ def test_rollback_restores_previous_active(app_env, make_user, db, train_tiny) -
     (entry,) = audit.audit_log(db, permissions.SYSTEM, action="model_rolled_back")
     assert (entry["user"], entry["entity"], entry["entity_id"]) == ("eng", "model", str(first.id))
     assert entry["details"] == {"from": second.id, "to": first.id}
+
+
+def test_models_page_shows_calibration(app_env, make_user, db, train_tiny) -> None:  # type: ignore[no-untyped-def]
+    engineer, _ = make_user("eng", "engineer")
+    model = train_tiny()
+    at = _open_models(engineer)
+    assert not at.exception
+    assert any(h.value == "Confidence calibration" for h in at.subheader)
+    text = " ".join(m.value for m in at.markdown)
+    assert "Temperature" in text and "expected calibration error" in text
+    charts = at.get("plotly_chart")
+    reliability = [c for c in charts if "Reliability" in c.proto.spec]
+    assert reliability and "perfectly calibrated" in reliability[0].proto.spec
+    # A model saved before calibration existed: the page says so instead of a diagram.
+    meta_path = Path(model.artifact_path)
+    meta = json.loads(meta_path.read_text())
+    del meta["temperature"], meta["calibration"]
+    meta_path.write_text(json.dumps(meta))
+    at = _open_models(engineer)
+    assert not at.exception
+    assert any("Not calibrated" in c.value for c in at.caption)
+    assert not [c for c in at.get("plotly_chart") if "Reliability" in c.proto.spec]
 
 
 def test_reviewer_cannot_open_models_page(app_env, make_user) -> None:  # type: ignore[no-untyped-def]
