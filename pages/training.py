@@ -9,6 +9,7 @@ from core.datasets import from_reviews, service
 from core.errors import DefectLensError
 from core.jobs import backend, queue
 from core.registry import catalog
+from core.training.balance import BALANCE_MODES
 from core.training.config import ARCHITECTURE_NAMES, DEFAULT_IMG_SIZES, TrainConfig
 from pages._ui import get_db, get_settings, require_page
 
@@ -134,6 +135,14 @@ with launch_tab:
             help="On for round, top-view parts such as impellers; off for textures with a "
             "direction, such as rolled steel.",
         )
+        balance = st.selectbox(
+            "Class balancing",
+            BALANCE_MODES,
+            key="launch_balance",
+            help="auto: balance only when the largest class has more than 3x the images of "
+            "the smallest; sampler: draw every class equally often; weights: weigh rare "
+            "classes up in the loss; none: train on the images as they come.",
+        )
         if st.form_submit_button("Queue training job", type="primary"):
             if ds_id is None:
                 st.error("Import a dataset first.")
@@ -146,6 +155,7 @@ with launch_tab:
                     batch_size=int(batch),
                     device=device,
                     rot90=rot90,
+                    balance=balance,
                 )
                 try:
                     job = queue.submit_job(db, settings, user, int(ds_id), config)

@@ -139,6 +139,7 @@ def train(
     if data is not None:
         with progress("importing", as_json) as on_progress:
             record, _snap, _created = service.import_dataset(
+    balance_mode = check_mode(balance)
                 db,
                 s,
                 permissions.SYSTEM,
@@ -154,7 +155,7 @@ def train(
         dataset_id = dataset
     overrides = {"epochs": epochs, "img_size": img_size, "batch_size": batch_size, "lr": lr}
     config = _train_config(s, arch=arch, seed=seed, device=device, rot90=rot90, overrides=overrides)
-    config.balance = check_mode(balance)
+    config.balance = balance_mode
     outcome = register.train_and_register(
         db,
         s,

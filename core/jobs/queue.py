@@ -21,6 +21,7 @@ from core.config import DEVICES, Settings
 from core.errors import Conflict, DatasetError, NotFound, ValidationError
 from core.jobs.backend import backend_for, backend_named
 from core.registry import catalog
+from core.training.balance import check_mode
 from core.training.config import ARCHITECTURE_NAMES, TrainConfig
 from db.engine import Database
 from db.models import utcnow
@@ -59,6 +60,7 @@ def validate_config(config: TrainConfig) -> None:
     device = config.device.lower()
     if device not in DEVICES:
         raise ValidationError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    check_mode(config.balance)
 
 
 def check_dataset(db: Database, dataset_id: int) -> tuple[str, list[str]]:

@@ -32,11 +32,14 @@ def test_launch_form_queues_a_job(app_env, make_user, db, tiny_dataset) -> None:
     at.number_input(key="launch_epochs").set_value(2)
     at.number_input(key="launch_img_size").set_value(32)
     at.selectbox(key="launch_device").set_value("cpu")
+    assert at.selectbox(key="launch_balance").value == "auto"
+    at.selectbox(key="launch_balance").set_value("weights")
     next(b for b in at.button if b.label == "Queue training job").click().run()
     assert not at.exception
     (job,) = queue.list_jobs(db)
     assert job.status.value == "queued" and job.dataset_id == tiny_dataset.id
     assert job.config["epochs"] == 2 and job.config["img_size"] == 32
+    assert job.config["balance"] == "weights"
     assert job.created_by == "erin"
     assert any(f"Job #{job.id} queued" in s.value for s in at.success)
 

@@ -85,6 +85,9 @@ def test_import_train_evaluate_promote_export(tmp_path: Path) -> None:
     ):
         assert key in trained
     assert trained["device"] == "cpu"
+    # 24 / 24 images: auto leaves a balanced dataset alone, and says why.
+    assert trained["balance"]["used"] == "none" and trained["balance"]["ratio"] == 1.0
+    assert all("recall" in v for v in trained["per_class"].values())
     # Calibrated on the validation split: T fitted, both ECEs reported.
     assert trained["temperature"] > 0 and trained["temperature"] != 1.0
     assert 0.0 <= trained["ece"] <= 1.0 and 0.0 <= trained["ece_uncalibrated"] <= 1.0
@@ -106,6 +109,8 @@ def test_import_train_evaluate_promote_export(tmp_path: Path) -> None:
     assert ev["n"] == 48 and ev["accuracy"] >= 0.9
     assert ev["images_per_second"] > 0
     assert ev["roc_auc"] is not None
+    assert set(ev["per_class"]) == {"ok", "scratch"}
+    assert all(0 <= v["recall"] <= 1 for v in ev["per_class"].values())
     assert ev["temperature"] == pytest.approx(trained["temperature"])
     assert 0.0 <= ev["ece"] <= 1.0 and 0.0 <= ev["ece_uncalibrated"] <= 1.0
 
@@ -140,14 +145,19 @@ def test_train_on_folder_in_one_step(tmp_path: Path) -> None:
             "--img-size",
             "32",
             "--rot90",
+            "--balance",
+            "weights",
             "--json",
         )
     )
     assert trained["model_id"] == 1 and trained["dataset_id"] == 1
+    assert trained["balance"]["used"] == "weights"
+    assert trained["balance"]["reason"].startswith("weights requested")
     meta = json.loads(
         Path(_json(_run(home, "models", "list", "--json"))["models"][0]["artifact"]).read_text()
     )
     assert meta["train_config"]["rot90"] is True and meta["train_config"]["epochs"] == 1
+    assert meta["train_config"]["balance"] == "weights"
 
 
 def test_one_class_dataset_is_refused_with_one_line(tmp_path: Path) -> None:

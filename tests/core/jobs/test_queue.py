@@ -95,6 +95,7 @@ def test_submit_refuses_a_one_class_dataset(db, settings, dataset) -> None:
         ({"img_size": 4}, "image size"),
         ({"lr": 0.0}, "learning rate"),
         ({"device": "tpu"}, "device must be one of"),
+        ({"balance": "smote"}, "balance must be one of"),
     ],
 )
 def test_submit_refuses_bad_settings(db, settings, dataset, change, message) -> None:
@@ -272,10 +273,11 @@ def _cli(
 @pytest.mark.slow
 def test_cli_submit_list_show_cancel(db, settings, dataset) -> None:
     sub = _cli(settings, "jobs", "submit", "--dataset", str(dataset.id), "--epochs", "2",
-               "--img-size", "32", "--device", "cpu", "--json")  # fmt: skip
+               "--img-size", "32", "--device", "cpu", "--balance", "sampler", "--json")  # fmt: skip
     assert sub.returncode == 0, sub.stderr
     job = json.loads(sub.stdout)
     assert job["status"] == "queued" and job["config"]["epochs"] == 2
+    assert job["config"]["balance"] == "sampler"
     listed = json.loads(_cli(settings, "jobs", "list", "--json").stdout)
     assert [j["id"] for j in listed["jobs"]] == [job["id"]]
     shown = json.loads(_cli(settings, "jobs", "show", str(job["id"]), "--json").stdout)
@@ -285,6 +287,8 @@ def test_cli_submit_list_show_cancel(db, settings, dataset) -> None:
     again = _cli(settings, "jobs", "cancel", str(job["id"]), "--json")
     assert again.returncode == 1 and again.stdout == ""
     assert again.stderr.strip() == f"error: job {job['id']} already cancelled; nothing to cancel"
+    odd = _cli(settings, "jobs", "submit", "--dataset", str(dataset.id), "--balance", "smote")
+    assert odd.returncode == 1 and "balance must be one of" in odd.stderr
     bad = _cli(settings, "jobs", "submit", "--dataset", "999", "--json")
     assert bad.returncode == 1 and "dataset 999 does not exist" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1

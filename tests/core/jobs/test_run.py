@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from core.auth import permissions
 from core.config import Settings
 from core.jobs import queue
+from core.jobs.run import _job_config
 from core.training.config import TrainConfig
 from db.engine import Database
 from db.models import JobStatus
@@ -79,3 +81,17 @@ def test_run_starts_a_worker_and_sigterm_stops_everything(
             proc.kill()
             proc.wait(10)
         out.close()
+
+
+def test_job_config_round_trips_the_balance_mode(
+    db: Database, settings: Settings, tmp_path: Path
+) -> None:
+    dataset = import_tiny(db, settings, tmp_path / "src")
+    for mode in ("weights", "sampler", "none"):
+        config = TrainConfig(epochs=1, img_size=32, device="cpu", balance=mode)
+        job = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, config)
+        assert job.config["balance"] == mode
+        assert _job_config(queue.get_job(db, job.id), settings).balance == mode
+    # A job queued before the option existed trains with the default.
+    old = replace(job, config={k: v for k, v in job.config.items() if k != "balance"})
+    assert _job_config(old, settings).balance == "auto"
