@@ -45,7 +45,8 @@ def main() -> None:
         cfg.batch_size = args.batch_size
     res = fit(cfg, snap)
     t1 = time.perf_counter()
-    test = load_split_tensors(snap, res.img_size, res.in_channels, ("test",))["test"]
+    splits = load_split_tensors(snap, res.img_size, res.in_channels, ("test",), resize=res.resize)
+    test = splits["test"]
     mean = torch.tensor(res.normalisation[0]).view(1, -1, 1, 1)
     std = torch.tensor(res.normalisation[1]).view(1, -1, 1, 1)
     probs = predict_tensor(res.model, test.x, mean, std)

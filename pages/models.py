@@ -68,10 +68,13 @@ left, right = st.columns(2)
 with left:
     st.subheader(f"#{model.id} · {model.status.value}")
     ds = datasets.get(model.dataset_id or -1)
+    spec = model.input_spec
     st.write(
-        f"Architecture **{model.architecture}**, input {model.input_spec.get('img_size')} px, "
-        f"{model.input_spec.get('in_channels')} channel(s)"
+        f"Architecture **{model.architecture}**, input {spec.get('img_size')} px "
+        f"({spec.get('resize', 'stretch')}), {spec.get('in_channels')} channel(s)"
     )
+    if spec.get("img_size_reason"):
+        st.caption(f"Input size {spec['img_size_reason']}")
     st.write(
         f"Trained on dataset **{ds.name if ds else 'unknown'}**"
         + (f" (#{ds.id}, {ds.num_images} images)" if ds else "")

@@ -81,6 +81,9 @@ def _train_payload(outcome: TrainOutcome, dataset_id: int, started: float) -> di
         "model_id": outcome.model.id if outcome.model else None,
         "dataset_id": dataset_id,
         "architecture": result.arch,
+        "img_size": result.img_size,
+        "resize": result.resize,
+        "choices": {"img_size": {"value": result.img_size, "reason": result.img_size_reason}},
         "val_accuracy": model_metrics.get("accuracy"),
         "evaluated_on": model_metrics.get("evaluated_on"),
         "macro_f1": model_metrics.get("macro_f1"),
@@ -111,7 +114,10 @@ def train(
     epochs: Annotated[
         int | None, typer.Option(help="Epochs (default: 30 on the CPU, 40 on a GPU).")
     ] = None,
-    img_size: Annotated[int | None, typer.Option(help="Input side in pixels.")] = None,
+    img_size: Annotated[
+        int | None,
+        typer.Option(help="Input side in pixels (default: chosen from the images' sizes)."),
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
@@ -133,13 +139,13 @@ def train(
 ) -> None:
     """Train a model and register it as a candidate."""
     started = time.perf_counter()
+    balance_mode = check_mode(balance)
     if (data is None) == (dataset is None):
         raise ValidationError("give exactly one of --data PATH or --dataset ID")
     s, db = open_database()
     if data is not None:
         with progress("importing", as_json) as on_progress:
             record, _snap, _created = service.import_dataset(
-    balance_mode = check_mode(balance)
                 db,
                 s,
                 permissions.SYSTEM,
@@ -175,6 +181,7 @@ def train(
         f"{percent(payload['val_accuracy'])}, macro-F1 {f1_text}, trained in "
         f"{outcome.result.train_seconds:.1f}s on {outcome.result.device}"
     )
+    typer.echo(f"input {outcome.result.img_size_reason} ({outcome.result.resize})")
     if outcome.result.balance:
         typer.echo(f"class balance: {outcome.result.balance['reason']}")
 

@@ -84,6 +84,7 @@ class _Item:
     info: images.ImageInfo
     sha: str
     model_input: np.ndarray | None = None
+    hw: tuple[int, int] = (0, 0)  # decoded (height, width) the input was made from
     prediction: Prediction | None = None
     heatmap_png: bytes | None = None
     heatmap_rel: str | None = None
@@ -207,6 +208,7 @@ def _check(
         info=info,
         sha=images.sha256_bytes(data),
         model_input=clf.prepare(pixels),
+        hw=(pixels.shape[0], pixels.shape[1]),
     )
 
 
@@ -233,9 +235,9 @@ def _classify_chunk(
     made = 0
     if maps:
         order = sorted(maps)
-        for row, png in zip(
-            order, pool.map(gradcam.encode_map, [maps[r] for r in order]), strict=True
-        ):
+        # Each map is cut to its image (letterbox padding off) before it is stored.
+        pngs = pool.map(lambda r: gradcam.encode_map(clf.image_map(maps[r], good[r].hw)), order)
+        for row, png in zip(order, pngs, strict=True):
             good[row].heatmap_png = png
             good[row].heatmap_rel = image_store.heatmap_path(images.sha256_bytes(png))
             made += 1

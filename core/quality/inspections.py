@@ -131,6 +131,7 @@ def _explain(
     inputs: list[np.ndarray] = []
     kept: list[int] = []
     targets: list[int] = []
+    shapes: list[tuple[int, int]] = []
     for part in parts:
         try:
             data = image_store.read_stored(settings, part.image_path, "image")
@@ -141,9 +142,13 @@ def _explain(
             log.warning("inspection %s: no heatmap: %s", part.inspection_id, e)
             continue
         inputs.append(clf.prepare(pixels))
+        shapes.append((pixels.shape[0], pixels.shape[1]))
         kept.append(part.inspection_id)
         targets.append(clf.class_names.index(part.predicted_class))
-    pngs = list(pool.map(gradcam.encode_map, gradcam.cam_batch(clf, inputs, targets)))
+    cams = gradcam.cam_batch(clf, inputs, targets)
+    # Each map is cut to its image (letterbox padding off) before it is stored.
+    cut = [clf.image_map(c, hw) for c, hw in zip(cams, shapes, strict=True)]
+    pngs = list(pool.map(gradcam.encode_map, cut))
     rels = [image_store.heatmap_path(images.sha256_bytes(p)) for p in pngs]
     image_store.store_all(settings, dict(zip(rels, pngs, strict=True)), pool)
     return dict(zip(kept, rels, strict=True))

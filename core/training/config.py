@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -30,7 +32,8 @@ class TrainConfig:
 
     arch: str = "defectnet"
     epochs: int = 30
-    img_size: int | None = None  # None: the architecture's default_img_size
+    img_size: int | None = None  # None: chosen from the dataset's image sizes (choose_img_size)
+    resize: str = "letterbox"  # or "stretch" (core.vision.preprocess); saved models record it
     batch_size: int = 64
     lr: float = 4e-3  # peak of the one-cycle schedule
     weight_decay: float = 5e-4
@@ -56,7 +59,7 @@ class TrainConfig:
     balance: str = "auto"
 
     def resolved_img_size(self) -> int:
-        """The input side in pixels actually used."""
+        """The input side given, else the architecture's default (the base of choose_img_size)."""
         if self.img_size is not None:
             return self.img_size
         # Deferred: the registry imports torch, and may hold architectures registered at run
@@ -70,6 +73,69 @@ class TrainConfig:
         d = asdict(self)
         d["weights_path"] = str(self.weights_path) if self.weights_path else None
         return d
+
+
+# Bounds of a chosen input side: below 64 px the networks' stride-32 features have almost no
+# spatial extent; above 256 px a CPU epoch on a few thousand images takes minutes (compute grows
+# with the square of the side), while a GPU trains 384 px in seconds per epoch.
+IMG_SIZE_BOUNDS: Mapping[str, tuple[int, int]] = MappingProxyType(
+    {"cpu": (64, 256), "cuda": (64, 384)}
+)
+
+
+@dataclass(frozen=True)
+class SizeChoice:
+    """The input side of a run and why."""
+
+    img_size: int
+    reason: str
+
+
+def _round32(x: float) -> int:
+    return max(32, int(round(x / 32)) * 32)
+
+
+def choose_img_size(
+    sizes: Sequence[tuple[int, int]], base: int, device_type: str = "cpu"
+) -> SizeChoice:
+    """The input side for images of these (width, height) sizes, from the architecture's base.
+
+    The architectures' defaults (``base``) are the benchmarked cost and accuracy on square
+    images, so a square dataset keeps them: NEU (200x200) stays at 96 px. A letterboxed image of
+    aspect ratio a fills only S x S/a of the input, so the side grows by sqrt(a) to give the
+    image itself as many input pixels as a square one gets at ``base``. The side never exceeds
+    the images' median longer side (upsampling adds no detail), is rounded to a multiple of 32
+    (the networks' total stride) and kept within IMG_SIZE_BOUNDS for the device.
+    """
+    lo, hi = IMG_SIZE_BOUNDS["cuda" if device_type == "cuda" else "cpu"]
+    known = [(w, h) for w, h in sizes if w > 0 and h > 0]
+    if not known:
+        return SizeChoice(base, f"{base} px: the architecture's default (no image sizes known)")
+    longer = statistics.median(max(w, h) for w, h in known)
+    aspect = statistics.median(max(w, h) / min(w, h) for w, h in known)
+    want = base * math.sqrt(aspect)
+    side = min(hi, max(lo, _round32(min(want, longer))))
+    why = f"{side} px: median image {longer:g} px on the longer side, aspect ratio {aspect:.2f}:1"
+    if aspect > 1.05:
+        why += f"; {base} px x sqrt(aspect) keeps {base}x{base} px of image after letterboxing"
+    else:
+        why += f"; the architecture's {base} px"
+    if longer < want:
+        why += "; capped at the images' own size"
+    if side in (lo, hi) and side != _round32(min(want, longer)):
+        why += f"; kept within {lo}-{hi} px on {device_type}"
+    return SizeChoice(side, why)
+
+
+def resolve_img_size(
+    cfg: TrainConfig, entries: Sequence[Any], device_type: str = "cpu"
+) -> SizeChoice:
+    """The run's input side: ``cfg.img_size`` when given, else chosen from the train images."""
+    if cfg.img_size is not None:
+        return SizeChoice(cfg.img_size, f"{cfg.img_size} px: given")
+    train = [e for e in entries if getattr(e, "split", "train") == "train"]
+    sizes = [(getattr(e, "width", 0), getattr(e, "height", 0)) for e in train]
+    return choose_img_size(sizes, cfg.resolved_img_size(), device_type)
 
 
 @dataclass(frozen=True)
@@ -99,6 +165,8 @@ class TrainResult:
     best_epoch: int
     metrics: EvalResult | None  # validation metrics of the best epoch (None: no val split)
     history: list[EpochReport] = field(default_factory=list)
+    resize: str = "stretch"  # how images were fitted to the input (core.vision.preprocess)
+    img_size_reason: str = ""  # why this input size (SizeChoice.reason)
     train_seconds: float = 0.0
     load_seconds: float = 0.0
     device: str = "cpu"

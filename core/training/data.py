@@ -81,8 +81,11 @@ def load_split_tensors(
     num_threads: int | None = None,
     *,
     limits: DecodeLimits | None = None,
+    resize: str = "stretch",
 ) -> dict[str, TensorSplit]:
     """Decode every entry of the named splits once, resized, into uint8 tensors.
+
+    ``resize`` is the model's mode (core.vision.preprocess): pass the one it was trained with.
 
     The product passes the configured limits (``DecodeLimits.from_settings``): a snapshot's
     files are checked like any other image before their pixels are decoded. None: the defaults
@@ -95,7 +98,11 @@ def load_split_tensors(
 
     def load(entry: Any) -> np.ndarray:
         return preprocess.file_model_input(
-            root / entry.file, limits=checked, img_size=img_size, in_channels=in_channels
+            root / entry.file,
+            limits=checked,
+            img_size=img_size,
+            in_channels=in_channels,
+            resize=resize,
         )
 
     # OpenCV releases the GIL while decoding and resizing, so threads use every core.
@@ -124,7 +131,7 @@ def load_training_data(
     t0 = time.perf_counter()
     splits = ("train", "val")
     data = load_split_tensors(
-        snapshot, img_size, in_channels, splits, cfg.num_threads, limits=limits
+        snapshot, img_size, in_channels, splits, cfg.num_threads, limits=limits, resize=cfg.resize
     )
     if "train" not in data:
         raise DatasetError("the snapshot has no images in its train split")
@@ -144,8 +151,8 @@ def load_training_data(
         seconds=time.perf_counter() - t0,
     )
     log.info(
-        "loaded %d train / %d val images at %d px in %.1f s",
-        len(train.y), 0 if val is None else len(val.y), img_size, loaded.seconds,
+        "loaded %d train / %d val images at %d px (%s) in %.1f s",
+        len(train.y), 0 if val is None else len(val.y), img_size, cfg.resize, loaded.seconds,
     )  # fmt: skip
     return loaded
 

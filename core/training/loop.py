@@ -26,7 +26,7 @@ from core.errors import DatasetError
 from core.files import write_atomic
 from core.training import metrics as ev
 from core.training.balance import BalanceChoice, choose_balance, class_weights, sample_weights
-from core.training.config import EpochReport, TrainConfig, TrainResult
+from core.training.config import EpochReport, TrainConfig, TrainResult, resolve_img_size
 from core.training.data import SnapshotLike, TrainingData, augment, load_training_data
 from core.vision import calibration, preprocess
 from core.vision.architectures import build_model
@@ -208,7 +208,9 @@ def fit(
     cfg = config
     device = resolve_device(cfg.device)
     cuda = device.type == "cuda"
-    img_size = cfg.resolved_img_size()
+    size = resolve_img_size(cfg, snapshot.entries, device.type)
+    img_size = size.img_size
+    log.info("input %s, %s", size.reason, cfg.resize)
     in_channels = 1 if snapshot.grayscale else 3
     class_names = list(snapshot.class_names)
     if len(class_names) < 2:
@@ -240,6 +242,8 @@ def fit(
         class_names=class_names,
         in_channels=in_channels,
         img_size=img_size,
+        resize=cfg.resize,
+        img_size_reason=size.reason,
         normalisation=data.normalisation,
         best_epoch=run.best_epoch,
         metrics=run.best_metrics,

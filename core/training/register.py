@@ -34,8 +34,9 @@ def test_metrics(
     from core.training.loop import predict_tensor
 
     test = load_split_tensors(
-        snapshot, result.img_size, result.in_channels, ("test",), limits=limits
-    )["test"]
+        snapshot, result.img_size, result.in_channels, ("test",), limits=limits,
+        resize=result.resize,
+    )["test"]  # fmt: skip
     mean, std = normalisation_tensors(*result.normalisation)
     probs = predict_tensor(result.model, test.x, mean, std)
     return ev.evaluate(
@@ -108,6 +109,8 @@ def train_and_register(
         input_spec={
             "img_size": result.img_size,
             "in_channels": result.in_channels,
+            "resize": result.resize,
+            "img_size_reason": result.img_size_reason,
             "normalisation": meta.normalisation,
         },
         artifact_path=saved.path_meta,

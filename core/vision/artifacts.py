@@ -69,6 +69,10 @@ class ModelMetadata:
     img_size: int
     in_channels: int
     normalisation: dict[str, list[float]]  # {"mean": [...], "std": [...]} on the [0, 1] scale
+    # How images become the S x S input (core.vision.preprocess); models saved before
+    # letterboxing existed lack the field and stretch, as they were trained to.
+    resize: str = "stretch"
+    img_size_reason: str = ""  # why training chose img_size (empty: not recorded)
     dataset_id: str | None = None
     dataset_hash: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -113,6 +117,9 @@ class ModelMetadata:
             raise ModelError(f"img_size {meta.img_size!r} is out of range")
         if meta.in_channels not in (1, 3):
             raise ModelError(f"in_channels must be 1 or 3, got {meta.in_channels!r}")
+        if meta.resize not in preprocess.RESIZE_MODES:
+            modes = ", ".join(preprocess.RESIZE_MODES)
+            raise ModelError(f"resize must be one of {modes}, not {meta.resize!r}")
         norm = meta.normalisation
         if (
             not isinstance(norm, dict)
@@ -143,6 +150,8 @@ def metadata_from_result(
         class_names=list(result.class_names),
         img_size=result.img_size,
         in_channels=result.in_channels,
+        resize=result.resize,
+        img_size_reason=result.img_size_reason,
         normalisation={"mean": [float(m) for m in mean], "std": [float(s) for s in std]},
         dataset_id=dataset_id,
         dataset_hash=dataset_hash,

@@ -139,18 +139,30 @@ class Classifier:
         """Input side in pixels."""
         return self.metadata.img_size
 
+    @property
+    def resize(self) -> str:
+        """How images are fitted to the input: "letterbox" or "stretch" (old models)."""
+        return self.metadata.resize
+
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """Decoded HxW / HxWx3 uint8 image -> the model's CxSxS uint8 input."""
-        return preprocess.resize_for_model(image, self.img_size, self.in_channels)
+        return preprocess.resize_for_model(image, self.img_size, self.in_channels, self.resize)
 
-    def _decode(self, data: bytes, name: str) -> np.ndarray:
-        return preprocess.model_input(
+    def image_map(self, cam: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+        """A Grad-CAM map of a prepared input -> the map over the image itself (padding cut)."""
+        return gradcam.image_map(cam, image_hw, self.img_size, self.resize)
+
+    def _pixels(self, data: bytes, name: str) -> np.ndarray:
+        return preprocess.decode_for_model(
             data,
             name=name,
             limits=self.limits,
             img_size=self.img_size,
             in_channels=self.in_channels,
         )
+
+    def _decode(self, data: bytes, name: str) -> np.ndarray:
+        return self.prepare(self._pixels(data, name))
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
         """N x C x S x S uint8 -> N x K float32 calibrated probabilities (the ONNX graph
@@ -241,11 +253,14 @@ class Classifier:
         The same batched Grad-CAM and overlay that ingest stores, run on one image. The heatmap
         has the decoded image's size, scaled down to fit ``max_side`` when larger.
         """
-        model_input = self._decode(image_bytes, name)
+        pixels = self._pixels(image_bytes, name)
         with self._explain_lock:
-            probs, maps = self._explainer.run([model_input], lambda p: [(0, int(p[0].argmax()))])
+            probs, maps = self._explainer.run(
+                [self.prepare(pixels)], lambda p: [(0, int(p[0].argmax()))]
+            )
         k = int(probs[0].argmax())
-        heatmap, overlay = gradcam.overlay(image_bytes, maps[0], self.limits, name, max_side)
+        cam = self.image_map(maps[0], pixels.shape[:2])
+        heatmap, overlay = gradcam.overlay(image_bytes, cam, self.limits, name, max_side)
         return Explanation(
             heatmap=heatmap,
             overlay_png=encode_png(overlay),

@@ -110,6 +110,24 @@ def cam_batch(
     return GradCam(clf).explain(inputs, targets)
 
 
+def image_map(cam: np.ndarray, image_hw: tuple[int, int], img_size: int, resize: str) -> np.ndarray:
+    """The part of a uint8 Grad-CAM map that lies over the image, for an input made by ``resize``.
+
+    ``image_hw`` is the (height, width) of the pixels the input was prepared from. A stretched
+    input covers the whole image, so its map is returned as is (and stored maps stay as they
+    were). A letterboxed one holds the image in a box of the S x S input: the map is upsampled to
+    S x S, the padding cut off, and the peak scaled back to 255, so the result has the image's
+    aspect ratio and ``overlay`` lays it on the image point for point.
+    """
+    if resize != "letterbox":
+        return cam
+    top, left, h, w = preprocess.letterbox_box(image_hw[0], image_hw[1], img_size)
+    if (h, w) == (img_size, img_size):
+        return cam
+    full = cv2.resize(cam.astype(np.float32), (img_size, img_size), interpolation=cv2.INTER_LINEAR)
+    return _normalise_map(np.ascontiguousarray(full[top : top + h, left : left + w]))
+
+
 def encode_map(cam: np.ndarray) -> bytes:
     """The stored form of a Grad-CAM map: an 8-bit grayscale PNG."""
     return images.encode_png(cam)
@@ -124,7 +142,8 @@ def overlay(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(heatmap float32 H x W on [0, 1], RGB overlay uint8) of a uint8 map over its image.
 
-    The image is shown at its own size, scaled down to fit max_side; the map is upsampled to it.
+    The image is shown at its own size, scaled down to fit max_side; the map (already cut to the
+    image by ``image_map``) is resized onto it.
     """
     rgb = images.decode(image, name=name, limits=limits, max_side=max_side)
     h, w = rgb.shape[:2]

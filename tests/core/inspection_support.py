@@ -32,6 +32,7 @@ def register_active_model(
     seed: int = 0,
     img_size: int = 32,
     explainable: bool = False,
+    resize: str = "stretch",
 ) -> ModelRecord:
     """An untrained (but real, verified) defectnet saved, registered and promoted.
 
@@ -53,6 +54,7 @@ def register_active_model(
         img_size=img_size,
         in_channels=1,
         normalisation={"mean": [0.5], "std": [0.25]},
+        resize=resize,
     )
     saved = save_model(model, meta, settings.models_dir / uuid.uuid4().hex)
     record = catalog.register_model(
@@ -61,7 +63,7 @@ def register_active_model(
         name="test model",
         architecture="defectnet",
         class_names=list(class_names),
-        input_spec={"img_size": img_size, "in_channels": 1},
+        input_spec={"img_size": img_size, "in_channels": 1, "resize": resize},
         artifact_path=saved.path_meta,
         artifact_sha256=saved.sha256,
         metrics={},
@@ -100,3 +102,35 @@ def stored_files(settings: Settings) -> list[Path]:
     """Every file in the image store (images and heatmaps)."""
     root = settings.images_dir
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def png_of(a: np.ndarray) -> bytes:
+    """A PNG of a uint8 array."""
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def blob_strip(h: int = 40, w: int = 120, at: tuple[int, int] = (6, 100)) -> np.ndarray:
+    """A dark non-square image whose only structure is a bright disc centred at ``at``."""
+    img = np.full((h, w), 40, np.uint8)
+    yy, xx = np.mgrid[:h, :w]
+    img[(yy - at[0]) ** 2 + (xx - at[1]) ** 2 <= 16] = 250
+    return img
+
+
+def peak(heat: np.ndarray) -> tuple[float, float]:
+    """Centroid (y, x) of the hottest part of a heatmap."""
+    ys, xs = np.nonzero(heat >= 0.9 * heat.max())
+    return float(ys.mean()), float(xs.mean())
+
+
+def brightness_cam(
+    _self: object, inputs: list[np.ndarray], choose: object
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """A stand-in Grad-CAM whose map is the model input's own brightness: its peak is wherever
+    the bright structure sits in the (letterboxed) input, so the geometry is known."""
+    probs = np.tile(np.array([[0.3, 0.7]], np.float32), (len(inputs), 1))
+    wanted = list(choose(probs))  # type: ignore[operator]
+    maps = {r: inputs[r][0].astype(np.float32) - float(inputs[r][0].min()) for r, _ in wanted}
+    return probs, {r: np.round(m / m.max() * 255).astype(np.uint8) for r, m in maps.items()}

@@ -158,6 +158,14 @@ def test_train_on_folder_in_one_step(tmp_path: Path) -> None:
     )
     assert meta["train_config"]["rot90"] is True and meta["train_config"]["epochs"] == 1
     assert meta["train_config"]["balance"] == "weights"
+    # The input choice: reported with its reason, recorded in the artifact.
+    assert trained["img_size"] == 32 and trained["resize"] == "letterbox"
+    assert trained["choices"]["img_size"] == {"value": 32, "reason": "32 px: given"}
+    assert (meta["img_size"], meta["resize"], meta["img_size_reason"]) == (
+        32,
+        "letterbox",
+        "32 px: given",
+    )
 
 
 def test_one_class_dataset_is_refused_with_one_line(tmp_path: Path) -> None:

@@ -18,13 +18,19 @@ from core.config import Settings
 from core.errors import NotFound, PermissionDenied, ValidationError
 from core.quality import flag_rules, image_store, ingest, inspections, uploads
 from core.quality.ingest import Traceability
+from core.vision import gradcam
+from core.vision.images import DecodeLimits
 from db.engine import Database
 from db.models import Image, Inspection, Role
 from tests.core.inspection_support import (
     Active,
+    blob_strip,
     bomb_png,
+    brightness_cam,
     jpeg,
+    peak,
     png,
+    png_of,
     register_active_model,
     stored_files,
 )
@@ -334,3 +340,46 @@ def test_large_mostly_flagged_batch_explains_every_flagged_part(
     got = np.asarray(PILImage.open(io.BytesIO(inspections.heatmap_png(settings, last) or b"")))
     want = np.asarray(PILImage.open(io.BytesIO(clf.explain(data).overlay_png)))
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 3
+
+
+def test_stored_heatmaps_of_a_letterboxing_model_lie_on_the_image(
+    db: Database, settings: Settings, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Non-square parts, a letterboxing model, a Grad-CAM whose peak is the bright defect: the
+    map stored at ingest and the one backfilled both cover just the image (padding cut), and the
+    overlay's peak is on the defect in the displayed image, as Classifier.explain draws it."""
+    monkeypatch.setattr(gradcam.GradCam, "run", brightness_cam)
+    register_active_model(db, settings, img_size=64, resize="letterbox")
+    active = ingest.load_active(db, settings)
+    engineer, _ = make_user("erin", Role.ENGINEER)
+    flag_rules.set_rule(db, engineer, "*", ["ok", "scratch"], 1.0)
+    spots = [(6, 100), (30, 15)]
+    files = [(f"s{i}.png", png_of(blob_strip(at=at))) for i, at in enumerate(spots)]
+    shown = ingest.ingest(
+        db, settings, permissions.SYSTEM, files, Traceability(), classifier=active
+    )
+    later = ingest.ingest(
+        db,
+        settings,
+        permissions.SYSTEM,
+        [(n, d + b"\0") for n, d in files],  # other bytes: new inspections without maps
+        Traceability(),
+        classifier=active,
+        with_heatmaps=False,
+    )
+    assert inspections.backfill_heatmaps(db, settings, classifier=active) == 2
+    _model, clf = active
+    limits = DecodeLimits.from_settings(settings)
+    for i, at in enumerate(spots):
+        for rec in (shown.processed[i], inspections.get_inspection(db, later.processed[i].id)):
+            assert rec.heatmap_path is not None
+            stored = image_store.read_stored(settings, rec.heatmap_path, "heatmap")
+            cam = np.asarray(PILImage.open(io.BytesIO(stored)))
+            assert cam.shape == (21, 64)  # the 40x120 image's box in the 64 px input
+            heat, _ = gradcam.overlay(files[i][1], cam, limits)
+            py, px = peak(heat)
+            assert abs(py - at[0]) <= 2 and abs(px - at[1]) <= 2
+        overlay = inspections.heatmap_png(settings, shown.processed[i])
+        want = clf.explain(files[i][1]).overlay_png
+        got = np.asarray(PILImage.open(io.BytesIO(overlay or b"")))
+        assert np.abs(got.astype(int) - np.asarray(PILImage.open(io.BytesIO(want)))).max() <= 3

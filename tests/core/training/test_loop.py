@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from PIL import Image
 from core.errors import DatasetError, InvalidImageError, ValidationError
 from core.training.config import EpochReport, TrainConfig
 from core.training.loop import fit
+from core.vision.artifacts import metadata_from_result
 from core.vision.device import resolve_device
 from core.vision.images import DecodeLimits
 from core.vision.preprocess import resize_for_model
@@ -145,3 +147,40 @@ def test_resize_for_model_shapes() -> None:
     assert resize_for_model(gray, 32, 3).shape == (3, 32, 32)
     assert resize_for_model(rgb, 32, 1).shape == (1, 32, 32)
     assert resize_for_model(rgb, 96, 3).shape == (3, 96, 96)
+
+
+@dataclass(frozen=True)
+class SizedEntry:
+    """A manifest entry with its image size, as core.datasets records it."""
+
+    file: str
+    cls: str
+    split: str
+    width: int
+    height: int
+
+
+def test_fit_letterboxes_and_chooses_the_size_from_the_images(tmp_path: Path) -> None:
+    """3:1 images and no --img-size: the side comes from the images, the mode is letterbox,
+    and both reach the model's metadata."""
+    rng = np.random.default_rng(0)
+    entries = []
+    for cls in ("blob", "plain"):
+        (tmp_path / cls).mkdir()
+        for i in range(8):
+            a = rng.normal(128, 12, (24, 72))
+            if cls == "blob":
+                a[8:16, 30:38] = 240
+            Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(tmp_path / cls / f"{i}.png")
+            entries.append(SizedEntry(f"{cls}/{i}.png", cls, "train", 72, 24))
+    snap = Snapshot(tmp_path, ["blob", "plain"], entries)  # type: ignore[arg-type]
+    result = fit(tiny(epochs=1, img_size=None), snap)
+    assert result.img_size == 64 and result.resize == "letterbox"
+    assert result.img_size_reason.startswith("64 px: median image 72 px on the longer side")
+    meta = metadata_from_result(result)
+    assert (meta.img_size, meta.resize, meta.img_size_reason) == (
+        64,
+        "letterbox",
+        result.img_size_reason,
+    )
+    assert fit(tiny(epochs=1, resize="stretch"), snap).resize == "stretch"

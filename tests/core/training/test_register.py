@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,17 @@ def test_reviewer_may_not_import_or_train(
         service.import_dataset(db, settings, reviewer, write_tiny_dataset(tmp_path / "x"), "x")
     with pytest.raises(PermissionDenied):
         register.train_and_register(db, settings, reviewer, tiny_dataset.id, TrainConfig())
+
+
+def test_the_input_size_choice_is_registered_with_the_model(db, settings, tiny_dataset) -> None:  # type: ignore[no-untyped-def]
+    """No img_size: chosen from the imported images (40 x 40 -> the 64 px floor), letterboxed;
+    the catalog row (what the Models page shows) and the artifact both record it."""
+    config = TrainConfig(epochs=1, device="cpu", num_threads=1)
+    outcome = register.train_and_register(db, settings, permissions.SYSTEM, tiny_dataset.id, config)
+    assert outcome.model is not None
+    spec = catalog.get_model(db, str(outcome.model.id)).input_spec
+    assert spec["img_size"] == 64 and spec["resize"] == "letterbox"
+    assert spec["img_size_reason"].startswith("64 px: median image 40 px on the longer side")
+    meta = json.loads(Path(outcome.model.artifact_path).read_text())
+    assert (meta["img_size"], meta["resize"]) == (64, "letterbox")
+    assert meta["img_size_reason"] == spec["img_size_reason"]

@@ -14,12 +14,12 @@ from PIL import Image
 from core.training.config import TrainConfig
 from core.training.loop import fit
 from core.vision import gradcam
-from core.vision.architectures import get_spec
-from core.vision.artifacts import metadata_from_result, save_model
+from core.vision.architectures import build_model, get_spec
+from core.vision.artifacts import LoadedModel, ModelMetadata, metadata_from_result, save_model
 from core.vision.classifier import Classifier, Prediction
 from core.vision.images import DecodeLimits
 from tests.conftest import write_tiny_dataset
-from tests.core.inspection_support import png
+from tests.core.inspection_support import blob_strip, brightness_cam, peak, png, png_of
 from tests.core.training_support import Entry, Snapshot
 
 
@@ -77,9 +77,13 @@ def test_explain_draws_the_overlay_ingest_stores(trained: Classifier) -> None:
         assert isinstance(pred, Prediction)
         assert ex.class_name == pred.class_name
         assert ex.confidence == pytest.approx(pred.confidence, abs=1e-5)
-        # What ingest stores for a flagged part: the map of the predicted class, as a PNG.
+        # What ingest stores for a flagged part: the map of the predicted class, cut to the
+        # image (this model letterboxes the 60x80 images), as a PNG.
         (cam,) = gradcam.cam_batch(clf, _inputs_of(clf, data), [pred.class_index])
-        stored = gradcam.render_overlay(data, gradcam.encode_map(cam), limits)
+        assert clf.resize == "letterbox"
+        cut = clf.image_map(cam, (60, 80))
+        assert cut.shape == (24, 32)  # the 32 px input's 24x32 box: the padding is cut off
+        stored = gradcam.render_overlay(data, gradcam.encode_map(cut), limits)
         assert ex.overlay_png == stored
         assert ex.heatmap.shape == (60, 80) and float(ex.heatmap.max()) in (0.0, 1.0)
 
@@ -87,3 +91,44 @@ def test_explain_draws_the_overlay_ingest_stores(trained: Classifier) -> None:
 def _inputs_of(clf: Classifier, data: bytes) -> list[np.ndarray]:
     pixels = np.asarray(Image.open(io.BytesIO(data)).convert("L"))
     return [clf.prepare(pixels)]
+
+
+def test_image_map_puts_a_letterboxed_peak_back_on_its_image_point() -> None:
+    """A known map on a 300x100 image's 96 px letterboxed input (content rows 32-63): a peak at
+    the input point of image point (y=20, x=240) lands there once the padding is cut."""
+    h, w, size = 100, 300, 96
+    y_in, x_in = 32 + 20 * 0.32, 240 * 0.32
+    yy, xx = np.mgrid[:size, :size]
+    cam = np.exp(-((yy + 0.5 - y_in) ** 2 + (xx + 0.5 - x_in) ** 2) / 8.0)
+    cam8 = np.round(cam / cam.max() * 255).astype(np.uint8)
+    cut = gradcam.image_map(cam8, (h, w), size, "letterbox")
+    assert cut.shape == (32, 96) and cut.max() == 255
+    image = png_of(np.zeros((h, w), np.uint8))
+    heat, _overlay = gradcam.overlay(image, cut, DecodeLimits())
+    assert heat.shape == (h, w)
+    py, px = peak(heat)
+    assert abs(py - 20) <= 2 and abs(px - 240) <= 2
+    # Laid on the image uncut, the same map would put the peak 20 px too low.
+    uncut, _ = gradcam.overlay(image, cam8, DecodeLimits())
+    assert abs(peak(uncut)[0] - 20) > 15
+    # A stretched input's map already covers the image: unchanged.
+    assert gradcam.image_map(cam8, (h, w), size, "stretch") is cam8
+
+
+def test_explain_puts_the_peak_on_the_defect_of_a_non_square_image(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(gradcam.GradCam, "run", brightness_cam)
+    meta = ModelMetadata(
+        architecture="defectnet",
+        class_names=["ok", "dent"],
+        img_size=64,
+        in_channels=1,
+        normalisation={"mean": [0.4], "std": [0.2]},
+        resize="letterbox",
+    )
+    clf = Classifier(LoadedModel(build_model("defectnet", 2, 1).eval(), meta), backend="torch")
+    ex = clf.explain(png_of(blob_strip()))
+    assert ex.heatmap.shape == (40, 120)
+    py, px = peak(ex.heatmap)
+    assert abs(py - 6) <= 2 and abs(px - 100) <= 2
