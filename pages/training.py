@@ -232,6 +232,11 @@ with jobs_tab:
         if not job.is_finished and st.button("Cancel job", key=f"cancel_{job.id}"):
             try:
                 queue.cancel_job(db, user, job.id)
+        if job.model_id is not None:
+            per_class = catalog.get_model(db, job.model_id).metrics.get("per_class") or {}
+            if per_class:
+                st.caption(f"Model #{job.model_id}: per-class results on its evaluation split")
+                st.dataframe(pd.DataFrame(per_class).T, width="stretch")
             except DefectLensError as e:
                 st.warning(str(e))
         with st.expander("Log"):

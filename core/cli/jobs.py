@@ -12,6 +12,7 @@ from core.auth import permissions
 from core.cli.common import JsonOpt, emit_json, open_database, percent, settings
 from core.jobs import queue
 from core.jobs import worker as job_worker
+from core.registry import catalog
 from core.training.balance import BALANCE_MODES, check_mode
 from core.training.config import TrainConfig
 from db.queries.jobs import JobRecord
@@ -100,11 +101,16 @@ def show(
     job = queue.get_job(db, job_id)
     metrics = queue.job_metrics(db, job_id)
     tail = queue.log_tail(s, job, log_lines)
+    # The finished job's model: its per-class precision, recall and F1 (None before it exists).
+    per_class = None
+    if job.model_id is not None:
+        per_class = catalog.get_model(db, job.model_id).metrics.get("per_class")
     if as_json:
         emit_json(
             {
                 **_job_dict(job),
                 "metrics": [asdict(m) for m in metrics],
+                "per_class": per_class,
                 "log_tail": tail,
             }
         )
@@ -117,6 +123,8 @@ def show(
     for m in metrics:
         loss = "–" if m.train_loss is None else f"{m.train_loss:.4f}"
         typer.echo(f"  epoch {m.epoch:>3}  loss {loss}  val acc {percent(m.val_accuracy)}")
+    for cls, m_cls in (per_class or {}).items():
+        typer.echo(f"  {cls:<24} recall {m_cls['recall']:.3f}  n={m_cls['support']}")
     if tail:
         typer.echo(tail)
 

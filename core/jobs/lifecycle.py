@@ -75,6 +75,9 @@ def record_epoch(
         f"epoch {report.epoch}/{epochs} · loss {report.train_loss:.4f} · val acc {acc} · "
         f"macro-F1 {f1} · {report.images_per_second:.0f} img/s"
     )
+    worst = report.lowest_recall()
+    if worst is not None:
+        message += f" · lowest recall {worst[0]} {worst[1]:.0%}"
     with db.write() as session:
         job_metrics.add_metric(
             session,

@@ -150,6 +150,15 @@ class EpochReport:
     lr: float
     images_per_second: float
     seconds: float  # wall time of the epoch, validation included
+    recall: dict[str, float] | None = None  # per-class validation recall (None: no val split)
+
+    def lowest_recall(self) -> tuple[str, float] | None:
+        """The class recalled worst this epoch and its recall (None without a val split)."""
+        recall = self.recall
+        if not recall:
+            return None
+        cls = min(recall, key=recall.__getitem__)
+        return cls, recall[cls]
 
 
 @dataclass

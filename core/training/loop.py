@@ -343,6 +343,7 @@ def _run_epochs(
             lr=float(step.opt.param_groups[0]["lr"]),
             images_per_second=seen / train_time if train_time > 0 else 0.0,
             seconds=time.perf_counter() - t_epoch,
+            recall={c: m.recall for c, m in metrics.per_class.items()} if metrics else None,
         )
         run.history.append(report)
         # Without a val split the last epoch wins (score -> epoch number).

@@ -3,12 +3,15 @@ rules page saves a new audited version."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from typer.testing import CliRunner
 
 from core.auth import audit, permissions
+from core.cli import jobs as jobs_cli
 from core.jobs import queue, worker
 from core.quality import flag_rules
 from core.registry import catalog
@@ -73,6 +76,13 @@ def test_reviewer_cannot_open_training_page(app_env, make_user) -> None:  # type
         at.switch_page("pages/training.py")
 
 
+    # The job's model, class by class: on the page and in `jobs show --json`.
+    assert any("recall" in frame.value.columns for frame in at.dataframe)
+    shown = CliRunner().invoke(jobs_cli.app, ["show", str(job.id), "--json"])
+    assert shown.exit_code == 0, shown.output
+    per_class = json.loads(shown.stdout)["per_class"]
+    assert set(per_class) == {"ok", "scratch"}
+    assert all(0 <= v["recall"] <= 1 for v in per_class.values())
 def test_rules_page_saves_a_new_version(app_env, make_user, db, train_tiny) -> None:  # type: ignore[no-untyped-def]
     engineer, _ = make_user("erin", "engineer")
     model = train_tiny()

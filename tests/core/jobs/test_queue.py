@@ -158,6 +158,7 @@ def test_progress_metrics_eta_and_finish(db, settings, dataset) -> None:
     assert running.progress == pytest.approx(0.25)
     assert running.eta_seconds is not None and 25 <= running.eta_seconds <= 40
     assert "epoch 1/4" in (running.message or "")
+    assert "lowest recall" not in (running.message or "")  # no per-class recall given
     [m] = queue.job_metrics(db, job.id)
     assert (m.epoch, m.val_accuracy, m.macro_f1, m.images_per_second) == (1, 0.75, 0.7, 123.0)
     # Another worker cannot end it; its owner can, once.
@@ -166,6 +167,16 @@ def test_progress_metrics_eta_and_finish(db, settings, dataset) -> None:
     assert not lifecycle.finish(db, job.id, "w1", JobStatus.FAILED, error="late")
     done = queue.get_job(db, job.id)
     assert done.status == JobStatus.SUCCEEDED and done.progress == 1.0 and done.error is None
+
+
+def test_epoch_message_names_the_class_recalled_worst(db, settings, dataset) -> None:
+    job = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, SMALL)
+    assert lifecycle.claim_next(db, "w1") is not None
+    recall = {"ok": 1.0, "scratch": 0.25}
+    report = EpochReport(1, 0.5, 0.4, 0.75, 0.7, 1e-3, 123.0, 1.0, recall=recall)
+    assert report.lowest_recall() == ("scratch", 0.25)
+    lifecycle.record_epoch(db, job.id, "w1", report, epochs=4)
+    assert (queue.get_job(db, job.id).message or "").endswith("· lowest recall scratch 25%")
 
 
 def test_sweep_fails_only_jobs_with_a_stale_heartbeat(db, settings, dataset) -> None:

@@ -84,6 +84,10 @@ def test_imbalanced_data_is_balanced_and_says_so(
     assert auto.balance is not None
     assert auto.balance["used"] == balance.AUTO_MODE and auto.balance["ratio"] == 4.5
     assert any("class balance: auto" in r.getMessage() for r in caplog.records)
+    recall = auto.history[0].recall
+    assert recall is not None and set(recall) == set(snap.class_names)
+    assert auto.metrics is not None
+    assert recall == {c: m.recall for c, m in auto.metrics.per_class.items()}
     none = fit(tiny(epochs=1, balance="none"), snap)
     sampler = fit(tiny(epochs=1, balance="sampler"), snap)
     weights = fit(tiny(epochs=1, balance="weights"), snap)
