@@ -114,10 +114,13 @@ with launch_tab:
         epochs = c2.number_input("Epochs", 1, 500, defaults.epochs, key="launch_epochs")
         img_size = c3.number_input(
             "Image size (px)",
-            16,
+            0,
             1024,
-            defaults.img_size or DEFAULT_IMG_SIZES[defaults.arch],
+            defaults.img_size or 0,
             key="launch_img_size",
+            help="0: chosen from the dataset's image sizes (the architecture's default, "
+            f"{DEFAULT_IMG_SIZES[defaults.arch]} px, for square images); images are "
+            "letterboxed, never stretched.",
         )
         c4, c5, c6 = st.columns(3)
         lr = c4.number_input("Learning rate", 1e-6, 1.0, defaults.lr, format="%.5f")
@@ -150,7 +153,7 @@ with launch_tab:
                 config = TrainConfig(
                     arch=arch,
                     epochs=int(epochs),
-                    img_size=int(img_size),
+                    img_size=int(img_size) or None,
                     lr=float(lr),
                     batch_size=int(batch),
                     device=device,
@@ -229,14 +232,14 @@ with jobs_tab:
                     "This dataset has no validation split (a published train/test split): "
                     "the last epoch is kept and measured once on the test split."
                 )
-        if not job.is_finished and st.button("Cancel job", key=f"cancel_{job.id}"):
-            try:
-                queue.cancel_job(db, user, job.id)
         if job.model_id is not None:
             per_class = catalog.get_model(db, job.model_id).metrics.get("per_class") or {}
             if per_class:
                 st.caption(f"Model #{job.model_id}: per-class results on its evaluation split")
                 st.dataframe(pd.DataFrame(per_class).T, width="stretch")
+        if not job.is_finished and st.button("Cancel job", key=f"cancel_{job.id}"):
+            try:
+                queue.cancel_job(db, user, job.id)
             except DefectLensError as e:
                 st.warning(str(e))
         with st.expander("Log"):

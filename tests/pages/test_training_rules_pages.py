@@ -47,6 +47,17 @@ def test_launch_form_queues_a_job(app_env, make_user, db, tiny_dataset) -> None:
     assert any(f"Job #{job.id} queued" in s.value for s in at.success)
 
 
+def test_launch_size_defaults_to_auto(app_env, make_user, db, tiny_dataset) -> None:  # type: ignore[no-untyped-def]
+    engineer, _ = make_user("erin", "engineer")
+    at = _page(engineer, "pages/training.py")
+    assert at.number_input(key="launch_img_size").value == 0  # 0: chosen from the images
+    at.selectbox(key="launch_device").set_value("cpu")
+    next(b for b in at.button if b.label == "Queue training job").click().run()
+    assert not at.exception
+    (job,) = queue.list_jobs(db)
+    assert job.config["img_size"] is None and job.config["resize"] == "letterbox"
+
+
 def test_live_view_shows_finished_job_curves(
     app_env, make_user, db, settings, tiny_dataset
 ) -> None:  # type: ignore[no-untyped-def]
@@ -65,6 +76,13 @@ def test_live_view_shows_finished_job_curves(
     charts = at.get("plotly_chart")
     assert len(charts) == 2
     assert "succeeded" in at.get("progress")[0].proto.text
+    # The job's model, class by class: on the page and in `jobs show --json`.
+    assert any("recall" in frame.value.columns for frame in at.dataframe)
+    shown = CliRunner().invoke(jobs_cli.app, ["show", str(job.id), "--json"])
+    assert shown.exit_code == 0, shown.output
+    per_class = json.loads(shown.stdout)["per_class"]
+    assert set(per_class) == {"ok", "scratch"}
+    assert all(0 <= v["recall"] <= 1 for v in per_class.values())
 
 
 def test_reviewer_cannot_open_training_page(app_env, make_user) -> None:  # type: ignore[no-untyped-def]
@@ -76,13 +94,6 @@ def test_reviewer_cannot_open_training_page(app_env, make_user) -> None:  # type
         at.switch_page("pages/training.py")
 
 
-    # The job's model, class by class: on the page and in `jobs show --json`.
-    assert any("recall" in frame.value.columns for frame in at.dataframe)
-    shown = CliRunner().invoke(jobs_cli.app, ["show", str(job.id), "--json"])
-    assert shown.exit_code == 0, shown.output
-    per_class = json.loads(shown.stdout)["per_class"]
-    assert set(per_class) == {"ok", "scratch"}
-    assert all(0 <= v["recall"] <= 1 for v in per_class.values())
 def test_rules_page_saves_a_new_version(app_env, make_user, db, train_tiny) -> None:  # type: ignore[no-untyped-def]
     engineer, _ = make_user("erin", "engineer")
     model = train_tiny()
