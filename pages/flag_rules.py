@@ -54,6 +54,11 @@ if good:
             x=df.threshold, y=df.slipped_share, name="share of defects slipping through"
         )
         fig.add_vline(x=threshold, line_dash="dash")
+        st.caption(
+            "Confidences here are the ones inspection applies the threshold to: calibrated on "
+            "the model's validation split when it has one (temperature scaling, see the Models "
+            "page), so a part shown at 90 % is classed right about 9 times in 10."
+        )
         fig.update_layout(
             height=320,
             xaxis_title="threshold",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -149,3 +151,19 @@ def test_threshold_curve_on_the_models_validation_split(
     custom = flag_rules.threshold_curve(db, settings, model, ["ok", "scratch"], [0.3, 0.99])
     # With every class good, nothing is a true defect: nothing can slip.
     assert all(p.slipped_defects == 0 and p.slipped_share == 0 for p in custom)
+
+
+def test_threshold_curve_uses_the_models_calibrated_confidences(
+    db: Database, settings: Settings, tiny_dataset: Any
+) -> None:
+    model = register_active_model(db, settings, dataset_id=tiny_dataset.id)
+    good = ["ok", "scratch"]  # only confidence flags a part
+    raw = flag_rules.threshold_curve(db, settings, model, good)
+    # The same weights with a fitted T < 1: every top-class probability rises (it never falls
+    # as T shrinks), so no threshold flags more parts and some flag fewer.
+    meta_path = Path(model.artifact_path)
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps(dict(meta, temperature=0.1)))
+    sharp = flag_rules.threshold_curve(db, settings, model, good)
+    assert all(s.flagged_share <= r.flagged_share for s, r in zip(sharp, raw, strict=True))
+    assert sum(s.flagged_share for s in sharp) < sum(r.flagged_share for r in raw)
