@@ -68,13 +68,13 @@ def models_export(
     if format.lower() != "onnx":
         raise ValidationError(f"format {format!r} is not supported; use onnx")
     # Deferred: artifacts loads torch and onnx, which only this command needs.
-    from core.vision import artifacts
+    from core.vision import artifacts, onnx_export
 
     _, db = open_database()
     record = catalog.get_model(db, model_id)
     loaded = artifacts.load_model(Path(record.artifact_path))
     target = out or Path(f"defectlens-model-{record.id}.onnx")
-    path = artifacts.export_onnx(loaded, target)
+    path = onnx_export.export_onnx(loaded, target)
     payload = {
         "model_id": record.id,
         "format": "onnx",

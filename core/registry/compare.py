@@ -96,9 +96,12 @@ def stored_calibration(model: ModelRecord) -> calibration.StoredCalibration:
 
 def onnx_export_bytes(model: ModelRecord) -> bytes:
     """The model as ONNX (checked against PyTorch with ONNX Runtime), for download."""
-    from core.vision import artifacts  # deferred: loads torch (see module docstring)
+    from core.vision import (
+        artifacts,  # deferred: loads torch (see module docstring)
+        onnx_export,
+    )
 
     loaded = artifacts.load_model(Path(model.artifact_path))
-    data = artifacts.onnx_bytes(loaded)
-    artifacts.verify_onnx(loaded, data)
+    data = onnx_export.onnx_bytes(loaded)
+    onnx_export.verify_onnx(loaded, data)
     return data

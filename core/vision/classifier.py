@@ -24,15 +24,10 @@ from torch import nn
 
 from core.errors import InvalidImageError, ModelError
 from core.vision import gradcam, preprocess
-from core.vision.artifacts import (
-    LoadedModel,
-    ModelMetadata,
-    OnnxUnavailable,
-    load_model,
-    onnx_session,
-)
+from core.vision.artifacts import LoadedModel, ModelMetadata, load_model
 from core.vision.device import resolve_device
 from core.vision.images import DecodeLimits, encode_png
+from core.vision.onnx_export import OnnxUnavailable, onnx_session
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from core.datasets.snapshot import ManifestEntry
 from core.errors import DatasetError, ModelError
 from core.registry import catalog, compare
 from core.training import metrics
-from core.vision import artifacts
+from core.vision import artifacts, onnx_export
 from db.engine import Database
 from db.queries.catalog import DatasetRecord, ModelRecord
 from tests.conftest import write_tiny_dataset
@@ -269,8 +269,8 @@ def test_onnx_export_is_checked_against_pytorch(
 ) -> None:
     model = register_active_model(db, settings, seed=0, explainable=True)
     other = register_active_model(db, settings, seed=1, explainable=True)
-    other_bytes = artifacts.onnx_bytes(artifacts.load_model(Path(other.artifact_path)))
+    other_bytes = onnx_export.onnx_bytes(artifacts.load_model(Path(other.artifact_path)))
     # An export that came out as a different network must not be handed out.
-    monkeypatch.setattr(artifacts, "onnx_bytes", lambda loaded: other_bytes)
+    monkeypatch.setattr(onnx_export, "onnx_bytes", lambda loaded: other_bytes)
     with pytest.raises(ModelError, match="ONNX export differs from torch"):
         compare.onnx_export_bytes(model)

@@ -12,14 +12,8 @@ from safetensors.torch import save_file
 
 from core.errors import ModelError
 from core.vision.architectures import build_model
-from core.vision.artifacts import (
-    META_NAME,
-    WEIGHTS_NAME,
-    ModelMetadata,
-    export_onnx,
-    load_model,
-    save_model,
-)
+from core.vision.artifacts import META_NAME, WEIGHTS_NAME, ModelMetadata, load_model, save_model
+from core.vision.onnx_export import export_onnx
 
 
 def metadata(classes: int = 3, in_channels: int = 1, size: int = 32) -> ModelMetadata:

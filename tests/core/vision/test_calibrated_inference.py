@@ -12,8 +12,9 @@ import torch
 
 from core.errors import ModelError
 from core.vision import gradcam, preprocess
-from core.vision.artifacts import load_model, onnx_bytes, save_model, verify_onnx
+from core.vision.artifacts import load_model, save_model
 from core.vision.classifier import Classifier
+from core.vision.onnx_export import onnx_bytes, verify_onnx
 from tests.core.vision.test_artifacts import metadata, trained_like_model
 
 T = 0.4  # sharpens: every calibrated probability differs clearly from the raw softmax

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from core.errors import InvalidImageError, ModelError
-from core.vision import artifacts
+from core.vision import onnx_export
 from core.vision.architectures import build_model
 from core.vision.artifacts import ModelMetadata, save_model
 from core.vision.classifier import Classifier, Prediction
@@ -89,20 +89,20 @@ def test_onnx_falls_back_to_torch_only_when_onnx_runtime_cannot_run_the_model(
     artifact: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # ONNX Runtime's own error (it cannot parse the graph): auto falls back, onnx refuses.
-    monkeypatch.setattr(artifacts, "onnx_bytes", lambda _loaded: b"not an onnx graph")
+    monkeypatch.setattr(onnx_export, "onnx_bytes", lambda _loaded: b"not an onnx graph")
     assert Classifier.from_artifact(artifact).backend == "torch"
     with pytest.raises(ModelError, match="cannot use ONNX Runtime"):
         Classifier.from_artifact(artifact, backend="onnx")
     # The export is checked against torch: outputs that differ mean "use torch" as well.
     monkeypatch.undo()
-    monkeypatch.setattr(artifacts, "verify_onnx", _raises(ModelError("differs by 1e-1")))
+    monkeypatch.setattr(onnx_export, "verify_onnx", _raises(ModelError("differs by 1e-1")))
     assert Classifier.from_artifact(artifact).backend == "torch"
 
 
 def test_a_bug_while_preparing_onnx_is_raised_not_hidden_by_the_fallback(
     artifact: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(artifacts, "verify_onnx", _raises(KeyError("pixels")))
+    monkeypatch.setattr(onnx_export, "verify_onnx", _raises(KeyError("pixels")))
     with pytest.raises(KeyError, match="pixels"):
         Classifier.from_artifact(artifact)
 

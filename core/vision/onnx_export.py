@@ -1,0 +1,140 @@
+"""ONNX export of a model artifact, checked against PyTorch, and the ONNX Runtime session.
+
+The exported graph takes [0, 1] pixels and returns calibrated probabilities: input
+normalisation and the temperature are folded in, so every backend answers the same.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.onnx.errors import OnnxExporterError
+
+from core.errors import ModelError
+from core.files import write_atomic
+from core.vision import preprocess
+from core.vision.artifacts import LoadedModel
+
+log = logging.getLogger(__name__)
+
+
+class _Normalised(nn.Module):
+    """Model with input normalisation and temperature folded in: [0, 1] pixels in, calibrated
+    probabilities softmax(logits / T) out."""
+
+    def __init__(
+        self, model: nn.Module, mean: list[float], std: list[float], temperature: float = 1.0
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.temperature = float(temperature)
+        mean_t, std_t = preprocess.normalisation_tensors(mean, std)
+        self.register_buffer("mean", mean_t)
+        self.register_buffer("std", std_t)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self.get_buffer("mean"), self.get_buffer("std")
+        logits = self.model(preprocess.standardise(x, mean, std))
+        if self.temperature != 1.0:  # T = 1 (older models) exports the graph exactly as before
+            logits = logits / self.temperature
+        return torch.softmax(logits, dim=1)
+
+
+def onnx_bytes(loaded: LoadedModel) -> bytes:
+    """ONNX graph: input 'pixels' N x C x S x S float in [0, 1] -> output 'probabilities'."""
+    meta = loaded.metadata
+    wrapped = _Normalised(
+        loaded.model, meta.normalisation["mean"], meta.normalisation["std"], meta.temperature
+    )
+    wrapped.eval()
+    dummy = torch.rand(2, meta.in_channels, meta.img_size, meta.img_size)
+    buf = io.BytesIO()
+    # The TorchScript exporter (dynamo=False) needs no onnxscript and handles these plain CNNs;
+    # its deprecation warning is expected until onnxscript becomes a dependency.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            wrapped,
+            (dummy,),
+            buf,  # type: ignore[arg-type]  # a file object works; the stub says path only
+            input_names=["pixels"],
+            output_names=["probabilities"],
+            dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    return buf.getvalue()
+
+
+def verify_onnx(loaded: LoadedModel, model_bytes: bytes, atol: float = 1e-4) -> float:
+    """Largest |ORT - torch| probability difference on a random batch; ModelError beyond atol."""
+    import onnxruntime as ort  # deferred: only export and the ONNX backend need it
+
+    meta = loaded.metadata
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(3, meta.in_channels, meta.img_size, meta.img_size, generator=gen)
+    mean, std = preprocess.normalisation_tensors(
+        meta.normalisation["mean"], meta.normalisation["std"]
+    )
+    with torch.no_grad():
+        logits = loaded.model(preprocess.standardise(x, mean, std))
+        ref = torch.softmax(logits / meta.temperature, dim=1).numpy()
+    sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"pixels": x.numpy()})[0]
+    diff = float(np.abs(np.asarray(got) - ref).max())
+    if not diff <= atol:
+        raise ModelError(f"ONNX export differs from torch by {diff:.2e} (> {atol:.0e})")
+    return diff
+
+
+class OnnxUnavailable(ModelError):
+    """ONNX Runtime cannot run this model (not installed, export failed, or outputs differ)."""
+
+
+def onnx_session(loaded: LoadedModel, num_threads: int) -> Any:
+    """An ONNX Runtime session of the model, checked against torch; OnnxUnavailable otherwise.
+
+    Only the failures that mean "ONNX Runtime cannot run this model" become OnnxUnavailable:
+    onnxruntime or onnx missing, the exporter refusing the graph, ONNX Runtime's own errors, or
+    outputs that differ from torch. Anything else is a bug and propagates.
+    """
+    try:
+        import onnxruntime as ort  # deferred: heavy, and only the ONNX backend needs it
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+    except ImportError as e:
+        raise OnnxUnavailable(f"onnxruntime is not installed ({e})") from e
+    # Every exception type ONNX Runtime's native layer raises (Fail, InvalidGraph, ...).
+    ort_errors = [v for v in vars(ort_state).values() if isinstance(v, type)]
+    unavailable: tuple[type[BaseException], ...] = (
+        ImportError,
+        OnnxExporterError,
+        ModelError,
+        *(e for e in ort_errors if issubclass(e, Exception)),
+    )
+    try:
+        data = onnx_bytes(loaded)
+        verify_onnx(loaded, data)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = num_threads
+        opts.inter_op_num_threads = 1
+        return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    except unavailable as e:
+        raise OnnxUnavailable(str(e)) from e
+
+
+def export_onnx(loaded: LoadedModel, out_path: Path) -> Path:
+    """Export to ONNX (dynamic batch), verify against torch with ONNX Runtime, write atomically."""
+    data = onnx_bytes(loaded)
+    diff = verify_onnx(loaded, data)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out_path, data)
+    log.info("exported %s (max |diff| vs torch %.1e)", out_path.name, diff)
+    return out_path
