@@ -32,7 +32,7 @@ def test_engineer_launches_job_and_sees_it_finish(
     page.get_by_role("tab", name="Launch a job").click()
     epochs = page.get_by_label("Epochs")
     epochs.fill("1")
-    size = page.get_by_label("Image size (px)")
+    size = page.get_by_role("spinbutton", name="Image size (px)")
     size.fill("32")
     page.get_by_role("button", name="Queue training job").click()
     expect(page.get_by_text("queued; a worker picks it up")).to_be_visible()
