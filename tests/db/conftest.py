@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 
 @pytest.fixture
@@ -28,10 +30,34 @@ def fresh_pg_url(pg_url: str) -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         yield base.set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as conn:
-            # FORCE (PostgreSQL 13+) ends connections a failed test may have left open.
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _drop_database(admin, name)
         admin.dispose()
+
+
+def _drop_database(admin: Engine, name: str, attempts: int = 10) -> None:
+    """Drop a test database, ending connections a failed test may have left open.
+
+    Not ``WITH (FORCE)``: that must also terminate an autovacuum worker busy on the database,
+    which a non-superuser may not do (InsufficientPrivilege, seen in CI). Our own role's
+    connections are ended here; plain DROP DATABASE makes autovacuum workers exit by itself,
+    and a still-closing backend gets a short retry.
+    """
+    for attempt in range(attempts):
+        with admin.connect() as conn:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND usename = current_user AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            )
+            try:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+                return
+            except OperationalError:  # "being accessed by other users": a backend still closing
+                if attempt == attempts - 1:
+                    raise
+        time.sleep(0.5)
 
 
 @pytest.fixture
