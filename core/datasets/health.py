@@ -22,6 +22,27 @@ USEFUL_CLASS = 20
 # Largest / smallest class above this is called extreme: training then balances the classes
 # (core.training.balance balances from 3:1), but only more rare images fix what it cannot see.
 EXTREME_RATIO = 10.0
+# An image whose longer side is under this fraction of the dataset's median longer side is a
+# size outlier: one input size is chosen from the median (core.training.config), so such an
+# image is enlarged over 4x more than the others, two octaves, and its fine detail (the scale
+# at which defects show) is interpolated rather than seen.
+SIZE_OUTLIER_FRACTION = 0.25
+# Modes that import converts (core.vision.images decodes everything to 8-bit L or RGB): what
+# they are and how they were converted, in words.
+_SIXTEEN = ("16-bit", "converted to 8 bits (the top byte of each pixel kept)")
+_CONVERSIONS = {
+    "I;16": _SIXTEEN,
+    "I;16B": _SIXTEEN,
+    "I;16L": _SIXTEEN,
+    "I;16N": _SIXTEEN,
+    "I": ("32-bit integer", "converted to 8 bits by their range"),
+    "F": ("floating-point", "converted to 8 bits by their range"),
+    "P": ("palette", "converted to RGB (any transparency onto white)"),
+    "PA": ("palette with transparency", "converted to RGB onto white"),
+    "RGBA": ("RGB with transparency", "flattened onto white"),
+    "LA": ("grayscale with transparency", "flattened onto white"),
+    "1": ("1-bit", "converted to 8-bit grayscale"),
+}
 
 
 @dataclass(frozen=True)
@@ -129,7 +150,9 @@ def assess(
         modes=dict(sorted(Counter(s.mode for s in images.kept).items())),
         grayscale=all(s.gray for s in images.kept),
         warnings=_warnings(images, empty, len(unreadable), stray, unsplit)
-        + _class_warnings(images, counts_by_folder),
+        + _class_warnings(images, counts_by_folder)
+        + _size_warnings(images.kept)
+        + _mode_notes(images.kept),
         empty_classes=empty,
     )
 
@@ -170,6 +193,12 @@ def _class_warnings(images: Deduplicated, counts: dict[str, int]) -> list[str]:
                 f"class '{cls}' has {n} usable image{'s' if n != 1 else ''}; at least "
                 f"{USEFUL_CLASS} ({USEFUL_CLASS - n} more) are needed for a useful model"
             )
+        if n == 1:
+            # core.datasets.splits keeps a class's only image in training.
+            warns.append(
+                f"class '{cls}' has a single image: it is trained on but has no validation "
+                "image, so its recall cannot be measured"
+            )
     shared_with: dict[str, set[str]] = defaultdict(set)
     for conflict in images.conflicts:
         for cls in conflict["classes"]:
@@ -193,6 +222,42 @@ def _class_warnings(images: Deduplicated, counts: dict[str, int]) -> list[str]:
                 f"'{small}' images help most"
             )
     return warns
+
+
+def _size_warnings(kept: Sequence[ScannedImage]) -> list[str]:
+    """Images far smaller than the dataset's median (SIZE_OUTLIER_FRACTION), named."""
+    if len(kept) < 2:
+        return []
+    median = statistics.median(max(s.width, s.height) for s in kept)
+    small = sorted(
+        (s for s in kept if max(s.width, s.height) < SIZE_OUTLIER_FRACTION * median),
+        key=lambda s: (max(s.width, s.height), s.rel),
+    )
+    if not small:
+        return []
+    mw = statistics.median(s.width for s in kept)
+    mh = statistics.median(s.height for s in kept)
+    sizes = ", ".join(sorted({f"{s.width}x{s.height}" for s in small}))
+    factor = median / max(small[0].width, small[0].height)
+    files = ", ".join(s.rel for s in small[:5]) + (", ..." if len(small) > 5 else "")
+    n = len(small)
+    return [
+        f"{n} image{'s are' if n != 1 else ' is'} far smaller than the others ({sizes} px vs a "
+        f"median of {mw:g}x{mh:g} px): {files}; {'they are' if n != 1 else 'it is'} enlarged "
+        f"up to {factor:.0f}x more than the others and lose{'' if n != 1 else 's'} detail"
+    ]
+
+
+def _mode_notes(kept: Sequence[ScannedImage]) -> list[str]:
+    """One note per converted pixel mode, with its count."""
+    notes: list[str] = []
+    for mode, n in sorted(Counter(s.mode for s in kept).items()):
+        if mode in {"L", "RGB"}:
+            continue
+        kind, how = _CONVERSIONS.get(mode, ("in another colour model", "converted to RGB"))
+        were = "were" if n != 1 else "was"
+        notes.append(f"{n} image{'s' if n != 1 else ''} {were} {kind} ({mode}) and {were} {how}")
+    return notes
 
 
 def size_stats(scanned: Sequence[ScannedImage]) -> dict[str, Any]:
