@@ -74,6 +74,9 @@ def train_and_register(
 
     require(actor, Action.TRAIN)
     record, snapshot = load_dataset(db, dataset_id)
+    # The training log repeats the dataset's health warnings: a job's log is read on its own.
+    for warning in snapshot.health.warnings:
+        log.warning("dataset %s: %s", record.id, warning)
     limits = DecodeLimits.from_settings(settings)
     result = fit(
         config,
