@@ -1,8 +1,10 @@
-"""Opening the dashboard never loads torch: app.py's and every page's top-level imports stay light.
+"""app.py's and every page's top-level imports never load torch (or onnx, captum, ray).
 
 Each check runs in a fresh interpreter (this test process has long imported torch), executes
 exactly the file's top-level ``from core…`` / ``from db…`` / ``from pages…`` statements, and
-fails naming the import chain that pulled a heavy package in.
+fails naming the import chain that pulled a heavy package in. What a page does when it runs
+is not covered: the Training page's GPU probe (core.jobs.backend.detected_gpu) loads torch the
+first time the launch form renders.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import time
@@ -26,8 +27,16 @@ MIN_PASSWORD_LENGTH = 10
 
 # argon2id with the library's RFC 9106 low-memory defaults.
 _hasher = PasswordHasher()
-# Verified against when the username does not exist, so both failures take the same time.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the username does not exist, so both failures take the same time.
+
+    Made on the first login of the process (whoever logs in), not at import: every CLI command
+    and page imports this module, and one argon2 hash costs a noticeable fraction of a second.
+    """
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def hash_password(password: str) -> str:
@@ -71,7 +80,8 @@ def authenticate(
     """Check a login. Wrong password, unknown and inactive users all get LOGIN_REFUSED."""
     with db.write() as session:
         user = users.get_user_by_name(session, username.strip())
-        stored = user.password_hash if user is not None else _DUMMY_HASH
+        dummy = _dummy_hash()  # always: the first login pays it whether or not the user exists
+        stored = user.password_hash if user is not None else dummy
         try:
             ok = _hasher.verify(stored, password) and user is not None and user.active
         except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -47,12 +47,15 @@ def submit(
     balance: Annotated[
         str, typer.Option(help=f"Class balancing: {', '.join(BALANCE_MODES)}.")
     ] = "auto",
+    rot90: Annotated[
+        bool, typer.Option("--rot90", help="Add 90-degree turns (rotation-symmetric parts).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Queue a training job; a worker (`defectlens worker`, started by `run`) runs it."""
     s, db = open_database()
     config = TrainConfig(
-        seed=seed, device=(device or s.device).lower(), balance=check_mode(balance)
+        seed=seed, device=(device or s.device).lower(), balance=check_mode(balance), rot90=rot90
     )
     for name, value in (
         ("arch", arch),

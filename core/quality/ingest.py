@@ -192,8 +192,8 @@ def _check(
     """Header checks, hash, and decode to the model's input; a bad file becomes a Rejection."""
     shown = display_name(name)
     try:
-        info = images.probe(data, name=shown, limits=limits)
-        pixels = images.decode(
+        # One open for the header facts and the pixels (the info is read before any JPEG draft).
+        info, pixels = images.decode_with_info(
             data,
             name=shown,
             limits=limits,

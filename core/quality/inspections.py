@@ -19,7 +19,7 @@ from core.config import Settings
 from core.errors import InvalidImageError, NotFound
 from core.quality import image_store
 from core.quality.ingest import CHUNK_SIZE, load_active
-from core.vision import gradcam, images
+from core.vision import gradcam, images, preprocess
 from db.engine import Database
 from db.queries import inspections as inspection_queries
 from db.queries.catalog import ModelRecord
@@ -110,12 +110,15 @@ def backfill_heatmaps(
     model, clf = classifier if classifier is not None else load_active(db, settings)
     with db.read() as session:
         missing = inspection_queries.missing_heatmaps(session, model.id, limit)
+    if not missing:
+        return 0
     done = 0
+    cam = gradcam.GradCam(clf)  # one private model copy for the whole backfill, not per chunk
     with ThreadPoolExecutor(max_workers=max(1, settings.num_threads)) as pool:
         for start in range(0, len(missing), CHUNK_SIZE):
             chunk = missing[start : start + CHUNK_SIZE]
             known = [m for m in chunk if m.predicted_class in clf.class_names]
-            made = _explain(settings, clf, known, pool)
+            made = _explain(settings, clf, cam, known, pool)
             with db.write() as session:
                 for insp_id, rel in made.items():
                     inspection_queries.set_heatmap_path(session, insp_id, rel)
@@ -124,7 +127,11 @@ def backfill_heatmaps(
 
 
 def _explain(
-    settings: Settings, clf: Classifier, parts: list[MissingHeatmap], pool: ThreadPoolExecutor
+    settings: Settings,
+    clf: Classifier,
+    cam: gradcam.GradCam,
+    parts: list[MissingHeatmap],
+    pool: ThreadPoolExecutor,
 ) -> dict[int, str]:
     """Grad-CAM maps of the parts' images for their predicted class, stored; {id: store path}."""
     limits = images.DecodeLimits.from_settings(settings)
@@ -135,8 +142,12 @@ def _explain(
     for part in parts:
         try:
             data = image_store.read_stored(settings, part.image_path, "image")
-            pixels = images.decode(
-                data, limits=limits, grayscale=clf.in_channels == 1, max_side=clf.img_size
+            pixels = preprocess.decode_for_model(
+                data,
+                name=part.image_path,
+                limits=limits,
+                img_size=clf.img_size,
+                in_channels=clf.in_channels,
             )
         except (NotFound, InvalidImageError) as e:
             log.warning("inspection %s: no heatmap: %s", part.inspection_id, e)
@@ -145,7 +156,7 @@ def _explain(
         shapes.append((pixels.shape[0], pixels.shape[1]))
         kept.append(part.inspection_id)
         targets.append(clf.class_names.index(part.predicted_class))
-    cams = gradcam.cam_batch(clf, inputs, targets)
+    cams = cam.explain(inputs, targets)
     # Each map is cut to its image (letterbox padding off) before it is stored.
     cut = [clf.image_map(c, hw) for c, hw in zip(cams, shapes, strict=True)]
     pngs = list(pool.map(gradcam.encode_map, cut))

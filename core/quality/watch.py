@@ -171,7 +171,7 @@ class FolderWatcher:
         if not stable:
             return None
         try:
-            self._model()
+            active = self._model()
         except NotFound as e:
             # Leave the files where they are; they are taken once a model is promoted.
             if not self._warned_no_model:
@@ -190,9 +190,11 @@ class FolderWatcher:
             except FileNotFoundError:
                 continue  # removed by someone else between the polls
             taken.append(target)
-        return self._process(taken)
+        return self._process(taken, active)
 
-    def _process(self, paths: list[Path]) -> IngestResult | None:
+    def _process(
+        self, paths: list[Path], model: tuple[ModelRecord, Classifier]
+    ) -> IngestResult | None:
         if not paths:
             return None
         files: list[tuple[str, bytes]] = []
@@ -214,7 +216,7 @@ class FolderWatcher:
             self.actor,
             files,
             self.trace,
-            classifier=self._model(),
+            classifier=model,
             with_heatmaps=self.with_heatmaps,
         )
         result = IngestResult(
@@ -277,7 +279,7 @@ class FolderWatcher:
                 redo.append(path)
         if redo:
             log.info("watcher: finishing %d file(s) left by an interrupted run", len(redo))
-            self._process(redo)
+            self._process(redo, self._model())
 
     # ----------------------------------------------------------------------- loop
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Image, Inspection, Model, Review, TrainingJob, User
@@ -265,6 +265,11 @@ def recorded_since(session: Session, sha256: str, source_name: str, since: datet
     return hit is not None
 
 
+def awaiting_review() -> list[ColumnElement[bool]]:
+    """The review queue's rule: flagged, and nobody has reviewed the part yet."""
+    return [Inspection.flagged.is_(True), Inspection.id.not_in(select(Review.inspection_id))]
+
+
 def overview_counts(session: Session, since: datetime) -> dict[str, Any]:
     """Counts for the plant overview: inspections and flags since a time, open reviews, jobs."""
     inspected = session.scalar(
@@ -280,12 +285,7 @@ def overview_counts(session: Session, since: datetime) -> dict[str, Any]:
             Inspection.captured_at >= since, Inspection.is_defect.is_(True)
         )
     )
-    reviewed = select(Review.inspection_id)
-    open_reviews = session.scalar(
-        select(func.count(Inspection.id)).where(
-            Inspection.flagged.is_(True), Inspection.id.not_in(reviewed)
-        )
-    )
+    open_reviews = session.scalar(select(func.count(Inspection.id)).where(*awaiting_review()))
     running = session.scalar(
         select(func.count(TrainingJob.id)).where(TrainingJob.status.in_(("queued", "running")))
     )

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Image, Inspection, Model, Review, User
-from db.queries.inspections import InspectionRecord, records_for
+from db.queries.inspections import InspectionRecord, awaiting_review, records_for
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,7 @@ def to_review_entry(row: Review, username: str | None) -> ReviewEntry:
 
 def _waiting(line: str | None, product: str | None) -> list[ColumnElement[bool]]:
     """Flagged, never reviewed, and on the line / of the product when given."""
-    where: list[ColumnElement[bool]] = [
-        Inspection.flagged.is_(True),
-        Inspection.id.not_in(select(Review.inspection_id)),
-    ]
+    where = awaiting_review()
     if line:
         where.append(Inspection.line == line)
     if product:
