@@ -26,7 +26,13 @@ from core.datasets import health, snapshot, sources
 from core.datasets.archives import read_zip_entry, validate_zip
 from core.datasets.snapshot import DatasetSnapshot, ManifestEntry
 from core.datasets.sources import Candidate, Listing, ScannedImage
-from core.datasets.splits import apply_split_file, read_split_file, stratified_split
+from core.datasets.splits import (
+    CARVED_VAL_FRACTION,
+    apply_split_file,
+    carve_validation,
+    read_split_file,
+    stratified_split,
+)
 from core.errors import DatasetError, InvalidImageError, ValidationError
 from core.vision import images
 
@@ -252,7 +258,14 @@ def _finish(
     else:
         found = ((s.rel, s.sha) for s in scan.scanned)
         entries, unsplit = apply_split_file(entries, found, splits)
+        carved = 0
+        if split_params["val_fraction"] > 0:  # 0: the caller wants no validation part
+            entries, carved = carve_validation(entries, split_params["seed"])
         split_info = {"method": "file", "counts": dict(Counter(e.split for e in entries))}
+        if carved:
+            split_info["val_carved_from_train"] = {
+                "images": carved, "fraction": CARVED_VAL_FRACTION, "seed": split_params["seed"],
+            }  # fmt: skip
     report = health.assess(
         deduped, by_folder, scan.unreadable, stray=scan.listing.stray, unsplit=unsplit
     )

@@ -80,6 +80,27 @@ def stratified_split(
     return [replace(e, split=split_of[e.sha256]) for e in entries]
 
 
+# A split file without a validation part (the casting set's published split is train/test) gets
+# one carved out of its training part: training needs it to pick the best epoch and to fit the
+# temperature that makes confidences honest. A tenth keeps most images for training.
+CARVED_VAL_FRACTION = 0.1
+
+
+def carve_validation(
+    entries: Sequence[ManifestEntry], seed: int, val_fraction: float = CARVED_VAL_FRACTION
+) -> tuple[list[ManifestEntry], int]:
+    """Entries with a stratified val part taken from train when none has one: (entries, carved).
+
+    Test images are never touched; when some entry is already ``val`` nothing changes.
+    """
+    if any(e.split == "val" for e in entries):
+        return list(entries), 0
+    train = [e for e in entries if e.split == "train"]
+    split_train = iter(stratified_split(train, val_fraction, seed))
+    out = [next(split_train) if e.split == "train" else e for e in entries]
+    return out, sum(1 for e in out if e.split == "val")
+
+
 def write_split_file(path: Path, rows: Iterable[tuple[str, str]]) -> None:
     """Write (file, split) rows as a split file that read_split_file reads back unchanged."""
     with open(path, "w", newline="", encoding="utf-8") as f:

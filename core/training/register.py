@@ -91,6 +91,9 @@ def train_and_register(
     metrics = result.metrics.to_dict() if result.metrics else {}
     if metrics:
         metrics["evaluated_on"] = "val"
+        if snapshot.split_entries("test"):
+            # A held-out test split, never used for any choice, measured once for the record.
+            metrics["test"] = test_metrics(result, snapshot, limits)
     elif snapshot.split_entries("test"):
         # No validation split (a published train/test split): the last epoch was kept, and the
         # test split, never used for any choice, measures it once.

@@ -11,7 +11,12 @@ import pytest
 from core.config import Settings
 from core.datasets.importer import import_dataset
 from core.datasets.snapshot import ManifestEntry
-from core.datasets.splits import read_split_file, stratified_split, write_split_file
+from core.datasets.splits import (
+    carve_validation,
+    read_split_file,
+    stratified_split,
+    write_split_file,
+)
 from core.errors import DatasetError
 from tests.core.datasets.support import MakeDataset
 
@@ -143,7 +148,7 @@ def test_folder_with_a_comma_in_its_class_name_imports_with_its_split_file(
 ) -> None:
     src = make_dataset({"scratch, deep": 4, "ok": 4})
     rows = [
-        (f"{c}/{c}_{i:03d}.png", "test" if i == 0 else "train")
+        (f"{c}/{c}_{i:03d}.png", {0: "test", 1: "val"}.get(i, "train"))
         for c in ("scratch, deep", "ok")
         for i in range(4)
     ]
@@ -153,3 +158,50 @@ def test_folder_with_a_comma_in_its_class_name_imports_with_its_split_file(
     assert snap.class_names == ["ok", "scratch, deep"]
     assert {e.source: e.split for e in snap.entries} == dict(rows)
     assert not any("not in the split file" in w for w in snap.health.warnings)
+
+
+def _entry(cls: str, i: int, split: str) -> ManifestEntry:
+    return ManifestEntry(f"{cls}/{i}.png", cls, f"{cls}-{i}", split, 8, 8, "L", f"{cls}/{i}.png")
+
+
+def test_carve_validation_takes_a_stratified_tenth_of_train_and_leaves_test_alone() -> None:
+    entries = [_entry("def", i, "test" if i < 10 else "train") for i in range(110)]
+    entries += [_entry("ok", i, "test" if i < 5 else "train") for i in range(25)]
+    out, carved = carve_validation(entries, seed=0)
+    by = Counter((e.cls, e.split) for e in out)
+    assert by[("def", "val")] == 10 and by[("def", "test")] == 10  # a tenth of 100 train
+    assert by[("ok", "val")] == 3 and by[("ok", "test")] == 5  # the floor of 3 per class
+    assert carved == 13
+    assert [e.file for e in out] == [e.file for e in entries]  # same images, same order
+    assert all(e.split == "test" for e, o in zip(entries, out, strict=True) if o.split == "test")
+    assert carve_validation(entries, seed=0)[0] == out  # deterministic
+
+
+def test_carve_validation_keeps_a_file_that_has_its_own_val_part() -> None:
+    entries = [_entry("a", i, "val" if i == 0 else "train") for i in range(20)]
+    entries += [_entry("b", i, "train") for i in range(20)]
+    out, carved = carve_validation(entries, seed=0)
+    assert out == entries and carved == 0
+
+
+def test_split_file_without_val_gets_one_carved_and_the_manifest_says_so(
+    settings: Settings, make_dataset: MakeDataset, tmp_path: Path
+) -> None:
+    src = make_dataset({"def": 12, "ok": 12})
+    rows = [
+        (f"{c}/{c}_{i:03d}.png", "test" if i < 2 else "train")
+        for c in ("def", "ok")
+        for i in range(12)
+    ]
+    split_csv = tmp_path / "splits.csv"
+    write_split_file(split_csv, rows)
+    snap = import_dataset(src, "x", settings, split_file=split_csv)
+    got = Counter((e.cls, e.split) for e in snap.entries)
+    assert got == {
+        ("def", "test"): 2, ("def", "val"): 3, ("def", "train"): 7,
+        ("ok", "test"): 2, ("ok", "val"): 3, ("ok", "train"): 7,
+    }  # fmt: skip
+    tests = {e.source for e in snap.entries if e.split == "test"}
+    assert tests == {r for r, sp in rows if sp == "test"}
+    manifest = (snap.path / "manifest.json").read_text()
+    assert '"val_carved_from_train"' in manifest

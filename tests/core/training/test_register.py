@@ -29,7 +29,7 @@ def test_published_split_without_val_is_measured_on_test(tmp_path: Path, db, set
     split_file = tmp_path / "splits.csv"
     split_file.write_text("\n".join(rows) + "\n")
     record, snap, _ = service.import_dataset(
-        db, settings, permissions.SYSTEM, data, "tiny", split_file=split_file
+        db, settings, permissions.SYSTEM, data, "tiny", split_file=split_file, val_fraction=0
     )
     assert not snap.split_entries("val") and len(snap.split_entries("test")) == 8
     outcome = register.train_and_register(
@@ -43,6 +43,35 @@ def test_published_split_without_val_is_measured_on_test(tmp_path: Path, db, set
     metrics = catalog.get_model(db, outcome.model.id).metrics
     assert metrics["evaluated_on"] == "test"
     assert metrics["n"] == 8 and sum(map(sum, metrics["confusion_matrix"])) == 8
+
+
+def test_published_split_gets_a_carved_val_and_test_is_measured_too(  # type: ignore[no-untyped-def]
+    tmp_path: Path, db, settings
+) -> None:
+    data = write_tiny_dataset(tmp_path / "tiny", n=16)
+    rows = ["file,split"] + [
+        f"{cls}/{cls}_{i}.png,{'train' if i < 12 else 'test'}"
+        for cls in ("ok", "scratch")
+        for i in range(16)
+    ]
+    split_file = tmp_path / "splits.csv"
+    split_file.write_text("\n".join(rows) + "\n")
+    record, snap, _ = service.import_dataset(
+        db, settings, permissions.SYSTEM, data, "tiny", split_file=split_file
+    )
+    assert len(snap.split_entries("val")) == 6 and len(snap.split_entries("test")) == 8
+    outcome = register.train_and_register(
+        db,
+        settings,
+        permissions.SYSTEM,
+        record.id,
+        TrainConfig(epochs=2, img_size=32, device="cpu"),
+    )
+    assert outcome.model is not None
+    metrics = catalog.get_model(db, outcome.model.id).metrics
+    assert metrics["evaluated_on"] == "val" and metrics["n"] == 6
+    assert metrics["test"]["n"] == 8
+    assert outcome.result.calibration.get("fitted_on") == "val"
 
 
 def test_stopped_run_registers_nothing(db, settings, tiny_dataset) -> None:  # type: ignore[no-untyped-def]
