@@ -17,7 +17,7 @@ from pathlib import Path
 from common import emit, snapshot
 
 from core.training.data import load_split_tensors
-from core.training.loop import predict_tensor
+from core.training.predict import predict_tensor
 from core.vision import calibration as cal
 from core.vision.artifacts import load_model
 from core.vision.preprocess import normalisation_tensors

@@ -17,7 +17,8 @@ from common import dataset_dir, emit, snapshot
 from core.training import metrics as ev
 from core.training.config import TrainConfig
 from core.training.data import load_split_tensors
-from core.training.loop import fit, predict_tensor
+from core.training.loop import fit
+from core.training.predict import predict_tensor
 
 
 def main() -> None:

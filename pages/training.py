@@ -11,6 +11,7 @@ from core.jobs import backend, queue
 from core.registry import catalog
 from core.training.balance import BALANCE_MODES
 from core.training.config import ARCHITECTURE_NAMES, DEFAULT_IMG_SIZES, TrainConfig
+from core.training.plan import DEFAULT_BUDGET_MINUTES
 from pages._ui import get_db, get_settings, require_page
 
 user = require_page(Action.TRAIN)
@@ -111,7 +112,15 @@ with launch_tab:
         )
         c1, c2, c3 = st.columns(3)
         arch = c1.selectbox("Architecture", ARCHITECTURE_NAMES, help="defectnet: fast default")
-        epochs = c2.number_input("Epochs", 1, 500, defaults.epochs, key="launch_epochs")
+        epochs = c2.number_input(
+            "Epochs",
+            0,
+            500,
+            defaults.epochs or 0,
+            key="launch_epochs",
+            help="0: chosen from the dataset's size (30 on the CPU, 40 on a GPU, more for a "
+            "few hundred images) and cut to fit the time budget.",
+        )
         img_size = c3.number_input(
             "Image size (px)",
             0,
@@ -133,6 +142,17 @@ with launch_tab:
         device = c6.selectbox(
             "Device", list(device_labels), format_func=device_labels.get, key="launch_device"
         )
+        budget = st.number_input(
+            "Time budget (minutes)",
+            0.0,
+            10080.0,
+            0.0,
+            step=5.0,
+            key="launch_budget",
+            help=f"0: {DEFAULT_BUDGET_MINUTES['cpu']:g} min on the CPU, "
+            f"{DEFAULT_BUDGET_MINUTES['cuda']:g} on a GPU. Chosen epochs are cut to fit it; a "
+            "run past it stops after the epoch and keeps its best epoch.",
+        )
         rot90 = st.checkbox(
             "Parts look the same turned by 90° (adds 90° turns to augmentation)",
             help="On for round, top-view parts such as impellers; off for textures with a "
@@ -152,7 +172,8 @@ with launch_tab:
             else:
                 config = TrainConfig(
                     arch=arch,
-                    epochs=int(epochs),
+                    epochs=int(epochs) or None,
+                    budget_minutes=float(budget) or None,
                     img_size=int(img_size) or None,
                     lr=float(lr),
                     batch_size=int(batch),

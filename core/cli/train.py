@@ -19,7 +19,7 @@ from core.errors import DatasetError, InvalidImageError, ValidationError
 from core.registry import catalog
 from core.training import metrics, register
 from core.training.balance import BALANCE_MODES, check_mode
-from core.training.config import GPU_DEFAULT_EPOCHS, EpochReport, TrainConfig
+from core.training.config import EpochReport, TrainConfig
 from core.training.register import TrainOutcome
 from core.vision import calibration
 from core.vision.images import DecodeLimits
@@ -42,30 +42,32 @@ def _train_config(
     rot90: bool,
     overrides: dict[str, int | float | None],
 ) -> TrainConfig:
-    """The TrainConfig of the command's options; a GPU gets its own default epochs."""
-    # Deferred: resolving the device loads torch, which only training needs.
-    from core.vision.device import resolve_device
-
+    """The TrainConfig of the command's options (epochs left open are chosen by fit)."""
     config = TrainConfig(
         arch=arch, seed=seed, device=device or s.device, num_threads=s.num_threads, rot90=rot90
     )
     for field_name, value in overrides.items():
         if value is not None:
             setattr(config, field_name, value)
-    if overrides.get("epochs") is None and resolve_device(config.device).type == "cuda":
-        # bf16 on the GPU needs a few more epochs to settle (docs/benchmarks.md, target 6);
-        # they cost seconds there.
-        config.epochs = GPU_DEFAULT_EPOCHS
     return config
 
 
-def _epoch_printer(epochs: int, quiet: bool) -> Callable[[EpochReport], None]:
+def _check_resize(resize: str) -> str:
+    # Deferred: preprocess loads OpenCV, which only training and inference need.
+    from core.vision.preprocess import RESIZE_MODES
+
+    if resize not in RESIZE_MODES:
+        raise ValidationError(f"--resize must be one of {', '.join(RESIZE_MODES)}, not {resize!r}")
+    return resize
+
+
+def _epoch_printer(quiet: bool) -> Callable[[EpochReport], None]:
     """A per-epoch progress line on stderr (none with --json)."""
 
     def report(epoch: EpochReport) -> None:
         if not quiet:
             sys.stderr.write(
-                f"epoch {epoch.epoch}/{epochs}  loss {epoch.train_loss:.4f}  "
+                f"epoch {epoch.epoch}/{epoch.epochs}  loss {epoch.train_loss:.4f}  "
                 f"val acc {percent(epoch.val_accuracy)}  "
                 f"{epoch.images_per_second:.0f} img/s  {epoch.seconds:.1f}s\n"
             )
@@ -83,7 +85,14 @@ def _train_payload(outcome: TrainOutcome, dataset_id: int, started: float) -> di
         "architecture": result.arch,
         "img_size": result.img_size,
         "resize": result.resize,
-        "choices": {"img_size": {"value": result.img_size, "reason": result.img_size_reason}},
+        # What the run chose where the command left it open, and why.
+        "choices": {
+            "architecture": {"value": result.arch, "reason": result.arch_reason},
+            "img_size": {"value": result.img_size, "reason": result.img_size_reason},
+            "epochs": result.epochs_choice,
+            "balance": result.balance,
+        },
+        "budget_stopped": result.budget_stopped,
         "val_accuracy": model_metrics.get("accuracy"),
         "evaluated_on": model_metrics.get("evaluated_on"),
         "macro_f1": model_metrics.get("macro_f1"),
@@ -108,12 +117,20 @@ def _train_payload(outcome: TrainOutcome, dataset_id: int, started: float) -> di
 def train(
     data: Annotated[Path | None, typer.Option(help="Folder or zip to import and train on.")] = None,
     dataset: Annotated[int | None, typer.Option(help="Id of an imported dataset.")] = None,
-    arch: Annotated[str, typer.Option(help="Architecture (see core/vision/architectures.py).")] = (
-        "defectnet"
-    ),
+    arch: Annotated[str, typer.Option(help="Architecture: defectnet or resnet18.")] = "defectnet",
     epochs: Annotated[
-        int | None, typer.Option(help="Epochs (default: 30 on the CPU, 40 on a GPU).")
+        int | None,
+        typer.Option(help="Epochs (default: chosen from the dataset's size and the budget)."),
     ] = None,
+    budget_minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="Time budget of the training loop (default: 15 on the CPU, 10 on a GPU)."
+        ),
+    ] = None,
+    resize: Annotated[
+        str, typer.Option(help="letterbox (keep the aspect ratio) or stretch.")
+    ] = "letterbox",
     img_size: Annotated[
         int | None,
         typer.Option(help="Input side in pixels (default: chosen from the images' sizes)."),
@@ -159,16 +176,20 @@ def train(
     else:
         assert dataset is not None
         dataset_id = dataset
-    overrides = {"epochs": epochs, "img_size": img_size, "batch_size": batch_size, "lr": lr}
+    overrides = {
+        "epochs": epochs, "img_size": img_size, "batch_size": batch_size, "lr": lr,
+        "budget_minutes": budget_minutes,
+    }  # fmt: skip
     config = _train_config(s, arch=arch, seed=seed, device=device, rot90=rot90, overrides=overrides)
     config.balance = balance_mode
+    config.resize = _check_resize(resize)
     outcome = register.train_and_register(
         db,
         s,
         permissions.SYSTEM,
         dataset_id,
         config,
-        on_progress=_epoch_printer(config.epochs, as_json),
+        on_progress=_epoch_printer(as_json),
     )
     payload = _train_payload(outcome, dataset_id, started)
     if as_json:
@@ -181,7 +202,11 @@ def train(
         f"{percent(payload['val_accuracy'])}, macro-F1 {f1_text}, trained in "
         f"{outcome.result.train_seconds:.1f}s on {outcome.result.device}"
     )
+    typer.echo(f"architecture {outcome.result.arch_reason}")
     typer.echo(f"input {outcome.result.img_size_reason} ({outcome.result.resize})")
+    typer.echo(f"epochs {outcome.result.epochs_choice.get('reason', '')}")
+    if outcome.result.budget_stopped:
+        typer.echo("stopped at the time budget; the best epoch so far was kept")
     if outcome.result.balance:
         typer.echo(f"class balance: {outcome.result.balance['reason']}")
 

@@ -49,8 +49,13 @@ def validate_config(config: TrainConfig) -> None:
     if config.arch not in ARCHITECTURE_NAMES:  # the torch-free list: a page never loads torch
         known = ", ".join(sorted(ARCHITECTURE_NAMES))
         raise ValidationError(f"unknown architecture {config.arch!r}; known: {known}")
-    if config.epochs < 1 or config.epochs > 10_000:
+    if config.epochs is not None and not 1 <= config.epochs <= 10_000:
         raise ValidationError(f"epochs must be between 1 and 10000, not {config.epochs}")
+    if config.budget_minutes is not None and not 0 < config.budget_minutes <= 7 * 24 * 60:
+        raise ValidationError(
+            f"time budget must be more than 0 and at most a week (10080 minutes), "
+            f"not {config.budget_minutes}"
+        )
     if config.batch_size < 1:
         raise ValidationError(f"batch size must be at least 1, not {config.batch_size}")
     if config.img_size is not None and not 16 <= config.img_size <= 1024:

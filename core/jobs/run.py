@@ -24,7 +24,7 @@ from core.datasets import service
 from core.errors import DefectLensError
 from core.jobs import lifecycle, queue
 from core.jobs.lifecycle import DB_HICCUPS, heartbeat_interval
-from core.training import register
+from core.training import plan, register
 from core.training.config import EpochReport, TrainConfig
 from core.training.register import TrainOutcome
 from db.engine import Database
@@ -73,9 +73,7 @@ class _Progress:
 
 
 def _steps_per_epoch(snapshot: Any, batch_size: int) -> int:
-    n = sum(1 for e in snapshot.entries if e.split == "train")
-    batch = max(1, min(batch_size, n))
-    return max(1, n // batch)
+    return plan.batching(batch_size, sum(1 for e in snapshot.entries if e.split == "train"))[1]
 
 
 def _configure_log(path: Path) -> logging.Handler:
@@ -200,13 +198,15 @@ def _run(
     parent_pid: int | None,
 ) -> int:
     config = _job_config(job, settings)
-    progress = _Progress(config.epochs, 1)
+    # Epochs left open are planned by fit; the first report says how many.
+    progress = _Progress(config.epochs or plan.DEFAULT_EPOCHS["cpu"], 1)
     watch = _Watch(db, settings, job.id, worker_id, parent_pid, progress)
     watch.start()
 
     def on_progress(report: EpochReport) -> None:
+        progress.epochs = max(report.epochs, 1)
         progress.epoch_done(report.epoch)
-        lifecycle.record_epoch(db, job.id, worker_id, report, config.epochs)
+        lifecycle.record_epoch(db, job.id, worker_id, report, report.epochs)
 
     try:
         outcome = _train(db, settings, job, worker_id, config, progress, watch, on_progress)
@@ -270,7 +270,7 @@ def _conclude(
     current = queue.get_job(db, job_id)
     if current.cancel_requested:
         epochs_done = len(outcome.result.history)
-        text = f"cancelled after {epochs_done} of {config.epochs} epochs"
+        text = f"cancelled after {epochs_done} of {outcome.result.config.epochs} epochs"
         lifecycle.finish(db, job_id, worker_id, JobStatus.CANCELLED, message=text)
         log.info("job %s %s", job_id, text)
     elif interrupted and current.status == JobStatus.RUNNING:

@@ -15,10 +15,6 @@ from core.training.metrics import EvalResult
 if TYPE_CHECKING:
     from torch import nn
 
-# The CLI's default on CUDA: with bf16 numerics the 30-epoch CPU recipe peaks at 98.6-98.9 % on
-# NEU there, while 40 epochs reach 99 % (about 9 s of training loop on an H200).
-GPU_DEFAULT_EPOCHS = 40
-
 # Every registered architecture and its default input side, readable without torch (the training
 # page offers them). core.vision.architectures registers the models under these names;
 # tests/core/training/test_config.py checks that the two agree.
@@ -31,7 +27,8 @@ class TrainConfig:
     """Everything that shapes a training run; defaults are the benchmarked CPU recipe."""
 
     arch: str = "defectnet"
-    epochs: int = 30
+    epochs: int | None = None  # None: chosen from the dataset and the budget (core.training.plan)
+    budget_minutes: float | None = None  # None: the device's default (plan.DEFAULT_BUDGET_MINUTES)
     img_size: int | None = None  # None: chosen from the dataset's image sizes (choose_img_size)
     resize: str = "letterbox"  # or "stretch" (core.vision.preprocess); saved models record it
     batch_size: int = 64
@@ -151,6 +148,7 @@ class EpochReport:
     images_per_second: float
     seconds: float  # wall time of the epoch, validation included
     recall: dict[str, float] | None = None  # per-class validation recall (None: no val split)
+    epochs: int = 0  # the run's planned epochs (chosen when the config left them open)
 
     def lowest_recall(self) -> tuple[str, float] | None:
         """The class recalled worst this epoch and its recall (None without a val split)."""
@@ -176,6 +174,7 @@ class TrainResult:
     history: list[EpochReport] = field(default_factory=list)
     resize: str = "stretch"  # how images were fitted to the input (core.vision.preprocess)
     img_size_reason: str = ""  # why this input size (SizeChoice.reason)
+    arch_reason: str = ""  # why this architecture (plan.arch_reason)
     train_seconds: float = 0.0
     load_seconds: float = 0.0
     device: str = "cpu"
@@ -186,6 +185,8 @@ class TrainResult:
     temperature: float = 1.0
     calibration: dict[str, Any] = field(default_factory=dict)
     balance: dict[str, Any] | None = None  # core.training.balance.BalanceChoice.to_dict()
+    epochs_choice: dict[str, Any] = field(default_factory=dict)  # plan.EpochChoice.to_dict()
+    budget_stopped: bool = False  # the loop ran past its time budget and kept the best so far
 
     @property
     def images_per_second(self) -> float:

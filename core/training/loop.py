@@ -8,6 +8,7 @@ fit is built from small verbs, like torchvision's reference script: load the dat
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -25,10 +26,12 @@ from torch import nn
 from core.errors import DatasetError
 from core.files import write_atomic
 from core.training import metrics as ev
+from core.training import plan, speed
 from core.training.balance import BalanceChoice, choose_balance, class_weights, sample_weights
 from core.training.config import EpochReport, TrainConfig, TrainResult, resolve_img_size
 from core.training.data import SnapshotLike, TrainingData, augment, load_training_data
-from core.vision import calibration, preprocess
+from core.training.predict import predict_tensor
+from core.vision import calibration
 from core.vision.architectures import build_model
 from core.vision.device import cpu_has_native_bf16, resolve_device
 from core.vision.images import DecodeLimits
@@ -48,33 +51,6 @@ class _Step:
     amp: bool
     channels_last: bool
     draw_weights: torch.Tensor | None = None  # balance="sampler": per-image draw weights (CPU)
-
-
-@torch.no_grad()
-def predict_tensor(
-    model: nn.Module,
-    x: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    batch_size: int = 256,
-    amp: bool = False,
-    channels_last: bool = False,
-    logits: bool = False,
-) -> torch.Tensor:
-    """Softmax probabilities (float32, on x's device) for a uint8 N x C x S x S tensor.
-
-    ``logits=True`` returns the raw logits instead (temperature scaling fits on them).
-    """
-    model.eval()
-    outs = []
-    for i in range(0, x.shape[0], batch_size):
-        xb = preprocess.normalise(x[i : i + batch_size], mean, std)
-        if channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-            out = model(xb)
-        outs.append(out.float() if logits else torch.softmax(out.float(), dim=1))
-    return torch.cat(outs) if outs else torch.empty(0)
 
 
 def save_checkpoint(
@@ -227,9 +203,19 @@ def fit(
         counts = torch.bincount(data.y_train.cpu(), minlength=len(class_names)).tolist()
         balance = choose_balance(cfg.balance, dict(zip(class_names, counts, strict=True)))
         log.info("class balance: %s", balance.reason)
+        epochs = speed.plan_epochs(cfg, device, len(class_names), in_channels, data)
+        log.info("epochs: %s", epochs.reason)
+        cfg = dataclasses.replace(cfg, epochs=epochs.epochs)
+        torch.manual_seed(cfg.seed)  # the same initial weights whether or not the plan probed
         step = _prepare(cfg, device, len(class_names), in_channels, data, balance)
+        # A given epoch count runs in full unless a budget was given too.
+        guard = (
+            epochs.budget_seconds
+            if config.epochs is None or cfg.budget_minutes is not None
+            else None
+        )
         run = _run_epochs(cfg, step, data, gen, class_names, on_progress, should_stop,
-                          checkpoint_dir)  # fmt: skip
+                          checkpoint_dir, guard)  # fmt: skip
         if run.best_state is not None:
             step.model.load_state_dict(run.best_state)
         temperature, calibration_report = calibrate(step, data, cfg.eval_batch_size)
@@ -244,6 +230,9 @@ def fit(
         img_size=img_size,
         resize=cfg.resize,
         img_size_reason=size.reason,
+        arch_reason=plan.arch_reason(cfg.arch),
+        epochs_choice=epochs.to_dict(),
+        budget_stopped=run.budget_stopped,
         normalisation=data.normalisation,
         best_epoch=run.best_epoch,
         metrics=run.best_metrics,
@@ -278,6 +267,7 @@ def _prepare(
     if cfg.compile and cuda:
         run_model = torch.compile(model)
     _batch, steps_per_epoch = _batching(cfg, data)
+    assert cfg.epochs is not None  # fit has planned them
     opt, sched = make_optimizer(model, cfg, cfg.epochs * steps_per_epoch, fused=cuda)
     labels = data.y_train.cpu().tolist()
     weight = None
@@ -291,10 +281,8 @@ def _prepare(
 
 
 def _batching(cfg: TrainConfig, data: TrainingData) -> tuple[int, int]:
-    """(batch size, steps per epoch); the ragged last batch is dropped: tiny batches upset BN."""
-    n = data.x_train.shape[0]
-    batch = min(cfg.batch_size, n)
-    return batch, max(1, n // batch)
+    """(batch size, steps per epoch) of this run (plan.batching)."""
+    return plan.batching(cfg.batch_size, data.x_train.shape[0])
 
 
 @dataclass
@@ -307,6 +295,7 @@ class _Epochs:
     best_state: dict[str, Any] | None = None
     best_metrics: ev.EvalResult | None = None
     stopped: bool = False
+    budget_stopped: bool = False
     seconds: float = 0.0
 
 
@@ -319,8 +308,13 @@ def _run_epochs(
     on_progress: Callable[[EpochReport], None] | None,
     should_stop: Callable[[], bool] | None,
     checkpoint_dir: Path | None,
+    budget_s: float | None = None,
 ) -> _Epochs:
-    """Train epoch by epoch, evaluating each and keeping (and checkpointing) the best."""
+    """Train epoch by epoch, evaluating each and keeping (and checkpointing) the best.
+
+    Past ``budget_s`` seconds the loop ends after the current epoch, keeping the best so far.
+    """
+    assert cfg.epochs is not None  # fit has planned them
     batch, steps_per_epoch = _batching(cfg, data)
     run = _Epochs()
     t_train = time.perf_counter()
@@ -344,6 +338,7 @@ def _run_epochs(
             images_per_second=seen / train_time if train_time > 0 else 0.0,
             seconds=time.perf_counter() - t_epoch,
             recall={c: m.recall for c, m in metrics.per_class.items()} if metrics else None,
+            epochs=cfg.epochs,
         )
         run.history.append(report)
         # Without a val split the last epoch wins (score -> epoch number).
@@ -364,6 +359,14 @@ def _run_epochs(
         if on_progress is not None:
             on_progress(report)
         if run.stopped:
+            break
+        elapsed = time.perf_counter() - t_train
+        if budget_s is not None and elapsed > budget_s and epoch < cfg.epochs:
+            log.warning(
+                "time budget of %.0f s used after epoch %d of %d (%.0f s): stopping, keeping "
+                "epoch %d", budget_s, epoch, cfg.epochs, elapsed, run.best_epoch,
+            )  # fmt: skip
+            run.budget_stopped = True
             break
     if data.x_train.device.type == "cuda":
         torch.cuda.synchronize()

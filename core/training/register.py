@@ -31,7 +31,7 @@ def test_metrics(
     # Deferred, like fit below: the loop loads torch, while importing this module stays
     # torch-free (tests/test_imports.py), so the CLI and the job code may import it at the top.
     from core.training.data import load_split_tensors
-    from core.training.loop import predict_tensor
+    from core.training.predict import predict_tensor
 
     test = load_split_tensors(
         snapshot, result.img_size, result.in_channels, ("test",), limits=limits,

@@ -168,6 +168,24 @@ def test_train_on_folder_in_one_step(tmp_path: Path) -> None:
     )
 
 
+def test_train_chooses_epochs_within_the_budget_and_says_why(tmp_path: Path) -> None:
+    data = _make_dataset(tmp_path / "parts", n=12)
+    home = tmp_path / "home"
+    trained = _json(
+        _run(
+            home, "train", "--data", str(data), "--img-size", "32", "--budget-minutes", "0.002",
+            "--resize", "stretch", "--json",
+        )
+    )  # fmt: skip
+    choices = trained["choices"]
+    assert choices["epochs"]["value"] == 5 and "budget" in choices["epochs"]["reason"]
+    assert choices["architecture"]["value"] == "defectnet"
+    assert choices["balance"]["used"] == "none"
+    assert trained["resize"] == "stretch" and trained["epochs"] <= 5
+    bad = _run(home, "train", "--dataset", "1", "--resize", "squash", check=False)
+    assert bad.returncode != 0 and "--resize must be one of letterbox, stretch" in bad.stderr
+
+
 def test_one_class_dataset_is_refused_with_one_line(tmp_path: Path) -> None:
     data = tmp_path / "one"
     (data / "ok").mkdir(parents=True)
