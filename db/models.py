@@ -154,6 +154,7 @@ class JobMetric(Base):
     macro_f1: Mapped[float | None]
     learning_rate: Mapped[float | None]
     images_per_second: Mapped[float | None]
+    class_recall: Mapped[dict[str, Any] | None]  # class -> validation recall (migration 0003)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -250,9 +250,27 @@ with jobs_tab:
                 c2.plotly_chart(acc, width="stretch")
             else:
                 c2.info(
-                    "This dataset has no validation split (a published train/test split): "
-                    "the last epoch is kept and measured once on the test split."
+                    "This dataset has no validation split: the last epoch is kept and "
+                    "measured once on the test split."
                 )
+            recall_rows = [
+                {"epoch": m.epoch, "class": c, "recall": r}
+                for m in metrics
+                for c, r in (m.class_recall or {}).items()
+            ]
+            if recall_rows:
+                rec = pd.DataFrame(recall_rows)
+                fig = go.Figure()
+                for cls, part in rec.groupby("class", sort=True):
+                    fig.add_scatter(x=part.epoch, y=part.recall, name=str(cls))
+                fig.update_layout(
+                    title="Validation recall per class (a rare class that drops shows here)",
+                    height=300,
+                    xaxis_title="epoch",
+                    yaxis_range=[0, 1.02],
+                    margin={"l": 0, "r": 0, "t": 40, "b": 0},
+                )
+                st.plotly_chart(fig, width="stretch")
         if job.model_id is not None:
             per_class = catalog.get_model(db, job.model_id).metrics.get("per_class") or {}
             if per_class:

@@ -89,6 +89,7 @@ def record_epoch(
             macro_f1=report.macro_f1,
             learning_rate=report.lr,
             images_per_second=report.images_per_second,
+            class_recall=report.recall,
         )
         progress = min(report.epoch / max(epochs, 1), 1.0)
         jobs.heartbeat(session, job_id, worker_id, utcnow(), progress=progress, message=message)

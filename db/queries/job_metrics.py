@@ -23,6 +23,7 @@ class MetricRow:
     learning_rate: float | None
     images_per_second: float | None
     created_at: datetime
+    class_recall: dict[str, float] | None = None  # per-class validation recall of the epoch
 
 
 def add_metric(
@@ -36,6 +37,7 @@ def add_metric(
     macro_f1: float | None,
     learning_rate: float | None,
     images_per_second: float | None,
+    class_recall: dict[str, float] | None = None,
 ) -> None:
     """Store one epoch's metrics (one row per job and epoch)."""
     session.add(
@@ -48,6 +50,7 @@ def add_metric(
             macro_f1=macro_f1,
             learning_rate=learning_rate,
             images_per_second=images_per_second,
+            class_recall=class_recall,
         )
     )
 
@@ -67,6 +70,7 @@ def list_metrics(session: Session, job_id: int) -> list[MetricRow]:
             learning_rate=r.learning_rate,
             images_per_second=r.images_per_second,
             created_at=r.created_at,
+            class_recall=r.class_recall,
         )
         for r in rows
     ]

@@ -327,6 +327,25 @@ def _expected_constraints(revision: str) -> dict[str, Any]:
     }
 
 
+def _only_0003_missing(diff: list[object]) -> bool:
+    """The schema at 0002 differs from the models only by 0003's job_metrics.class_recall."""
+    return [(d[0], d[2], d[3].name) for d in diff] == [  # type: ignore[index]
+        ("add_column", "job_metrics", "class_recall")
+    ]
+
+
+def test_0003_adds_per_class_recall_to_job_metrics_and_downgrade_drops_it(
+    blank_url: str, engine: Engine
+) -> None:
+    migrate.upgrade(blank_url, "0002")
+    assert "class_recall" not in {c["name"] for c in inspect(engine).get_columns("job_metrics")}
+    migrate.upgrade(blank_url, "0003")
+    assert "class_recall" in {c["name"] for c in inspect(engine).get_columns("job_metrics")}
+    assert _schema_diff(engine, Base.metadata) == []
+    migrate.downgrade(blank_url, "0002")
+    assert "class_recall" not in {c["name"] for c in inspect(engine).get_columns("job_metrics")}
+
+
 def test_0002_renames_the_rule_table_keeping_rows_and_downgrade_restores_them(
     blank_url: str, engine: Engine
 ) -> None:
@@ -341,7 +360,7 @@ def test_0002_renames_the_rule_table_keeping_rows_and_downgrade_restores_them(
     assert _tables(engine) == TABLES | {"alembic_version"}
     assert _rule_data(engine, "0002") == before
     assert _rule_constraints(engine, "0002") == _expected_constraints("0002")
-    assert _schema_diff(engine, Base.metadata) == []
+    assert _only_0003_missing(_schema_diff(engine, Base.metadata))
     # The id sequence moved with the table: a new version gets the next id.
     with Session(engine) as session, session.begin():
         row = FlagRule(product="pump", version=2, good_classes=["ok"], min_confidence=0.85)

@@ -73,6 +73,11 @@ def test_a_job_runs_to_a_candidate_model_with_metrics_and_log(db, settings, data
     assert model.status == "candidate" and model.training_job_id == job.id
     assert [m.epoch for m in queue.job_metrics(db, job.id)] == [1, 2]
     assert all(m.images_per_second and m.learning_rate for m in queue.job_metrics(db, job.id))
+    # Every epoch stores each class's validation recall (the Training page plots it).
+    assert all(
+        m.class_recall is not None and set(m.class_recall) == set(model.class_names)
+        for m in queue.job_metrics(db, job.id)
+    )
     assert "epoch 2/2" in queue.log_tail(settings, done)
     ckpt = queue.job_dir(settings, job.id)
     assert load_file(ckpt / "checkpoint.safetensors")  # the atomic checkpoint is readable

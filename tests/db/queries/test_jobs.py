@@ -373,6 +373,7 @@ def test_records_list_newest_first_with_metrics_by_epoch(database, queue_jobs):
             job_metrics.add_metric(
                 s, b, epoch=epoch, train_loss=0.5 / epoch, val_loss=None, val_accuracy=0.8,
                 macro_f1=0.7, learning_rate=1e-3, images_per_second=100.0 * epoch,
+                class_recall={"ok": 1.0, "rare": 0.25 * epoch} if epoch == 2 else None,
             )  # fmt: skip
     with database.read() as s:
         assert [j.id for j in jobs.list_jobs(s)] == [b, a]
@@ -383,6 +384,7 @@ def test_records_list_newest_first_with_metrics_by_epoch(database, queue_jobs):
     assert record is not None and record.status == JobStatus.RUNNING and record.dataset_name == "d"
     assert record.model_id is None and record.created_by is None
     assert [(m.epoch, m.images_per_second) for m in metrics] == [(1, 100.0), (2, 200.0)]
+    assert [m.class_recall for m in metrics] == [None, {"ok": 1.0, "rare": 0.5}]
 
 
 # ----------------------------------------------------------------------- external backends (Ray)
