@@ -223,6 +223,15 @@ def test_summary(ev: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _commit() -> str:
+    """The checkout's commit, with '+dirty' when it has uncommitted changes."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "-uno"],
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return head + ("+dirty" if dirty else "")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--scenario", required=True)
@@ -256,6 +265,7 @@ def main() -> None:
             "wall_seconds": wall,
             "test": test_summary(ev),
             "load_before": [round(x, 2) for x in load_before],
+            "commit": _commit(),
             "root": str(ROOT),
         }
     )

@@ -341,9 +341,11 @@ def _run_epochs(
             epochs=cfg.epochs,
         )
         run.history.append(report)
-        # Without a val split the last epoch wins (score -> epoch number).
+        # Without a val split the last epoch wins (score -> epoch number). Ties go to the later
+        # epoch: a small validation split often scores several epochs alike, and the later one
+        # has trained further down the annealed schedule.
         score = report.macro_f1 if report.macro_f1 is not None else float(epoch)
-        if score > run.best_score:
+        if score >= run.best_score:
             run.best_score, run.best_epoch, run.best_metrics = score, epoch, metrics
             run.best_state = copy.deepcopy(step.model.state_dict())
             if checkpoint_dir is not None:

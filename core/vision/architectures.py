@@ -36,9 +36,11 @@ class _Block(nn.Module):
         nn.init.zeros_(self.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.relu(self.bn1(self.conv1(x)))
+        # In place, as torchvision's blocks: BatchNorm's backward needs its input, not its
+        # output, and the sum is a fresh tensor; the values are those of torch.relu.
+        y = self.bn1(self.conv1(x)).relu_()
         y = self.bn2(self.conv2(y))
-        return torch.relu(y + self.shortcut(x))
+        return (y + self.shortcut(x)).relu_()
 
 
 class DefectNet(nn.Module):
@@ -108,6 +110,42 @@ def _resnet18_cam(model: nn.Module) -> nn.Module:
     assert isinstance(layer4, nn.Sequential)
     conv = layer4[-1].get_submodule("conv2")
     return conv
+
+
+def _fold(conv: object, bn: object, keep: nn.Module | None) -> nn.Conv2d | None:
+    """The convolution with the BatchNorm after it folded in; None when the pair does not fold."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)) or conv is keep:
+        return None
+    return fuse_conv_bn_eval(conv.eval(), bn.eval())
+
+
+def fold_batchnorm(model: nn.Module, keep: nn.Module | None = None) -> int:
+    """Fold each eval-mode BatchNorm into the convolution before it, in place; how many folded.
+
+    Covers the pairs these architectures have: attributes ``convN`` + ``bnN`` of one module
+    (defectnet's and torchvision's blocks, resnet's stem) and a Conv2d directly followed by a
+    BatchNorm2d in an ``nn.Sequential`` (stems, shortcuts). The folded convolution computes the
+    pair's output in one pass; the BatchNorm becomes an Identity. ``keep`` (Grad-CAM's layer)
+    is never folded: its output, the activations Grad-CAM weighs, must stay the raw convolution.
+    For inference copies only: the result cannot be trained.
+    """
+    folded = 0
+    for module in list(model.modules()):
+        if isinstance(module, nn.Sequential):
+            for i in range(len(module) - 1):
+                fused = _fold(module[i], module[i + 1], keep)
+                if fused is not None:
+                    module[i], module[i + 1] = fused, nn.Identity()
+                    folded += 1
+        for n in range(1, 4):
+            fused = _fold(getattr(module, f"conv{n}", None), getattr(module, f"bn{n}", None), keep)
+            if fused is not None:
+                setattr(module, f"conv{n}", fused)
+                setattr(module, f"bn{n}", nn.Identity())
+                folded += 1
+    return folded
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,13 @@ from safetensors.torch import save_file
 from torch import nn
 
 from core.errors import ModelError
-from core.vision.architectures import ARCHITECTURES, build_model, classifier_head, get_spec
+from core.vision.architectures import (
+    ARCHITECTURES,
+    build_model,
+    classifier_head,
+    fold_batchnorm,
+    get_spec,
+)
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
@@ -113,3 +119,30 @@ def test_init_with_nothing_matching_is_an_error(tmp_path: Path) -> None:
     save_file({"unrelated": torch.zeros(3)}, str(path))
     with pytest.raises(ModelError, match="no tensor"):
         build_model("defectnet", 3, 1, weights_path=path)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_folding_batchnorm_keeps_outputs_and_the_grad_cam_layer(name: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(name, 3, 1)
+    for m in model.modules():  # trained-looking statistics, not the identity defaults
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.2, 0.2)
+    model.eval()
+    x = torch.randn(4, 1, 64, 64)
+    layer = get_spec(name).cam_layer(model)
+    captured: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    with torch.no_grad():
+        want = model(x)
+        folded = fold_batchnorm(model, keep=layer)
+        got = model(x)
+    handle.remove()
+    bns = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert folded > 0 and bns == 1  # only the Grad-CAM layer's BatchNorm is left
+    assert get_spec(name).cam_layer(model) is layer
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(captured[1], captured[0], atol=1e-4, rtol=1e-4)
