@@ -38,7 +38,15 @@ def _line(job: JobRecord) -> str:
 def submit(
     dataset: Annotated[int, typer.Option(help="Id of an imported dataset.")],
     arch: Annotated[str | None, typer.Option(help="Architecture.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the recipe's).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs (default: chosen from the dataset and budget).")
+    ] = None,
+    budget_minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="Time budget of the training loop (default: 15 on the CPU, 10 on a GPU)."
+        ),
+    ] = None,
     img_size: Annotated[int | None, typer.Option(help="Input side in pixels.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
@@ -63,6 +71,7 @@ def submit(
         ("img_size", img_size),
         ("batch_size", batch_size),
         ("lr", lr),
+        ("budget_minutes", budget_minutes),
     ):
         if value is not None:
             setattr(config, name, value)

@@ -300,6 +300,13 @@ def test_cli_submit_list_show_cancel(db, settings, dataset) -> None:
     assert again.stderr.strip() == f"error: job {job['id']} already cancelled; nothing to cancel"
     odd = _cli(settings, "jobs", "submit", "--dataset", str(dataset.id), "--balance", "smote")
     assert odd.returncode == 1 and "balance must be one of" in odd.stderr
+    budget = _cli(settings, "jobs", "submit", "--dataset", str(dataset.id), "--budget-minutes",
+                  "30", "--json")  # fmt: skip
+    assert budget.returncode == 0, budget.stderr
+    budgeted = json.loads(budget.stdout)["config"]
+    assert budgeted["budget_minutes"] == 30 and budgeted["epochs"] is None  # chosen by fit
+    never = _cli(settings, "jobs", "submit", "--dataset", str(dataset.id), "--budget-minutes", "0")
+    assert never.returncode == 1 and "time budget must be more than 0" in never.stderr
     bad = _cli(settings, "jobs", "submit", "--dataset", "999", "--json")
     assert bad.returncode == 1 and "dataset 999 does not exist" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
