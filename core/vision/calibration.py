@@ -5,7 +5,10 @@ of the time, so a fixed "unsure below X %" threshold means something different f
 Temperature scaling divides the logits by one number T > 0 fitted on the validation split
 (minimum negative log-likelihood) before the softmax: the ranking of the classes, and so every
 predicted class, stays the same; only the confidences move towards what the model's accuracy
-supports. The expected calibration error (ECE) says how far they are from it.
+supports. The expected calibration error (ECE) says how far they are from it. A validation
+split with no errors (or very few) would let the fit make the model certain of everything, so
+the fitted T is raised where needed until the mean confidence is no higher than the accuracy
+the split supports, (k + 1) / (n + 2) for k right out of n (``cap_temperature``).
 
 Numpy only (pages and the CLI read the stored report without torch); ``Classifier``, the ONNX
 graph, Grad-CAM and training apply the fitted T (core.vision.classifier, artifacts, gradcam,
@@ -90,6 +93,41 @@ def fit_temperature(logits: npt.ArrayLike, labels: npt.ArrayLike) -> float:
     return float(math.exp((lo + hi) / 2.0))
 
 
+def mean_confidence(logits: npt.ArrayLike, temperature: float = 1.0) -> float:
+    """Mean top probability of softmax(logits / T); it falls as T grows."""
+    return float(softmax(logits, temperature).max(axis=1).mean())
+
+
+def cap_temperature(
+    logits: npt.ArrayLike, labels: npt.ArrayLike, temperature: float
+) -> tuple[float, float]:
+    """(T, the accuracy the evidence supports): T raised so confidence never claims more.
+
+    With few or no validation errors the likelihood keeps improving as T shrinks (a split the
+    model gets all right "proves" 100 % certainty), so the NLL fit runs to T_MIN and every later
+    part is called certain. The accuracy such a split supports is Laplace's (k + 1) / (n + 2)
+    for k right out of n; when the fitted T makes the mean top confidence exceed it, T is raised
+    (bisection on log T) until the two match. A split with errors enough to pin T down is left
+    as fitted: its mean confidence already sits at its accuracy.
+    """
+    z = _as_logits(logits)
+    y = _as_labels(labels, z.shape[0])
+    n = z.shape[0]
+    supported = (int((z.argmax(axis=1) == y).sum()) + 1) / (n + 2)
+    if n == 0 or mean_confidence(z, temperature) <= supported:
+        return temperature, supported
+    lo, hi = math.log(temperature), math.log(T_MAX)
+    if mean_confidence(z, T_MAX) > supported:  # even T_MAX is too sure: take the bound
+        return T_MAX, supported
+    while hi - lo > _TOL:
+        mid = (lo + hi) / 2.0
+        if mean_confidence(z, math.exp(mid)) > supported:
+            lo = mid
+        else:
+            hi = mid
+    return float(math.exp(hi)), supported
+
+
 def uncalibrated(probs: npt.ArrayLike, temperature: float) -> npt.NDArray[np.float64]:
     """softmax(z) from calibrated softmax(z / T): log p = z / T + c, so softmax(T * log p).
 
@@ -168,7 +206,8 @@ def calibrate(
     y = _as_labels(labels, z.shape[0])
     if z.shape[0] == 0:
         return 1.0, not_calibrated(f"the {fitted_on} split is empty")
-    t = fit_temperature(z, y)
+    fitted = fit_temperature(z, y)
+    t, supported = cap_temperature(z, y, fitted)
     before = reliability_table(softmax(z), y, bins)
     after = reliability_table(softmax(z, t), y, bins)
     return t, {
@@ -177,6 +216,10 @@ def calibrate(
         "images": int(z.shape[0]),
         "bins": bins,
         "temperature": t,
+        # The NLL fit and, when it claimed more than (k + 1) / (n + 2), the raised T.
+        "temperature_nll": fitted,
+        "capped": t != fitted,
+        "supported_accuracy": supported,
         "at_bound": bool(
             math.isclose(t, T_MIN, rel_tol=1e-4) or math.isclose(t, T_MAX, rel_tol=1e-4)
         ),

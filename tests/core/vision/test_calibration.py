@@ -90,10 +90,37 @@ def test_fit_is_deterministic_bounded_and_improves_nll() -> None:
     assert t == cal.fit_temperature(logits, labels)
     assert t > 1.0
     assert cal.nll(logits, labels, t) < cal.nll(logits, labels)
-    # A perfectly separated set drives T to the lower bound, and the report says so.
+    # A perfectly separated set drives the NLL fit to the lower bound ...
     sep = np.array([[5.0, 0.0], [0.0, 5.0]])
-    t_sep, report = cal.calibrate(sep, [0, 1], fitted_on="val")
-    assert t_sep == pytest.approx(cal.T_MIN, rel=1e-4) and report["at_bound"]
+    assert cal.fit_temperature(sep, [0, 1]) == pytest.approx(cal.T_MIN, rel=1e-4)
+
+
+def test_a_split_without_errors_cannot_make_the_model_certain() -> None:
+    # 2 of 2 right support an accuracy of (2 + 1) / (2 + 2) = 0.75 (Laplace), not 100 %: T is
+    # raised until the mean top confidence is 0.75, i.e. softmax([5, 0] / T)[0] = 0.75, which
+    # is 1 / (1 + exp(-5 / T)) = 0.75, so T = 5 / ln 3.
+    sep = np.array([[5.0, 0.0], [0.0, 5.0]])
+    t, report = cal.calibrate(sep, [0, 1], fitted_on="val")
+    assert t == pytest.approx(5 / math.log(3), rel=1e-5)
+    assert report["capped"] and report["temperature_nll"] == pytest.approx(cal.T_MIN, rel=1e-4)
+    assert report["supported_accuracy"] == pytest.approx(0.75)
+    assert cal.mean_confidence(sep, t) == pytest.approx(0.75, rel=1e-5)
+    assert not report["at_bound"]
+
+
+def test_a_split_with_enough_errors_stays_close_to_its_nll_fit() -> None:
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, 500)
+    logits = rng.normal(0, 1, (500, 3))
+    logits[np.arange(500), labels] += 1.2
+    logits *= 3.0
+    t, report = cal.calibrate(logits, labels, fitted_on="val")
+    # The NLL fit already puts the mean confidence near the accuracy: a cap, if any, is small.
+    assert t == pytest.approx(report["temperature_nll"], rel=0.1)
+    assert report["ece_after"] < report["ece_before"] / 3
+    accuracy = float((logits.argmax(1) == labels).mean())
+    assert cal.mean_confidence(logits, t) <= report["supported_accuracy"] + 1e-9
+    assert abs(cal.mean_confidence(logits, t) - accuracy) < 0.03
 
 
 def test_calibration_never_changes_the_predicted_class() -> None:
