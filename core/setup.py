@@ -9,6 +9,7 @@ from sqlalchemy.engine import make_url
 
 from core.auth import accounts, permissions
 from core.config import Settings
+from core.quality import rollup
 from db import migrate as db_migrate
 from db.engine import Database
 from db.models import Role
@@ -36,6 +37,11 @@ def migrate(settings: Settings) -> None:
     """Create the data directory and bring the schema to the newest revision."""
     settings.ensure_dirs()
     db_migrate.upgrade(settings.db_url)
+    db = open_database(settings)
+    try:
+        rollup.rebuild_if_empty(db)  # a database from before the rollup table (revision 0004)
+    finally:
+        db.dispose()
 
 
 def initialise(settings: Settings, admin_username: str = "admin") -> InitResult:

@@ -239,6 +239,47 @@ class Inspection(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Rollup(Base):
+    """Hourly counts of inspections per line, station, product, model, class and state.
+
+    Kept in the transaction of every inspection and review (db/queries/rollups.py), so the trend
+    queries read it instead of the raw rows. Unknown line/station/product are '' and no model
+    is 0 (NULL would make every such row its own key).
+    """
+
+    __tablename__ = "rollups"
+    __table_args__ = (
+        UniqueConstraint(
+            "hour",
+            "line",
+            "station",
+            "product",
+            "model_id",
+            "class_name",
+            "flagged",
+            "defect",
+            "reviewed",
+            name="uq_rollups_cell",
+        ),  # fmt: skip
+        Index("ix_rollups_hour", "hour"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hour: Mapped[datetime] = mapped_column()  # start of the hour, UTC
+    line: Mapped[str] = mapped_column(String(100), default="")
+    station: Mapped[str] = mapped_column(String(100), default="")
+    product: Mapped[str] = mapped_column(String(100), default="")
+    model_id: Mapped[int] = mapped_column(Integer, default=0)
+    class_name: Mapped[str] = mapped_column(String(100))
+    flagged: Mapped[bool] = mapped_column(Boolean)
+    defect: Mapped[bool] = mapped_column(Boolean)
+    reviewed: Mapped[bool] = mapped_column(Boolean)
+    parts: Mapped[int] = mapped_column(Integer, default=0)
+    corrections: Mapped[int] = mapped_column(Integer, default=0)
+    unsure: Mapped[int] = mapped_column(Integer, default=0)
+    confidence_sum: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class Review(Base):
     """One reviewer decision; history is kept, the newest row per inspection is current."""
 

@@ -10,7 +10,7 @@ import sys
 import click
 import typer
 
-from core.cli import datasets, inspect, jobs, models, server, train, users
+from core.cli import datasets, inspect, jobs, models, server, train, trends, users
 from core.cli.common import settings
 from core.errors import DefectLensError
 
@@ -31,6 +31,7 @@ app.add_typer(datasets.app, name="dataset")
 app.add_typer(models.app, name="models")
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
+app.command("rollup")(trends.rollup)
 
 
 def main() -> None:

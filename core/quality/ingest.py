@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from core.auth.permissions import Action, CurrentUser, require
 from core.config import Settings
 from core.errors import InvalidImageError, ValidationError
-from core.quality import flag_rules, image_store
+from core.quality import flag_rules, image_store, rollup
 from core.quality.uploads import Rejection, display_name
 from core.registry import catalog
 from core.vision import gradcam, images
@@ -31,6 +31,7 @@ from db.engine import Database
 from db.models import utcnow
 from db.queries import images as image_queries
 from db.queries import inspections as inspection_queries
+from db.queries import rollups as rollup_queries
 from db.queries.catalog import ModelRecord
 from db.queries.flag_rules import FlagRuleRecord
 from db.queries.images import NewImage
@@ -329,7 +330,11 @@ def _insert_rows(
     """The chunk's image rows (new ones only) and inspection rows, in one transaction."""
     with db.write() as session:
         by_sha = image_queries.ensure_images(session, new_images)
-        return inspection_queries.add_inspections(session, parts, by_sha)
+        records = inspection_queries.add_inspections(session, parts, by_sha)
+        # The rollup counts the new parts in the same transaction: trends stay exact.
+        cells = rollup_queries.cells_of_parts(session, [r.id for r in records], rollup.FALLBACK)
+        rollup_queries.apply(session, cells)
+        return records
 
 
 def _new_inspection(

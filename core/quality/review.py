@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 from core.auth.audit import record_audit
 from core.auth.permissions import Action, CurrentUser, require
 from core.errors import Conflict, NotFound, ValidationError
+from core.quality import rollup
 from db.engine import Database
 from db.models import Disposition, utcnow
-from db.queries import reviews
+from db.queries import reviews, rollups
 from db.queries.inspections import InspectionRecord
 from db.queries.reviews import ReviewEntry, ReviewTarget
 
@@ -128,6 +129,7 @@ def record_review(
             raise ValidationError(
                 f"true class {true_class!r} is not one of the model's classes: {', '.join(classes)}"
             )
+        before = rollups.cells_of_parts(session, [inspection_id], rollup.FALLBACK)
         if not reviews.claim_review_version(session, inspection_id, expected_version):
             raise _conflict(session, inspection_id)
         entry = reviews.add_review(
@@ -140,6 +142,9 @@ def record_review(
             note=text,
             version=expected_version + 1,
         )
+        # The part moves to its reviewed class's rollup cell in this same transaction.
+        after = rollups.cells_of_parts(session, [inspection_id], rollup.FALLBACK)
+        rollups.apply(session, rollups.moved(before, after))
         record_audit(
             session,
             actor,

@@ -28,6 +28,7 @@ TABLES = {
     "reviews",
     "flag_rules",
     "audit_log",
+    "rollups",
 }
 
 # table -> {index name: indexed columns}; trend pages and queues depend on these.
@@ -327,21 +328,36 @@ def _expected_constraints(revision: str) -> dict[str, Any]:
     }
 
 
-def _only_0003_missing(diff: list[object]) -> bool:
-    """The schema at 0002 differs from the models only by 0003's job_metrics.class_recall."""
-    return [(d[0], d[2], d[3].name) for d in diff] == [  # type: ignore[index]
-        ("add_column", "job_metrics", "class_recall")
-    ]
+def _only_later_revisions_missing(diff: list[object]) -> bool:
+    """The schema at 0002 lacks only 0003's job_metrics.class_recall and 0004's rollups."""
+    found = set()
+    for d in diff:
+        if isinstance(d, list):  # alembic groups column changes of one table in a list
+            d = d[0]
+        if d[0] == "add_column":  # type: ignore[index]
+            found.add((d[0], d[2], d[3].name))  # type: ignore[index]
+        elif d[0] in ("add_table", "add_index"):  # type: ignore[index]
+            found.add((d[0], getattr(d[1], "name", None), None))  # type: ignore[index]
+        else:
+            found.add((str(d[0]), None, None))  # type: ignore[index]
+    return found == {
+        ("add_column", "job_metrics", "class_recall"),
+        ("add_table", "rollups", None),
+        ("add_index", "ix_rollups_hour", None),
+    }
 
 
-def test_0003_adds_per_class_recall_to_job_metrics_and_downgrade_drops_it(
+def test_0003_and_0004_add_recall_and_the_rollup_and_downgrade_drops_them(
     blank_url: str, engine: Engine
 ) -> None:
     migrate.upgrade(blank_url, "0002")
     assert "class_recall" not in {c["name"] for c in inspect(engine).get_columns("job_metrics")}
     migrate.upgrade(blank_url, "0003")
     assert "class_recall" in {c["name"] for c in inspect(engine).get_columns("job_metrics")}
+    migrate.upgrade(blank_url, "0004")
     assert _schema_diff(engine, Base.metadata) == []
+    migrate.downgrade(blank_url, "0003")
+    assert "rollups" not in _tables(engine)
     migrate.downgrade(blank_url, "0002")
     assert "class_recall" not in {c["name"] for c in inspect(engine).get_columns("job_metrics")}
 
@@ -357,10 +373,10 @@ def test_0002_renames_the_rule_table_keeping_rows_and_downgrade_restores_them(
     migrate.upgrade(blank_url, "0002")
 
     assert migrate.current_revision(engine) == "0002"
-    assert _tables(engine) == TABLES | {"alembic_version"}
+    assert _tables(engine) == TABLES - {"rollups"} | {"alembic_version"}
     assert _rule_data(engine, "0002") == before
     assert _rule_constraints(engine, "0002") == _expected_constraints("0002")
-    assert _only_0003_missing(_schema_diff(engine, Base.metadata))
+    assert _only_later_revisions_missing(_schema_diff(engine, Base.metadata))
     # The id sequence moved with the table: a new version gets the next id.
     with Session(engine) as session, session.begin():
         row = FlagRule(product="pump", version=2, good_classes=["ok"], min_confidence=0.85)

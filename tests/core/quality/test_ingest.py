@@ -16,12 +16,13 @@ from sqlalchemy import func, select
 from core.auth import permissions
 from core.config import Settings
 from core.errors import NotFound, PermissionDenied, ValidationError
-from core.quality import flag_rules, image_store, ingest, inspections, uploads
+from core.quality import flag_rules, image_store, ingest, inspections, rollup, uploads
 from core.quality.ingest import Traceability
 from core.vision import gradcam
 from core.vision.images import DecodeLimits
 from db.engine import Database
 from db.models import Image, Inspection, Role
+from db.queries import rollups
 from tests.core.inspection_support import (
     Active,
     blob_strip,
@@ -330,6 +331,17 @@ def test_large_mostly_flagged_batch_explains_every_flagged_part(
         db, settings, permissions.SYSTEM, files, Traceability(), classifier=active
     )
     assert result.flagged == n and result.heatmaps == n
+    # Ingest counted every part in the hourly rollup, in its transaction, as a rebuild would.
+    with db.read() as session:
+        counted = rollups.all_cells(session)
+    assert sum(c.parts for c in counted.values()) == n == sum(c.unsure for c in counted.values())
+    assert all(k.flagged and k.line == "" and not k.reviewed for k in counted)
+    rollup.rebuild(db)
+    with db.read() as session:
+        rebuilt = rollups.all_cells(session)
+    assert {k: (c.parts, c.unsure) for k, c in rebuilt.items()} == {
+        k: (c.parts, c.unsure) for k, c in counted.items()
+    }
     _model, clf = active
     onnx = clf.predict_bytes([d for _, d in files])
     for rec, pred in zip(result.processed, onnx, strict=True):
