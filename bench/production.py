@@ -29,6 +29,7 @@ Macro-F1 is over the classes that have test images (neu_300_20's majority class 
 part wrongly called that class still counts against its true class).
 
 Usage: python bench/production.py --scenario casting5 --recipe default [--extra "--rot90"]
+       python bench/production.py --table bench/out/production/results   (markdown table)
 """
 
 from __future__ import annotations
@@ -232,7 +233,34 @@ def _commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def table(results: Path) -> str:
+    """A markdown table of the JSON results in a folder (for docs/benchmarks.md)."""
+    lines = [
+        "| scenario | recipe | test accuracy | macro-F1 | worst recall | escapes / false alarms "
+        "| test ECE | T | epochs (best) | px | train s | commit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for f in sorted(results.glob("*.json")):
+        d = json.loads(f.read_text())
+        t, te = d["train"], d["test"]
+        worst = min(te["recall"].items(), key=lambda kv: kv[1])
+        esc = f"{te['escapes']} / {te['false_alarms']}" if "escapes" in te else "-"
+        recipe = d["recipe"] + (" " + " ".join(d["train_options"][8:]) if d["recipe"] == "issue"
+                                else (" " + " ".join(d["train_options"]) if d["train_options"]
+                                      else ""))  # fmt: skip
+        lines.append(
+            f"| {d['scenario']} | {recipe.strip()} | {te['accuracy']:.2%} | {te['macro_f1']:.3f} "
+            f"| {worst[1]:.3f} ({worst[0]}) | {esc} | {te['ece']:.3f} | {t['temperature']:.3f} "
+            f"| {t['epochs']} ({t['best_epoch']}) | {t['img_size']} | {t['train_seconds']:.0f} "
+            f"| {d.get('commit', '')} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--table":
+        print(table(Path(sys.argv[2])))
+        return
     p = argparse.ArgumentParser()
     p.add_argument("--scenario", required=True)
     p.add_argument("--recipe", choices=sorted(RECIPES), default="default")
