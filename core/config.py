@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,22 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _shifts(raw: str) -> tuple[str, ...]:
+    """Shift start times as sorted HH:MM strings; ValidationError names the bad one."""
+    starts: list[str] = []
+    for part in raw.split(","):
+        text = part.strip()
+        match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", text)
+        if match is None:
+            raise ValidationError(
+                f"DEFECTLENS_SHIFTS: {text!r} is not a time like 06:00 (24-hour HH:MM)"
+            )
+        starts.append(f"{int(match.group(1)):02d}:{match.group(2)}")
+    if len(set(starts)) != len(starts):
+        raise ValidationError(f"DEFECTLENS_SHIFTS={raw!r} names a start time twice")
+    return tuple(sorted(starts))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every DefectLens setting; README lists each with its default."""
@@ -60,6 +77,8 @@ class Settings:
     device: str = "auto"
     port: int = 8501
     timezone: str = "UTC"
+    # Shift start times in plant-local time (DEFECTLENS_SHIFTS, e.g. "06:00,14:00,22:00").
+    shift_starts: tuple[str, ...] = ("06:00", "14:00", "22:00")
     max_upload_mb: int = 200
     max_image_bytes: int = 50 * 1024 * 1024
     max_image_pixels: int = 50_000_000
@@ -117,6 +136,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         device=device,
         port=_int(env, "DEFECTLENS_PORT", 8501),
         timezone=env.get("DEFECTLENS_TIMEZONE") or "UTC",
+        shift_starts=_shifts(env.get("DEFECTLENS_SHIFTS") or "06:00,14:00,22:00"),
         max_upload_mb=_int(env, "DEFECTLENS_MAX_UPLOAD_MB", 200),
         max_image_bytes=_int(env, "DEFECTLENS_MAX_IMAGE_BYTES", 50 * 1024 * 1024),
         max_image_pixels=_int(env, "DEFECTLENS_MAX_IMAGE_PIXELS", 50_000_000),

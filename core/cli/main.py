@@ -32,6 +32,7 @@ app.add_typer(models.app, name="models")
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
 app.command("rollup")(trends.rollup)
+app.command("trends")(trends.trends)
 
 
 def main() -> None:

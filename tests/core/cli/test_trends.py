@@ -24,3 +24,17 @@ def test_rollup_rebuild_reports_its_cells_and_a_bare_call_says_what_to_do(tmp_pa
     bare = _run(tmp_path / "home", "rollup")
     assert bare.returncode == 1
     assert bare.stderr.strip() == "error: say what to do: defectlens rollup --rebuild"
+
+
+def test_trends_json_has_the_design_keys_and_bad_times_are_refused(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    done = _run(home, "trends", "--since", "2026-11-01", "--until", "2026-11-08", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert {"chart", "center", "sigma_z", "series", "pareto", "kpis"} <= out.keys()
+    assert out["by"] == "shift" and out["series"] == [] and out["kpis"]["parts"] == 0
+    assert out["since"] == "2026-11-01T00:00:00+00:00"  # no offset: plant-local (UTC here)
+    bad = _run(home, "trends", "--since", "yesterday", "--until", "2026-11-08")
+    assert bad.returncode == 1 and "--since 'yesterday' is not an ISO-8601 time" in bad.stderr
+    odd = _run(home, "trends", "--since", "2026-11-01", "--until", "2026-11-08", "--by", "year")
+    assert odd.returncode == 1 and "bucket must be one of hour, shift, day, week" in odd.stderr

@@ -1,0 +1,111 @@
+"""Trend aggregations over the hourly rollup (never the raw inspection rows). Callers own the
+transaction. One SQL GROUP BY per question, the same statement on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from db.models import Rollup
+
+
+@dataclass(frozen=True)
+class TrendFilter:
+    """Which parts count: None means any; '' matches parts recorded without that field."""
+
+    line: str | None = None
+    station: str | None = None
+    product: str | None = None
+    model_id: int | None = None  # 0: parts judged without a registered model
+
+    def clauses(self) -> list[Any]:
+        """The WHERE clauses (values are bound parameters, never SQL text)."""
+        out: list[Any] = []
+        for column, value in (
+            (Rollup.line, self.line),
+            (Rollup.station, self.station),
+            (Rollup.product, self.product),
+            (Rollup.model_id, self.model_id),
+        ):
+            if value is not None:
+                out.append(column == value)
+        return out
+
+
+@dataclass(frozen=True)
+class HourCounts:
+    """Everything counted in one hour (UTC), for one line when grouped by line."""
+
+    hour: datetime
+    line: str | None
+    parts: int
+    defects: int
+    flagged: int
+    reviewed: int
+    corrections: int
+    unsure: int
+    confidence_sum: float
+
+
+def _sum_if(condition: Any) -> Any:
+    return func.coalesce(func.sum(case((condition, Rollup.parts), else_=0)), 0)
+
+
+def hourly(
+    session: Session, since: datetime, until: datetime, where: TrendFilter, by_line: bool = False
+) -> list[HourCounts]:
+    """Counts per hour in [since, until), per line too when ``by_line``; hours without parts
+    are absent."""
+    keys: list[Any] = [Rollup.hour] + ([Rollup.line] if by_line else [])
+    stmt = (
+        select(
+            *keys,
+            func.sum(Rollup.parts),
+            _sum_if(Rollup.defect),
+            _sum_if(Rollup.flagged),
+            _sum_if(Rollup.reviewed),
+            func.sum(Rollup.corrections),
+            func.sum(Rollup.unsure),
+            func.sum(Rollup.confidence_sum),
+        )
+        .where(Rollup.hour >= since, Rollup.hour < until, *where.clauses())
+        .group_by(*keys)
+        .having(func.sum(Rollup.parts) > 0)
+        .order_by(*keys)
+    )
+    out = []
+    for row in session.execute(stmt):
+        values = list(row)
+        line = values.pop(1) if by_line else None
+        hour, parts, defects, flagged, reviewed, corrections, unsure, conf = values
+        out.append(
+            HourCounts(
+                hour=hour,
+                line=line,
+                parts=int(parts),
+                defects=int(defects),
+                flagged=int(flagged),
+                reviewed=int(reviewed),
+                corrections=int(corrections),
+                unsure=int(unsure),
+                confidence_sum=float(conf),
+            )  # fmt: skip
+        )
+    return out
+
+
+def defect_classes(
+    session: Session, since: datetime, until: datetime, where: TrendFilter
+) -> dict[str, int]:
+    """Defective parts per class in [since, until) (the reviewed class once reviewed)."""
+    stmt = (
+        select(Rollup.class_name, func.sum(Rollup.parts))
+        .where(Rollup.hour >= since, Rollup.hour < until, Rollup.defect, *where.clauses())
+        .group_by(Rollup.class_name)
+        .having(func.sum(Rollup.parts) > 0)
+    )
+    return {str(name): int(n) for name, n in session.execute(stmt)}
