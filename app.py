@@ -20,6 +20,10 @@ PAGES = [
         Action.VIEW_TRENDS,
     ),
     (
+        st.Page("pages/trends.py", title="Trends", icon=":material/monitoring:"),
+        Action.VIEW_TRENDS,
+    ),
+    (
         st.Page("pages/inspect.py", title="Inspect", icon=":material/photo_camera:"),
         Action.INSPECT,
     ),

@@ -239,3 +239,30 @@ def _chart(
         chart = spc.p_chart(defects, sizes)
     rules = spc.western_electric(chart.z_scores)
     return chart, choice, [list(f) for f in rules.flags]
+
+
+def filter_values(db: Database, actor: CurrentUser) -> dict[str, list[str]]:
+    """The lines, stations and products the filters can offer."""
+    require(actor, Action.VIEW_TRENDS)
+    with db.read() as session:
+        return trend_queries.filter_values(session)
+
+
+def rate_by_line(
+    db: Database,
+    settings: Settings,
+    actor: CurrentUser,
+    since: datetime,
+    until: datetime,
+    where: TrendFilter,
+    by: str,
+) -> dict[str, list[Bucket]]:
+    """Each line's buckets over the period ('' for parts recorded without a line)."""
+    require(actor, Action.VIEW_TRENDS)
+    tz = plant_zone(settings)
+    with db.read() as session:
+        hours = trend_queries.hourly(session, since, until, where, by_line=True)
+    lines: dict[str, list[HourCounts]] = {}
+    for h in hours:
+        lines.setdefault(h.line or "", []).append(h)
+    return {line: into_buckets(rows, by, tz, settings.shift_starts) for line, rows in lines.items()}

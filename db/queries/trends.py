@@ -109,3 +109,13 @@ def defect_classes(
         .having(func.sum(Rollup.parts) > 0)
     )
     return {str(name): int(n) for name, n in session.execute(stmt)}
+
+
+def filter_values(session: Session) -> dict[str, list[str]]:
+    """The lines, stations and products that have parts, sorted ('' for parts without one)."""
+    out: dict[str, list[str]] = {}
+    for name, column in (("line", Rollup.line), ("station", Rollup.station),
+                         ("product", Rollup.product)):  # fmt: skip
+        values = session.scalars(select(column).distinct().order_by(column)).all()
+        out[name] = [str(v) for v in values]
+    return out

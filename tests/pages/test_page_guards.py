@@ -28,7 +28,7 @@ GUARDED: dict[str, tuple[Action, str]] = {
     "admin.py": (Action.MANAGE_USERS, "engineer"),
 }
 # Every role may view trends, so the overview can only refuse someone who is not logged in.
-OPEN_TO_ALL = {"home.py": Action.VIEW_TRENDS}
+OPEN_TO_ALL = {"home.py": Action.VIEW_TRENDS, "trends.py": Action.VIEW_TRENDS}
 
 
 def _open_directly(page: str, user: object = None) -> AppTest:
