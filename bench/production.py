@@ -271,6 +271,7 @@ def main() -> None:
     data = build(args.scenario, args.major, args.seed)
     train_args = [*RECIPES[args.recipe], *shlex.split(args.extra)]
     load_before = os.getloadavg()
+    commit = _commit()  # before training: the code that ran
     with tempfile.TemporaryDirectory(prefix="dl-bench-") as home_dir:
         home = Path(home_dir)
         t0 = time.perf_counter()
@@ -293,7 +294,7 @@ def main() -> None:
             "wall_seconds": wall,
             "test": test_summary(ev),
             "load_before": [round(x, 2) for x in load_before],
-            "commit": _commit(),
+            "commit": commit,
             "root": str(ROOT),
         }
     )
