@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CANCEL_GRACE_S = 4.0  # a cancelled child gets this long to stop at a batch boundary
 KILL_GRACE_S = 4.0  # after SIGTERM, this long before SIGKILL
+LOST_GRACE_S = 10.0  # a job ended outside this worker: its child gets this long to exit
 TICK_S = 0.25
 
 
@@ -112,6 +113,7 @@ class _ChildWatch:
         self.cancel_seen: float | None = None
         self.term_sent: float | None = None
         self.why_stopped: str | None = None  # "cancel", "lost", "shutdown"
+        self.lost_seen: float | None = None
 
     def until_exit(self) -> int:
         """Watch the child until it exits; its return code."""
@@ -126,6 +128,8 @@ class _ChildWatch:
                 self._check_cancel(now)
             if self.cancel_seen is not None and now - self.cancel_seen > CANCEL_GRACE_S:
                 self._terminate("cancel")
+            if self.lost_seen is not None and now - self.lost_seen > LOST_GRACE_S:
+                self._terminate("lost")
             if self.stopping():
                 self._terminate("shutdown")
             if self.term_sent is not None and now - self.term_sent > KILL_GRACE_S:
@@ -140,8 +144,11 @@ class _ChildWatch:
         except SQLAlchemyError:
             log.warning("job %s: heartbeat failed", self.job_id, exc_info=True)
             return
-        if not beat.owned:
-            self._terminate("lost")  # swept or ended elsewhere: never train unsupervised
+        if not beat.owned and self.lost_seen is None:
+            # Ended outside this worker: usually by the training process itself, which has
+            # recorded its result and is exiting; after a sweep it must not train unsupervised.
+            # Either way it gets LOST_GRACE_S to exit before SIGTERM.
+            self.lost_seen = now
         elif beat.cancel_requested and self.cancel_seen is None:
             self.cancel_seen = now
 
