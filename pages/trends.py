@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.auth.permissions import Action
 from core.errors import DefectLensError
-from core.quality import spc, trends
+from core.quality import reports, spc, trends
 from pages._ui import get_db, get_settings, require_page
 
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30),
@@ -107,6 +107,13 @@ st.caption("Changes are against the previous period of the same length.")
 if report.chart is None:
     st.info("No inspections in this period and filter.")
     st.stop()
+
+# The CSV reads raw rows, so it is made on request, not on every rerun of the page.
+if st.button("Prepare CSV of these inspections", icon=":material/table:"):
+    csv_text = "".join(reports.inspections_csv(db, settings, user, since, until, where))
+    st.download_button("Download CSV", csv_text.encode("utf-8"), type="primary",
+                       file_name=f"defectlens_{since:%Y%m%d}_{until:%Y%m%d}.csv",
+                       mime="text/csv")  # fmt: skip
 
 starts = [b.start for b in report.buckets]
 points = report.chart.points

@@ -33,6 +33,7 @@ app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
 app.command("rollup")(trends.rollup)
 app.command("trends")(trends.trends)
+app.command("report")(trends.report)
 
 
 def main() -> None:

@@ -1,9 +1,11 @@
-"""`defectlens trends` (defect rates, control chart, Pareto, KPIs) and `defectlens rollup`."""
+"""`defectlens trends` (defect rates, control chart, Pareto, KPIs), `report` and `rollup`."""
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -12,6 +14,7 @@ import typer
 from core.auth import permissions
 from core.cli.common import JsonOpt, emit_json, open_database
 from core.errors import ValidationError
+from core.quality import reports
 from core.quality import rollup as rollup_service
 from core.quality import trends as trend_service
 
@@ -75,3 +78,33 @@ def trends(
     for point in payload["series"]:
         flag = f"  signals {point['signals']}" if point["signals"] else ""
         typer.echo(f"  {point['start']}  n={point['n']}  defects={point['defects']}{flag}")
+
+
+def report(
+    since: Annotated[str, typer.Option(help="Start, ISO-8601 (no offset: plant-local time).")],
+    until: Annotated[str, typer.Option(help="End (exclusive), ISO-8601.")],
+    out: Annotated[Path, typer.Option(help="File to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv (pdf is not built yet).")] = "csv",
+    line: Annotated[str | None, typer.Option(help="Only this line.")] = None,
+    station: Annotated[str | None, typer.Option(help="Only this station.")] = None,
+    product: Annotated[str | None, typer.Option(help="Only this product.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the filtered inspections as CSV (to a temporary file, then moved into place)."""
+    if fmt != "csv":
+        raise ValidationError(f"--format {fmt!r}: only csv is built so far (PDF is still to come)")
+    s, db = open_database()
+    tz = trend_service.plant_zone(s)
+    where = trend_service.checked_filter(line, station, product)
+    start, end = _when(since, "--since", tz), _when(until, "--until", tz)
+    if end <= start:
+        raise ValidationError("--until must be after --since")
+    tmp = out.with_name(f".{out.name}.part")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        for chunk in reports.inspections_csv(db, s, permissions.SYSTEM, start, end, where):
+            f.write(chunk)
+    os.replace(tmp, out)
+    if as_json:
+        emit_json({"out": str(out), "format": fmt, "bytes": out.stat().st_size})
+    else:
+        typer.echo(f"wrote {out} ({out.stat().st_size} bytes)")

@@ -76,5 +76,8 @@ def test_a_month_with_a_spike_lists_its_signal_and_keeps_filters_in_the_url(  # 
     assert any("chart" in c.value and "Baseline" in c.value for c in at.caption)
     everything = _open(viewer, period="30d")
     assert everything.metric[0].value == "1,400"
+    prepare = next(b for b in at.button if b.label == "Prepare CSV of these inspections")
+    prepare.click().run()
+    assert not at.exception and at.get("download_button")
     hostile = _open(viewer, period="30d", line="' OR 1=1 --")
     assert not hostile.exception and hostile.metric[0].value == "1,400"  # unknown: shows any

@@ -38,3 +38,16 @@ def test_trends_json_has_the_design_keys_and_bad_times_are_refused(tmp_path: Pat
     assert bad.returncode == 1 and "--since 'yesterday' is not an ISO-8601 time" in bad.stderr
     odd = _run(home, "trends", "--since", "2026-11-01", "--until", "2026-11-08", "--by", "year")
     assert odd.returncode == 1 and "bucket must be one of hour, shift, day, week" in odd.stderr
+
+
+def test_report_writes_a_csv_and_refuses_pdf_for_now(tmp_path: Path) -> None:
+    home, out = tmp_path / "home", tmp_path / "r.csv"
+    done = _run(home, "report", "--since", "2026-11-01", "--until", "2026-11-02", "--out",
+                str(out), "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert out.read_text().splitlines()[0].startswith("id,captured_at,line,station,product")
+    assert json.loads(done.stdout)["bytes"] == out.stat().st_size
+    pdf = _run(home, "report", "--since", "2026-11-01", "--until", "2026-11-02", "--out",
+               str(tmp_path / "r.pdf"), "--format", "pdf")  # fmt: skip
+    assert pdf.returncode == 1 and "only csv is built so far" in pdf.stderr
+    assert not (tmp_path / "r.pdf").exists()
