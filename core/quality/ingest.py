@@ -148,8 +148,12 @@ def ingest(
     processed: list[InspectionRecord] = []
     rejected: list[Rejection] = []
     heatmaps = 0
-    cam = gradcam.GradCam(clf) if with_heatmaps and files else None
-    fused = False  # decided per chunk from the share the previous chunk flagged
+    cam = clf.batch_explainer() if with_heatmaps and files else None
+    # With ONNX Runtime's Grad-CAM one pass classifies and explains at about the cost of
+    # classifying, so every chunk takes it; PyTorch's is slower, so it is used for a whole chunk
+    # only when the previous chunk was mostly flagged.
+    always_fused = isinstance(cam, gradcam.OnnxGradCam)
+    fused = always_fused
     workers = max(1, settings.num_threads)
     # Chunk N is written (files fsynced, rows inserted) by the writer thread while chunk N+1
     # is decoded and classified: the fsyncs wait on the disk, not the CPU.
@@ -168,7 +172,7 @@ def ingest(
             heatmaps += made
             if good:
                 share = sum(1 for i in good if i.judged.flagged) / len(good)
-                fused = share > FUSED_ABOVE_FLAGGED_SHARE
+                fused = always_fused or share > FUSED_ABOVE_FLAGGED_SHARE
             if pending is not None:
                 processed += pending.result()
                 pending = None
@@ -219,7 +223,7 @@ def _classify_chunk(
     rule: FlagRuleRecord,
     limits: images.DecodeLimits,
     pool: ThreadPoolExecutor,
-    cam: gradcam.GradCam | None,
+    cam: gradcam.GradCam | gradcam.OnnxGradCam | None,
     fused: bool,
 ) -> tuple[list[_Item], list[Rejection], int]:
     """Check, decode, classify, judge and explain one chunk; nothing is stored yet."""
@@ -246,7 +250,10 @@ def _classify_chunk(
 
 
 def _judge_fused(
-    good: list[_Item], clf: Classifier, rule: FlagRuleRecord, cam: gradcam.GradCam
+    good: list[_Item],
+    clf: Classifier,
+    rule: FlagRuleRecord,
+    cam: gradcam.GradCam | gradcam.OnnxGradCam,
 ) -> dict[int, np.ndarray]:
     """Most parts will be flagged: one torch pass classifies and explains them all."""
     inputs = [i.model_input for i in good if i.model_input is not None]
@@ -265,7 +272,10 @@ def _judge_fused(
 
 
 def _judge_then_explain(
-    good: list[_Item], clf: Classifier, rule: FlagRuleRecord, cam: gradcam.GradCam | None
+    good: list[_Item],
+    clf: Classifier,
+    rule: FlagRuleRecord,
+    cam: gradcam.GradCam | gradcam.OnnxGradCam | None,
 ) -> dict[int, np.ndarray]:
     """ONNX Runtime classifies fastest; only flagged parts then go through Grad-CAM."""
     inputs = [i.model_input for i in good if i.model_input is not None]

@@ -113,7 +113,7 @@ def backfill_heatmaps(
     if not missing:
         return 0
     done = 0
-    cam = gradcam.GradCam(clf)  # one private model copy for the whole backfill, not per chunk
+    cam = clf.batch_explainer()  # one explainer for the whole backfill, not one per chunk
     with ThreadPoolExecutor(max_workers=max(1, settings.num_threads)) as pool:
         for start in range(0, len(missing), CHUNK_SIZE):
             chunk = missing[start : start + CHUNK_SIZE]
@@ -129,7 +129,7 @@ def backfill_heatmaps(
 def _explain(
     settings: Settings,
     clf: Classifier,
-    cam: gradcam.GradCam,
+    cam: gradcam.GradCam | gradcam.OnnxGradCam,
     parts: list[MissingHeatmap],
     pool: ThreadPoolExecutor,
 ) -> dict[int, str]:

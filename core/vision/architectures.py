@@ -157,6 +157,10 @@ class ArchSpec:
     default_img_size: int
     cam_layer: Callable[[nn.Module], nn.Module]
     description: str
+    # The Grad-CAM layer is conv2 of the last residual block, and what follows is exactly
+    # relu(bn2(conv2) + shortcut) -> global average pool -> (eval dropout) -> Linear: then the
+    # class score's gradient at the layer has a closed form (core.vision.gradcam.OnnxGradCam).
+    closed_form_cam: bool = False
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
@@ -168,6 +172,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
             default_img_size=96,
             cam_layer=_defectnet_cam,
             description="Small residual CNN (~1.2 M parameters), fast on CPU; the default.",
+            closed_form_cam=True,
         ),
         ArchSpec(
             name="resnet18",
@@ -175,6 +180,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
             default_img_size=128,
             cam_layer=_resnet18_cam,
             description="torchvision ResNet-18 trained from scratch (11 M parameters).",
+            closed_form_cam=True,
         ),
     )
 }
@@ -264,6 +270,16 @@ def build_model(
     if weights_path is not None:
         _init_from(model, Path(weights_path))
     return model
+
+
+def cam_block(model: nn.Module, layer: nn.Module) -> nn.Module:
+    """The residual block whose conv2 is the Grad-CAM layer; ModelError if there is none."""
+    for module in model.modules():
+        if getattr(module, "conv2", None) is layer and isinstance(
+            getattr(module, "bn2", None), nn.BatchNorm2d
+        ):
+            return module
+    raise ModelError("the Grad-CAM layer is not conv2 of a residual block with bn2")
 
 
 def classifier_head(model: nn.Module) -> tuple[str, nn.Linear]:

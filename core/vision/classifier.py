@@ -87,6 +87,8 @@ class Classifier:
         # hook Grad-CAM attaches makes that copy one-call-at-a-time, hence the lock.
         self._explainer = gradcam.GradCam(self)
         self._explain_lock = threading.Lock()
+        self._onnx_cam: gradcam.OnnxGradCam | None = None
+        self._onnx_cam_lock = threading.Lock()
         self._ort: Any = None
         self.backend = "torch"
         # ONNX Runtime is faster on CPU for these small CNNs (bench/inference_speed.py).
@@ -239,6 +241,19 @@ class Classifier:
         """
         model = copy.deepcopy(self._model).cpu().eval()
         return model, self._mean.cpu(), self._std.cpu()
+
+    def batch_explainer(self) -> gradcam.GradCam | gradcam.OnnxGradCam:
+        """A Grad-CAM for batches (ingest, backfill): ONNX Runtime's when this classifier runs
+        ONNX and the architecture has the closed form (made once, safe to share between threads),
+        else a new PyTorch GradCam with its private model copy (one caller at a time)."""
+        from core.vision.architectures import get_spec  # deferred: the registry imports torch
+
+        if self.backend != "onnx" or not get_spec(self.metadata.architecture).closed_form_cam:
+            return gradcam.GradCam(self)
+        with self._onnx_cam_lock:
+            if self._onnx_cam is None:
+                self._onnx_cam = gradcam.OnnxGradCam(self, self.num_threads)
+            return self._onnx_cam
 
     def explain(
         self, image_bytes: bytes, name: str = "image", max_side: int = gradcam.HEATMAP_MAX_SIDE

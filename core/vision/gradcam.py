@@ -107,6 +107,66 @@ class GradCam:
         return [maps[i] for i in range(len(inputs))]
 
 
+class OnnxGradCam:
+    """The same maps and probabilities as GradCam, from one ONNX Runtime pass and numpy.
+
+    For an architecture whose Grad-CAM layer is conv2 of the last residual block followed by
+    y = relu(bn2(A) + shortcut), a global average pool and a Linear layer W (ArchSpec
+    ``closed_form_cam``), the gradient of class k's score at A[c, i, j] is
+    W[k, c] * g_c * [y[c, i, j] > 0] / (h w), with g_c = gamma_c / sqrt(var_c + eps) of bn2. Its
+    spatial mean, Grad-CAM's channel weight, is W[k, c] * g_c * share_c / (h w), share_c being the
+    fraction of y's channel c above zero; the map is relu(sum_c weight_c A[c]), normalised to its
+    peak (so the 1 / (h w) drops out). The exported graph returns probabilities, A and share_c, so
+    ingest classifies and explains with ONNX Runtime, which is faster than PyTorch on the CPU.
+    tests/core/vision/test_gradcam.py checks it against GradCam on a trained model.
+    """
+
+    def __init__(self, clf: Classifier, num_threads: int) -> None:
+        # Deferred: torch and the exporter load when heatmaps are first made.
+        import torch
+
+        from core.vision.architectures import cam_block, classifier_head, get_spec
+        from core.vision.onnx_export import explain_onnx_bytes, ort_session
+
+        spec = get_spec(clf.metadata.architecture)
+        if not spec.closed_form_cam:
+            raise ValueError(f"{spec.name} has no closed-form Grad-CAM head")
+        model, _mean, _std = clf.cam_copy()
+        layer = spec.cam_layer(model)
+        block = cam_block(model, layer)
+        bn = block.bn2
+        assert isinstance(bn, torch.nn.BatchNorm2d) and bn.running_var is not None
+        with torch.no_grad():
+            var = bn.running_var.double()
+            gain = (bn.weight.double() / torch.sqrt(var + bn.eps)).numpy()
+            weight = classifier_head(model)[1].weight.numpy().astype(np.float64)
+        self.channel_gain = weight * gain[None, :]  # K x C: W[k, c] * g_c
+        self.session = ort_session(explain_onnx_bytes(model, clf.metadata, layer, block),
+                                   num_threads)  # fmt: skip
+
+    def run(
+        self, inputs: Sequence[np.ndarray], choose: Any
+    ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """(probabilities N x K, {row: uint8 map}) for the rows ``choose(probabilities)`` names."""
+        x = np.stack(inputs).astype(np.float32) / np.float32(255.0)
+        probs, acts, share = self.session.run(None, {"pixels": x})
+        probs = np.asarray(probs, dtype=np.float64)
+        wanted = list(choose(probs))
+        maps: dict[int, np.ndarray] = {}
+        for row, k in wanted:
+            weights = self.channel_gain[k] * share[row]  # C
+            cam = np.maximum(np.tensordot(weights, acts[row], axes=(0, 0)), 0.0)
+            maps[row] = _normalise_map(cam.astype(np.float32))
+        return probs, maps
+
+    def explain(self, inputs: Sequence[np.ndarray], targets: Sequence[int]) -> list[np.ndarray]:
+        """Maps (uint8, layer resolution, peak 255) of inputs for the given classes."""
+        if not inputs:
+            return []
+        _probs, maps = self.run(inputs, lambda _p: list(enumerate(targets)))
+        return [maps[i] for i in range(len(inputs))]
+
+
 def cam_batch(
     clf: Classifier, inputs: Sequence[np.ndarray], targets: Sequence[int]
 ) -> list[np.ndarray]:

@@ -73,6 +73,49 @@ def onnx_bytes(loaded: LoadedModel) -> bytes:
     return buf.getvalue()
 
 
+class _Explained(nn.Module):
+    """_Normalised plus what Grad-CAM needs, for a closed-form-CAM architecture: the layer's
+    activations A (N x C x h x w) and, per channel, the share of the block's outputs that pass
+    its final ReLU (N x C)."""
+
+    def __init__(self, normalised: _Normalised, layer: nn.Module, block: nn.Module) -> None:
+        super().__init__()
+        self.normalised = normalised
+        self._seen: dict[str, torch.Tensor] = {}
+        layer.register_forward_hook(lambda _m, _i, out: self._seen.__setitem__("a", out))
+        block.register_forward_hook(lambda _m, _i, out: self._seen.__setitem__("y", out))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        probs = self.normalised(x)
+        a, y = self._seen["a"], self._seen["y"]
+        return probs, a, (y > 0).float().mean(dim=(2, 3))
+
+
+def explain_onnx_bytes(model: nn.Module, meta: Any, layer: nn.Module, block: nn.Module) -> bytes:
+    """ONNX graph: 'pixels' -> 'probabilities', 'activations', 'active_share' (see _Explained)."""
+    wrapped = _Explained(
+        _Normalised(model, meta.normalisation["mean"], meta.normalisation["std"],
+                    meta.temperature),
+        layer, block,
+    ).eval()  # fmt: skip
+    dummy = torch.rand(2, meta.in_channels, meta.img_size, meta.img_size)
+    buf = io.BytesIO()
+    names = ["probabilities", "activations", "active_share"]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            wrapped,
+            (dummy,),
+            buf,  # type: ignore[arg-type]  # a file object works; the stub says path only
+            input_names=["pixels"],
+            output_names=names,
+            dynamic_axes={"pixels": {0: "batch"}, **{n: {0: "batch"} for n in names}},
+            opset_version=17,
+            dynamo=False,
+        )
+    return buf.getvalue()
+
+
 def verify_onnx(loaded: LoadedModel, model_bytes: bytes, atol: float = 1e-4) -> float:
     """Largest |ORT - torch| probability difference on a random batch; ModelError beyond atol."""
     import onnxruntime as ort  # deferred: only export and the ONNX backend need it
@@ -98,6 +141,16 @@ class OnnxUnavailable(ModelError):
     """ONNX Runtime cannot run this model (not installed, export failed, or outputs differ)."""
 
 
+def ort_session(model_bytes: bytes, num_threads: int) -> Any:
+    """A CPU ONNX Runtime session of a graph, with the product's thread settings."""
+    import onnxruntime as ort  # deferred: heavy, and only the ONNX backend needs it
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = num_threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+
+
 def onnx_session(loaded: LoadedModel, num_threads: int) -> Any:
     """An ONNX Runtime session of the model, checked against torch; OnnxUnavailable otherwise.
 
@@ -106,7 +159,7 @@ def onnx_session(loaded: LoadedModel, num_threads: int) -> Any:
     outputs that differ from torch. Anything else is a bug and propagates.
     """
     try:
-        import onnxruntime as ort  # deferred: heavy, and only the ONNX backend needs it
+        # Deferred: heavy, and only the ONNX backend needs it (ort_session imports the rest).
         from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
     except ImportError as e:
         raise OnnxUnavailable(f"onnxruntime is not installed ({e})") from e
@@ -121,10 +174,7 @@ def onnx_session(loaded: LoadedModel, num_threads: int) -> Any:
     try:
         data = onnx_bytes(loaded)
         verify_onnx(loaded, data)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = num_threads
-        opts.inter_op_num_threads = 1
-        return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        return ort_session(data, num_threads)
     except unavailable as e:
         raise OnnxUnavailable(str(e)) from e
 

@@ -361,6 +361,7 @@ def test_stored_heatmaps_of_a_letterboxing_model_lie_on_the_image(
     map stored at ingest and the one backfilled both cover just the image (padding cut), and the
     overlay's peak is on the defect in the displayed image, as Classifier.explain draws it."""
     monkeypatch.setattr(gradcam.GradCam, "run", brightness_cam)
+    monkeypatch.setattr(gradcam.OnnxGradCam, "run", brightness_cam)  # ingest's, on ONNX
     register_active_model(db, settings, img_size=64, resize="letterbox")
     active = ingest.load_active(db, settings)
     engineer, _ = make_user("erin", Role.ENGINEER)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import io
 
 import numpy as np
@@ -65,6 +67,38 @@ def test_batched_gradcam_gives_captums_layer_gradcam_maps(trained: Classifier) -
         want = np.round(np.clip(theirs / top, 0, 1) * 255) if top > 0 else np.zeros_like(theirs)
         assert mine.shape == theirs.shape
         assert np.abs(mine.astype(int) - want.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("arch", ["defectnet", "resnet18"])
+def test_onnx_gradcam_gives_the_torch_maps_and_probabilities(
+    trained: Classifier, arch: str
+) -> None:
+    """The closed-form Grad-CAM from one ONNX pass equals the autograd one, for both heads."""
+    model, _mean, _std = trained.cam_copy()
+    if arch == "resnet18":  # the identity needs non-trivial weights, not trained ones
+        torch.manual_seed(1)
+        model = build_model("resnet18", 2, 1).eval()
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+    meta = dataclasses.replace(trained.metadata, architecture=arch)
+    onnx_clf = Classifier(LoadedModel(model=model, metadata=meta), backend="onnx")
+    torch_clf = Classifier(LoadedModel(model=copy.deepcopy(model), metadata=meta), backend="torch")
+    inputs = _inputs(onnx_clf, 6)
+    targets = [0, 1, 0, 1, 1, 0]
+    fast = onnx_clf.batch_explainer()
+    assert isinstance(fast, gradcam.OnnxGradCam) and onnx_clf.batch_explainer() is fast
+    probs_fast, maps_fast = fast.run(inputs, lambda _p: list(enumerate(targets)))
+    probs_ref, maps_ref = gradcam.GradCam(torch_clf).run(
+        inputs, lambda _p: list(enumerate(targets))
+    )
+    np.testing.assert_allclose(probs_fast, probs_ref, atol=1e-4)
+    assert sum(int(m.max()) == 255 for m in maps_ref.values()) >= 3  # not blank maps
+    for row in range(6):
+        assert np.abs(maps_fast[row].astype(int) - maps_ref[row].astype(int)).max() <= 1
+    assert isinstance(torch_clf.batch_explainer(), gradcam.GradCam)
 
 
 def test_explain_draws_the_overlay_ingest_stores(trained: Classifier) -> None:
