@@ -5,7 +5,7 @@ chunks; for each chunk every file is checked (a bad one becomes a Rejection and 
 behind), the good ones are classified in one batch, judged by the product's flagging rule,
 flagged ones get a Grad-CAM map, the image and map files are written to the image store and
 only then the rows are inserted in one write transaction. A row therefore never points at a
-missing file (see core.quality.image_store).
+missing file (see core.quality.image_store; recording writes a chunk).
 """
 
 from __future__ import annotations
@@ -14,31 +14,26 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy.exc import IntegrityError
 
 from core.auth.permissions import Action, CurrentUser, require
 from core.config import Settings
 from core.errors import InvalidImageError, ValidationError
-from core.quality import flag_rules, image_store, rollup
+from core.quality import flag_rules, image_store, recording
+from core.quality.recording import ChunkItem, Traceability
 from core.quality.uploads import Rejection, display_name
 from core.registry import catalog
 from core.vision import gradcam, images
 from db.engine import Database
-from db.models import utcnow
-from db.queries import images as image_queries
-from db.queries import inspections as inspection_queries
-from db.queries import rollups as rollup_queries
 from db.queries.catalog import ModelRecord
 from db.queries.flag_rules import FlagRuleRecord
-from db.queries.images import NewImage
-from db.queries.inspections import InspectionRecord, NewInspection
+from db.queries.inspections import InspectionRecord
 
 if TYPE_CHECKING:
-    from core.vision.classifier import Classifier, Prediction
+    from core.vision.classifier import Classifier
 
 CHUNK_SIZE = 64  # images per classification batch and per write transaction
 MAX_FIELD_LENGTH = 100
@@ -46,18 +41,6 @@ MAX_FIELD_LENGTH = 100
 # faster than ONNX Runtime for all plus a Grad-CAM pass for the flagged ones (measured on the
 # 2-core CPU: ONNX ~760 images/s, fused torch ~465 images/s; bench/ingest_speed.py).
 FUSED_ABOVE_FLAGGED_SHARE = 0.4
-
-
-@dataclass(frozen=True)
-class Traceability:
-    """Where and when a part was photographed; captured_at is aware UTC (None: now)."""
-
-    line: str | None = None
-    station: str | None = None
-    product: str | None = None
-    lot: str | None = None
-    serial: str | None = None
-    captured_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -74,23 +57,6 @@ class IngestResult:
     def images_per_second(self) -> float:
         """Processed images per wall-clock second of the whole call."""
         return len(self.processed) / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass
-class _Item:
-    """A file on its way through one chunk."""
-
-    name: str  # display text
-    data: bytes
-    info: images.ImageInfo
-    sha: str
-    model_input: np.ndarray | None = None
-    hw: tuple[int, int] = (0, 0)  # decoded (height, width) the input was made from
-    prediction: Prediction | None = None
-    heatmap_png: bytes | None = None
-    heatmap_rel: str | None = None
-    judged: flag_rules.Judgement = flag_rules.Judgement(False, False, None)
-    image_rel: str = ""
 
 
 def _clean_trace(trace: Traceability) -> Traceability:
@@ -178,7 +144,7 @@ def ingest(
                 pending = None
             if good:
                 pending = writer.submit(
-                    _save_chunk, db, settings, good, trace, model, rule, t0, io_pool
+                    recording.save_chunk, db, settings, good, trace, model, rule, t0, io_pool
                 )
         if pending is not None:
             processed += pending.result()
@@ -193,7 +159,7 @@ def ingest(
 
 def _check(
     name: str, data: bytes, limits: images.DecodeLimits, clf: Classifier
-) -> _Item | Rejection:
+) -> ChunkItem | Rejection:
     """Header checks, hash, and decode to the model's input; a bad file becomes a Rejection."""
     shown = display_name(name)
     try:
@@ -207,7 +173,7 @@ def _check(
         )
     except InvalidImageError as e:
         return Rejection.from_error(shown, e)
-    return _Item(
+    return ChunkItem(
         name=shown,
         data=data,
         info=info,
@@ -225,12 +191,12 @@ def _classify_chunk(
     pool: ThreadPoolExecutor,
     cam: gradcam.GradCam | gradcam.OnnxGradCam | None,
     fused: bool,
-) -> tuple[list[_Item], list[Rejection], int]:
+) -> tuple[list[ChunkItem], list[Rejection], int]:
     """Check, decode, classify, judge and explain one chunk; nothing is stored yet."""
     # Pillow, OpenCV and hashlib release the GIL, so decoding scales over the threads.
     checked = list(pool.map(lambda nd: _check(nd[0], bytes(nd[1]), limits, clf), chunk))
     rejected = [c for c in checked if isinstance(c, Rejection)]
-    good = [c for c in checked if isinstance(c, _Item)]
+    good = [c for c in checked if isinstance(c, ChunkItem)]
     if not good:
         return [], rejected, 0
     if cam is not None and fused:
@@ -250,7 +216,7 @@ def _classify_chunk(
 
 
 def _judge_fused(
-    good: list[_Item],
+    good: list[ChunkItem],
     clf: Classifier,
     rule: FlagRuleRecord,
     cam: gradcam.GradCam | gradcam.OnnxGradCam,
@@ -272,7 +238,7 @@ def _judge_fused(
 
 
 def _judge_then_explain(
-    good: list[_Item],
+    good: list[ChunkItem],
     clf: Classifier,
     rule: FlagRuleRecord,
     cam: gradcam.GradCam | gradcam.OnnxGradCam | None,
@@ -291,91 +257,3 @@ def _judge_then_explain(
         [good[r].prediction.class_index for r in rows],  # type: ignore[union-attr]
     )
     return dict(zip(rows, explained, strict=True))
-
-
-def _save_chunk(
-    db: Database,
-    settings: Settings,
-    good: list[_Item],
-    trace: Traceability,
-    model: ModelRecord,
-    rule: FlagRuleRecord,
-    t0: float,
-    io_pool: ThreadPoolExecutor,
-) -> list[InspectionRecord]:
-    """Write the chunk's files durably, then its rows in one transaction."""
-    to_write: dict[str, bytes] = {}
-    for item in good:
-        item.image_rel = image_store.image_path(item.sha, item.info.format)
-        to_write.setdefault(item.image_rel, item.data)
-        if item.heatmap_rel and item.heatmap_png is not None:
-            to_write.setdefault(item.heatmap_rel, item.heatmap_png)
-    image_store.store_all(settings, to_write, io_pool)
-
-    latency_ms = (time.perf_counter() - t0) * 1000.0 / len(good)
-    captured = trace.captured_at or utcnow()
-    new_images = [
-        NewImage(
-            sha256=i.sha,
-            stored_path=i.image_rel,
-            size_bytes=len(i.data),
-            format=i.info.format,
-            width=i.info.width,
-            height=i.info.height,
-        )
-        for i in good
-    ]
-    parts = [_new_inspection(i, trace, captured, model, rule, latency_ms) for i in good]
-    try:
-        return _insert_rows(db, new_images, parts)
-    except IntegrityError:
-        # Another process stored one of these images between our lookup and insert
-        # (PostgreSQL; SQLite serialises writers): the rows now exist, so look them up again.
-        return _insert_rows(db, new_images, parts)
-
-
-def _insert_rows(
-    db: Database, new_images: list[NewImage], parts: list[NewInspection]
-) -> list[InspectionRecord]:
-    """The chunk's image rows (new ones only) and inspection rows, in one transaction."""
-    with db.write() as session:
-        by_sha = image_queries.ensure_images(session, new_images)
-        records = inspection_queries.add_inspections(session, parts, by_sha)
-        # The rollup counts the new parts in the same transaction: trends stay exact.
-        cells = rollup_queries.cells_of_parts(session, [r.id for r in records], rollup.FALLBACK)
-        rollup_queries.apply(session, cells)
-        return records
-
-
-def _new_inspection(
-    item: _Item,
-    trace: Traceability,
-    captured: datetime,
-    model: ModelRecord,
-    rule: FlagRuleRecord,
-    latency_ms: float,
-) -> NewInspection:
-    """The row to record for one checked, classified and judged file."""
-    pred = item.prediction
-    assert pred is not None
-    judged = item.judged
-    return NewInspection(
-        image_sha256=item.sha,
-        source_name=item.name,
-        captured_at=captured,
-        line=trace.line,
-        station=trace.station,
-        product=trace.product,
-        lot=trace.lot,
-        serial=trace.serial,
-        model_id=model.id,
-        predicted_class=pred.class_name,
-        confidence=pred.confidence,
-        probabilities=pred.probabilities,
-        is_defect=judged.is_defect,
-        flagged=judged.flagged,
-        flag_reason=judged.reason,
-        flag_rule_id=rule.id,
-        heatmap_path=item.heatmap_rel,
-        latency_ms=latency_ms,
-    )

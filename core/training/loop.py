@@ -30,8 +30,7 @@ from core.training import plan, speed
 from core.training.balance import BalanceChoice, choose_balance, class_weights, sample_weights
 from core.training.config import EpochReport, TrainConfig, TrainResult, resolve_img_size
 from core.training.data import SnapshotLike, TrainingData, augment, load_training_data
-from core.training.predict import predict_tensor
-from core.vision import calibration
+from core.training.predict import calibrate, predict_tensor
 from core.vision.architectures import build_model
 from core.vision.device import cpu_has_native_bf16, resolve_device
 from core.vision.images import DecodeLimits
@@ -145,28 +144,6 @@ def evaluate(
     return val_loss, ev.evaluate(data.y_val, pred, class_names, probs.numpy())
 
 
-def calibrate(step: _Step, data: TrainingData, batch_size: int) -> tuple[float, dict[str, Any]]:
-    """Temperature scaling of the kept model on the validation logits: (T, report).
-
-    The logits come in float32 (no autocast), as the product's inference computes them. Without
-    a validation split T stays 1 and the report says why.
-    """
-    if data.x_val is None or data.y_val is None:
-        return 1.0, calibration.not_calibrated(
-            "no validation split: nothing held out to fit the temperature on"
-        )
-    logits = predict_tensor(
-        step.model, data.x_val, data.mean, data.std, batch_size,
-        amp=False, channels_last=step.channels_last, logits=True,
-    )  # fmt: skip
-    t, report = calibration.calibrate(logits.cpu().numpy(), data.y_val, fitted_on="val")
-    log.info(
-        "temperature %.3f on %d validation images: ECE %.4f -> %.4f",
-        t, report.get("images", 0), report.get("ece_before", 0.0), report.get("ece_after", 0.0),
-    )  # fmt: skip
-    return t, report
-
-
 def fit(
     config: TrainConfig,
     snapshot: SnapshotLike,
@@ -218,7 +195,9 @@ def fit(
                           checkpoint_dir, guard)  # fmt: skip
         if run.best_state is not None:
             step.model.load_state_dict(run.best_state)
-        temperature, calibration_report = calibrate(step, data, cfg.eval_batch_size)
+        temperature, calibration_report = calibrate(
+            step.model, data, cfg.eval_batch_size, step.channels_last
+        )
         model = step.model.cpu().to(memory_format=torch.contiguous_format).eval()
     finally:
         torch.set_num_threads(old_threads)
