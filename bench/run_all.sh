@@ -24,3 +24,12 @@ if [ ! -d bench/out/ingest_model_home/models ]; then
     --name casting --epochs 3 --device cpu --json > bench/out/ingest_model_train.json
 fi
 (cd bench && "../$PY" ingest_speed.py --runs 2 > out/ingest_speed.json)
+# Issue 9's production-like datasets: each against the issue-time recipe (about 1.5 h in all).
+if [ -z "${SKIP_PRODUCTION:-}" ]; then
+  for sc in neu_300_20 casting5 casting2 neu_square neu_canvas; do
+    for recipe in issue default; do
+      run "production_${sc}_${recipe}" "$PY" bench/production.py --scenario "$sc" --recipe "$recipe"
+    done
+  done
+  run production_casting_rot90 "$PY" bench/production.py --scenario casting --extra=--rot90
+fi
