@@ -30,7 +30,7 @@ def test_engineer_launches_job_and_sees_it_finish(
     page.get_by_role("link", name="Training").click()
     expect(page.get_by_role("heading", name="Training")).to_be_visible()
     page.get_by_role("tab", name="Launch a job").click()
-    epochs = page.get_by_label("Epochs")
+    epochs = page.get_by_role("spinbutton", name="Epochs")
     epochs.fill("1")
     size = page.get_by_role("spinbutton", name="Image size (px)")
     size.fill("32")

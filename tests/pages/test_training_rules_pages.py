@@ -74,7 +74,8 @@ def test_live_view_shows_finished_job_curves(
     at = _page(engineer, "pages/training.py")
     assert not at.exception
     charts = at.get("plotly_chart")
-    assert len(charts) == 2
+    assert len(charts) == 3  # loss, validation, and recall per class per epoch
+    assert "Validation recall per class" in charts[2].proto.spec
     assert "succeeded" in at.get("progress")[0].proto.text
     # The job's model, class by class: on the page and in `jobs show --json`.
     assert any("recall" in frame.value.columns for frame in at.dataframe)
