@@ -173,7 +173,7 @@ def test_train_chooses_epochs_within_the_budget_and_says_why(tmp_path: Path) -> 
     home = tmp_path / "home"
     trained = _json(
         _run(
-            home, "train", "--data", str(data), "--img-size", "32", "--budget-minutes", "0.002",
+            home, "train", "--data", str(data), "--img-size", "32", "--budget-minutes", "0.00001",
             "--resize", "stretch", "--json",
         )
     )  # fmt: skip

@@ -64,9 +64,9 @@ def test_a_job_refuses_a_budget_that_could_never_hold(minutes: float) -> None:
 
 def test_fit_chooses_epochs_measures_the_speed_and_keeps_a_tight_budget(tmp_path: Path) -> None:
     snap = make_snapshot(tmp_path, n_per_class=8)  # 18 train images: one step per epoch
-    res = fit(TrainConfig(img_size=32, device="cpu", budget_minutes=0.002), snap)
+    res = fit(TrainConfig(img_size=32, device="cpu", budget_minutes=1e-5), snap)
     choice = res.epochs_choice
-    assert choice["value"] == plan.MIN_EPOCHS_IN_BUDGET  # 200 wanted, 0.12 s allow 5
+    assert choice["value"] == plan.MIN_EPOCHS_IN_BUDGET  # 200 wanted, 0.6 ms fit none: the floor
     assert "cut to 5" in choice["reason"] and choice["estimated_seconds"] > 0
     assert res.config.epochs == 5 and 1 <= len(res.history) <= 5
     assert all(h.epochs == 5 for h in res.history)
