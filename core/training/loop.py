@@ -27,29 +27,15 @@ from core.errors import DatasetError
 from core.files import write_atomic
 from core.training import metrics as ev
 from core.training import plan, speed
-from core.training.balance import BalanceChoice, choose_balance, class_weights, sample_weights
+from core.training.balance import choose_balance
 from core.training.config import EpochReport, TrainConfig, TrainResult, resolve_img_size
 from core.training.data import SnapshotLike, TrainingData, augment, load_training_data
 from core.training.predict import calibrate, predict_tensor
-from core.vision.architectures import build_model
-from core.vision.device import cpu_has_native_bf16, resolve_device
+from core.training.step import Step, prepare, train_step
+from core.vision.device import resolve_device
 from core.vision.images import DecodeLimits
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Step:
-    """What one optimisation step needs besides the batch."""
-
-    model: nn.Module
-    run_model: Callable[[torch.Tensor], torch.Tensor]  # the model, or its compiled form
-    opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.LRScheduler
-    loss_fn: nn.Module
-    amp: bool
-    channels_last: bool
-    draw_weights: torch.Tensor | None = None  # balance="sampler": per-image draw weights (CPU)
 
 
 def save_checkpoint(
@@ -63,36 +49,8 @@ def save_checkpoint(
     write_atomic(directory / "checkpoint.json", json.dumps(info, indent=2).encode())
 
 
-def make_optimizer(
-    model: nn.Module, cfg: TrainConfig, total_steps: int, fused: bool
-) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.OneCycleLR]:
-    """AdamW (no weight decay on BN and biases) under a one-cycle cosine schedule."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for p in model.parameters():
-        (decay if p.ndim > 1 else no_decay).append(p)
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0},
-        ],
-        lr=cfg.lr,
-        fused=True if fused else None,
-    )
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt,
-        max_lr=cfg.lr,
-        total_steps=max(total_steps, 1),
-        pct_start=cfg.warmup_fraction,
-        anneal_strategy="cos",
-        div_factor=20.0,
-        final_div_factor=200.0,
-    )
-    return opt, sched
-
-
 def train_one_epoch(
-    step: _Step,
+    step: Step,
     data: TrainingData,
     cfg: TrainConfig,
     gen: torch.Generator,
@@ -115,22 +73,14 @@ def train_one_epoch(
         if should_stop is not None and should_stop():
             return float(loss_sum) / max(seen, 1), seen, True
         idx = perm[i * batch : (i + 1) * batch]
-        xb = augment(x[idx], cfg, gen, data.mean, data.std)
-        if step.channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=step.amp):
-            loss = step.loss_fn(step.run_model(xb).float(), y[idx])
-        step.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        step.opt.step()
-        step.sched.step()
+        loss = train_step(step, augment(x[idx], cfg, gen, data.mean, data.std), y[idx])
         loss_sum += loss.detach() * len(idx)  # stays on device: no sync per step
         seen += len(idx)
     return float(loss_sum) / max(seen, 1), seen, False
 
 
 def evaluate(
-    step: _Step, data: TrainingData, class_names: list[str], batch_size: int
+    step: Step, data: TrainingData, class_names: list[str], batch_size: int
 ) -> tuple[float, ev.EvalResult] | None:
     """Validation loss and metrics of the model as it stands; None without a val split."""
     if data.x_val is None or data.y_val is None:
@@ -180,11 +130,11 @@ def fit(
         counts = torch.bincount(data.y_train.cpu(), minlength=len(class_names)).tolist()
         balance = choose_balance(cfg.balance, dict(zip(class_names, counts, strict=True)))
         log.info("class balance: %s", balance.reason)
-        epochs = speed.plan_epochs(cfg, device, len(class_names), in_channels, data)
+        epochs = speed.plan_epochs(cfg, device, len(class_names), in_channels, data, balance)
         log.info("epochs: %s", epochs.reason)
         cfg = dataclasses.replace(cfg, epochs=epochs.epochs)
         torch.manual_seed(cfg.seed)  # the same initial weights whether or not the plan probed
-        step = _prepare(cfg, device, len(class_names), in_channels, data, balance)
+        step = prepare(cfg, device, len(class_names), in_channels, data, balance)
         # A given epoch count runs in full unless a budget was given too.
         guard = (
             epochs.budget_seconds
@@ -227,38 +177,6 @@ def fit(
     )
 
 
-def _prepare(
-    cfg: TrainConfig,
-    device: torch.device,
-    num_classes: int,
-    in_channels: int,
-    data: TrainingData,
-    balance: BalanceChoice,
-) -> _Step:
-    """The model on the device, its optimizer and schedule, the loss and the step's numerics."""
-    cuda = device.type == "cuda"
-    amp = (cuda or cpu_has_native_bf16()) if cfg.amp is None else cfg.amp
-    channels_last = cuda if cfg.channels_last is None else cfg.channels_last
-    model = build_model(cfg.arch, num_classes, in_channels, cfg.weights_path).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    run_model: Callable[[torch.Tensor], torch.Tensor] = model
-    if cfg.compile and cuda:
-        run_model = torch.compile(model)
-    _batch, steps_per_epoch = _batching(cfg, data)
-    assert cfg.epochs is not None  # fit has planned them
-    opt, sched = make_optimizer(model, cfg, cfg.epochs * steps_per_epoch, fused=cuda)
-    labels = data.y_train.cpu().tolist()
-    weight = None
-    if balance.used == "weights":
-        weight = torch.tensor(class_weights(labels, num_classes), device=device)
-    draw = None
-    if balance.used == "sampler":
-        draw = torch.tensor(sample_weights(labels, num_classes), dtype=torch.float64)
-    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
-    return _Step(model, run_model, opt, sched, loss_fn, amp, channels_last, draw)
-
-
 def _batching(cfg: TrainConfig, data: TrainingData) -> tuple[int, int]:
     """(batch size, steps per epoch) of this run (plan.batching)."""
     return plan.batching(cfg.batch_size, data.x_train.shape[0])
@@ -280,7 +198,7 @@ class _Epochs:
 
 def _run_epochs(
     cfg: TrainConfig,
-    step: _Step,
+    step: Step,
     data: TrainingData,
     gen: torch.Generator,
     class_names: list[str],

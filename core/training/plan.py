@@ -2,7 +2,8 @@
 
 Torch-free (the Training page and the CLI read the defaults). fit measures the step time on the
 machine (a few throwaway steps) and calls ``choose_epochs`` with it; the choice and its reason
-go into the training log, ``train --json`` and the model metadata.
+go into the training log and ``train --json`` (the model records the resolved epochs in its
+train_config).
 """
 
 from __future__ import annotations
