@@ -252,7 +252,11 @@ class Classifier:
             return gradcam.GradCam(self)
         with self._onnx_cam_lock:
             if self._onnx_cam is None:
-                self._onnx_cam = gradcam.OnnxGradCam(self, self.num_threads)
+                try:
+                    self._onnx_cam = gradcam.OnnxGradCam(self, self.num_threads)
+                except OnnxUnavailable as e:  # the same fallback as classification's
+                    log.warning("Grad-CAM through ONNX Runtime unavailable (%s); using torch", e)
+                    return gradcam.GradCam(self)
             return self._onnx_cam
 
     def explain(

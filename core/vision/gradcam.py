@@ -126,7 +126,7 @@ class OnnxGradCam:
         import torch
 
         from core.vision.architectures import cam_block, classifier_head, get_spec
-        from core.vision.onnx_export import explain_onnx_bytes, ort_session
+        from core.vision.onnx_export import explain_session
 
         spec = get_spec(clf.metadata.architecture)
         if not spec.closed_form_cam:
@@ -141,8 +141,7 @@ class OnnxGradCam:
             gain = (bn.weight.double() / torch.sqrt(var + bn.eps)).numpy()
             weight = classifier_head(model)[1].weight.numpy().astype(np.float64)
         self.channel_gain = weight * gain[None, :]  # K x C: W[k, c] * g_c
-        self.session = ort_session(explain_onnx_bytes(model, clf.metadata, layer, block),
-                                   num_threads)  # fmt: skip
+        self.session = explain_session(model, clf.metadata, layer, block, num_threads)
 
     def run(
         self, inputs: Sequence[np.ndarray], choose: Any

@@ -6,9 +6,11 @@ normalisation and the temperature are folded in, so every backend answers the sa
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,11 @@ def onnx_bytes(loaded: LoadedModel) -> bytes:
     wrapped = _Normalised(
         loaded.model, meta.normalisation["mean"], meta.normalisation["std"], meta.temperature
     )
+    return _export(wrapped, meta, ["probabilities"])
+
+
+def _export(wrapped: nn.Module, meta: Any, output_names: list[str]) -> bytes:
+    """The ONNX bytes of a wrapped model: input 'pixels', a dynamic batch on every output."""
     wrapped.eval()
     dummy = torch.rand(2, meta.in_channels, meta.img_size, meta.img_size)
     buf = io.BytesIO()
@@ -65,8 +72,8 @@ def onnx_bytes(loaded: LoadedModel) -> bytes:
             (dummy,),
             buf,  # type: ignore[arg-type]  # a file object works; the stub says path only
             input_names=["pixels"],
-            output_names=["probabilities"],
-            dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}},
+            output_names=output_names,
+            dynamic_axes={"pixels": {0: "batch"}, **{n: {0: "batch"} for n in output_names}},
             opset_version=17,
             dynamo=False,
         )
@@ -91,29 +98,21 @@ class _Explained(nn.Module):
         return probs, a, (y > 0).float().mean(dim=(2, 3))
 
 
-def explain_onnx_bytes(model: nn.Module, meta: Any, layer: nn.Module, block: nn.Module) -> bytes:
-    """ONNX graph: 'pixels' -> 'probabilities', 'activations', 'active_share' (see _Explained)."""
+def explain_session(
+    model: nn.Module, meta: Any, layer: nn.Module, block: nn.Module, num_threads: int
+) -> Any:
+    """An ONNX Runtime session: 'pixels' -> 'probabilities', 'activations', 'active_share'
+    (see _Explained); OnnxUnavailable when ONNX Runtime cannot run it."""
     wrapped = _Explained(
         _Normalised(model, meta.normalisation["mean"], meta.normalisation["std"],
                     meta.temperature),
         layer, block,
-    ).eval()  # fmt: skip
-    dummy = torch.rand(2, meta.in_channels, meta.img_size, meta.img_size)
-    buf = io.BytesIO()
-    names = ["probabilities", "activations", "active_share"]
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            wrapped,
-            (dummy,),
-            buf,  # type: ignore[arg-type]  # a file object works; the stub says path only
-            input_names=["pixels"],
-            output_names=names,
-            dynamic_axes={"pixels": {0: "batch"}, **{n: {0: "batch"} for n in names}},
-            opset_version=17,
-            dynamo=False,
+    )  # fmt: skip
+    with _unavailable_as_error():
+        return ort_session(
+            _export(wrapped, meta, ["probabilities", "activations", "active_share"]),
+            num_threads,
         )
-    return buf.getvalue()
 
 
 def verify_onnx(loaded: LoadedModel, model_bytes: bytes, atol: float = 1e-4) -> float:
@@ -151,13 +150,11 @@ def ort_session(model_bytes: bytes, num_threads: int) -> Any:
     return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
 
 
-def onnx_session(loaded: LoadedModel, num_threads: int) -> Any:
-    """An ONNX Runtime session of the model, checked against torch; OnnxUnavailable otherwise.
-
-    Only the failures that mean "ONNX Runtime cannot run this model" become OnnxUnavailable:
+@contextlib.contextmanager
+def _unavailable_as_error() -> Iterator[None]:
+    """Turn the failures that mean "ONNX Runtime cannot run this model" into OnnxUnavailable:
     onnxruntime or onnx missing, the exporter refusing the graph, ONNX Runtime's own errors, or
-    outputs that differ from torch. Anything else is a bug and propagates.
-    """
+    outputs that differ from torch. Anything else is a bug and propagates."""
     try:
         # Deferred: heavy, and only the ONNX backend needs it (ort_session imports the rest).
         from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
@@ -172,11 +169,17 @@ def onnx_session(loaded: LoadedModel, num_threads: int) -> Any:
         *(e for e in ort_errors if issubclass(e, Exception)),
     )
     try:
+        yield
+    except unavailable as e:
+        raise OnnxUnavailable(str(e)) from e
+
+
+def onnx_session(loaded: LoadedModel, num_threads: int) -> Any:
+    """An ONNX Runtime session of the model, checked against torch; OnnxUnavailable otherwise."""
+    with _unavailable_as_error():
         data = onnx_bytes(loaded)
         verify_onnx(loaded, data)
         return ort_session(data, num_threads)
-    except unavailable as e:
-        raise OnnxUnavailable(str(e)) from e
 
 
 def export_onnx(loaded: LoadedModel, out_path: Path) -> Path:

@@ -166,3 +166,18 @@ def test_explain_puts_the_peak_on_the_defect_of_a_non_square_image(
     assert ex.heatmap.shape == (40, 120)
     py, px = peak(ex.heatmap)
     assert abs(py - 6) <= 2 and abs(px - 100) <= 2
+
+
+def test_batch_explainer_falls_back_to_torch_when_onnx_cannot_explain(
+    trained: Classifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.vision.onnx_export import OnnxUnavailable
+
+    model, _mean, _std = trained.cam_copy()
+    onnx_clf = Classifier(LoadedModel(model=model, metadata=trained.metadata), backend="onnx")
+
+    def refuse(*_args: object) -> None:
+        raise OnnxUnavailable("exporter refused the graph")
+
+    monkeypatch.setattr(gradcam.OnnxGradCam, "__init__", refuse)
+    assert isinstance(onnx_clf.batch_explainer(), gradcam.GradCam)
