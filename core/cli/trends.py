@@ -97,8 +97,7 @@ def report(
     tz = trend_service.plant_zone(s)
     where = trend_service.checked_filter(line, station, product)
     start, end = _when(since, "--since", tz), _when(until, "--until", tz)
-    if end <= start:
-        raise ValidationError("--until must be after --since")
+    trend_service.checked_period(start, end)  # before the file is opened
     tmp = out.with_name(f".{out.name}.part")
     with open(tmp, "w", encoding="utf-8", newline="") as f:
         for chunk in reports.inspections_csv(db, s, permissions.SYSTEM, start, end, where):

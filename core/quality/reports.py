@@ -15,7 +15,7 @@ from typing import Any
 
 from core.auth.permissions import Action, CurrentUser, require
 from core.config import Settings
-from core.quality.trends import plant_zone
+from core.quality.trends import checked_period, plant_zone
 from db.engine import Database
 from db.queries import reports as report_queries
 from db.queries.trends import TrendFilter
@@ -48,6 +48,7 @@ def inspections_csv(
 ) -> Iterator[str]:
     """The CSV (UTF-8 text, header first) of the inspections in [since, until), in chunks."""
     require(actor, Action.DOWNLOAD_REPORTS)
+    checked_period(since, until)
     tz = plant_zone(settings)
     buf = io.StringIO()
     writer = csv.writer(buf)

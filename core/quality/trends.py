@@ -49,6 +49,16 @@ def checked_filter(
     return TrendFilter(line=line, station=station, product=product, model_id=model_id)
 
 
+def checked_period(since: datetime, until: datetime) -> None:
+    """ValidationError unless [since, until) is a non-empty period of aware times."""
+    if since.tzinfo is None or until.tzinfo is None:
+        raise ValidationError("since and until must carry a time zone offset")
+    if until <= since:
+        raise ValidationError(
+            f"until ({until.isoformat()}) must be after since ({since.isoformat()})"
+        )
+
+
 def bucket_start(hour: datetime, by: str, tz: ZoneInfo, shifts: Sequence[str]) -> datetime:
     """The plant-local start of the bucket that the UTC hour ``hour`` falls in (aware, in tz)."""
     local = hour.astimezone(tz)
@@ -200,12 +210,7 @@ def trend_report(
 ) -> TrendReport:
     """Buckets, KPIs (and the previous period's), the control chart and the Pareto."""
     require(actor, Action.VIEW_TRENDS)
-    if since.tzinfo is None or until.tzinfo is None:
-        raise ValidationError("since and until must carry a time zone offset")
-    if until <= since:
-        raise ValidationError(
-            f"until ({until.isoformat()}) must be after since ({since.isoformat()})"
-        )
+    checked_period(since, until)
     by = by or default_bucket(since, until)
     if by not in BUCKETS:
         raise ValidationError(f"bucket must be one of {', '.join(BUCKETS)}, not {by!r}")

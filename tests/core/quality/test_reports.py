@@ -61,3 +61,10 @@ def test_csv_has_every_filtered_part_with_its_review(db: Database, settings: Set
         reports.inspections_csv(db, s, permissions.SYSTEM, T0, hour, TrendFilter())
     )
     assert len(list(csv.DictReader(io.StringIO(everything)))) == 5
+
+
+def test_an_empty_period_is_refused_like_the_trends(db: Database, settings: Settings) -> None:
+    from core.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="must be after since"):
+        next(reports.inspections_csv(db, settings, permissions.SYSTEM, T0, T0, TrendFilter()))
