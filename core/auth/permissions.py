@@ -23,6 +23,8 @@ class Action(enum.StrEnum):
     TRAIN = "train"
     MANAGE_MODELS = "manage_models"
     EDIT_FLAG_RULES = "edit_flag_rules"
+    FREEZE_SPC_BASELINE = "freeze_spc_baseline"
+    ANNOTATE_TRENDS = "annotate_trends"
     MANAGE_USERS = "manage_users"
     READ_AUDIT = "read_audit"
 
@@ -36,6 +38,8 @@ MIN_ROLE: dict[Action, Role] = {
     Action.TRAIN: Role.ENGINEER,
     Action.MANAGE_MODELS: Role.ENGINEER,
     Action.EDIT_FLAG_RULES: Role.ENGINEER,
+    Action.FREEZE_SPC_BASELINE: Role.ENGINEER,
+    Action.ANNOTATE_TRENDS: Role.ENGINEER,
     Action.MANAGE_USERS: Role.ADMIN,
     Action.READ_AUDIT: Role.ADMIN,
 }

@@ -20,6 +20,8 @@ ALLOWED: dict[Action, set[Role]] = {
     Action.TRAIN: {Role.ENGINEER, Role.ADMIN},
     Action.MANAGE_MODELS: {Role.ENGINEER, Role.ADMIN},
     Action.EDIT_FLAG_RULES: {Role.ENGINEER, Role.ADMIN},
+    Action.FREEZE_SPC_BASELINE: {Role.ENGINEER, Role.ADMIN},
+    Action.ANNOTATE_TRENDS: {Role.ENGINEER, Role.ADMIN},
     Action.MANAGE_USERS: {Role.ADMIN},
     Action.READ_AUDIT: {Role.ADMIN},
 }
