@@ -8,16 +8,19 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
 
 from core.auth import permissions
 from core.cli.common import JsonOpt, emit_json, fail, open_database, progress
+from core.cli.trends import _when
 from core.config import Settings
 from core.errors import InvalidImageError, ValidationError
-from core.quality import ingest, inspections, uploads
+from core.quality import ingest, inspections, trends, uploads
 from core.quality.watch import FolderWatcher
 from core.vision.images import DecodeLimits, read_file_limited
 from db.engine import Database
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
 # Files read and inspected together: bounds memory, while chunks inside stay full-size.
 READ_GROUP = 256
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+# A backfill's capture time may run this far ahead of our clock (camera and server clocks drift).
+FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 def _walk(root: Path) -> Iterator[Path]:
@@ -48,6 +53,23 @@ def _sources(paths: list[Path]) -> Iterator[Path | uploads.Rejection]:
             yield path
         else:
             yield uploads.Rejection(str(path), "not found")
+
+
+def checked_capture_time(text: str, tz: ZoneInfo, now: datetime) -> datetime:
+    """--captured-at as aware UTC: ISO-8601, plant-local without an offset, not in the future."""
+    t = _when(text, "--captured-at", tz)
+    # A wall time that a daylight-saving change repeats or skips names no single instant.
+    if t.tzinfo is tz and t.utcoffset() != t.replace(fold=1).utcoffset():
+        raise ValidationError(
+            f"--captured-at {text!r} is ambiguous or does not exist in {tz.key} (a daylight-"
+            f"saving change); add its UTC offset: {t:%Y-%m-%dT%H:%M}+HH:MM"
+        )
+    if t - now > FUTURE_TOLERANCE:
+        raise ValidationError(
+            f"--captured-at {text!r} is in the future ({t.astimezone(UTC):%Y-%m-%d %H:%M} UTC, "
+            f"now {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+        )
+    return t.astimezone(UTC)
 
 
 def _is_zip(path: Path) -> bool:
@@ -158,6 +180,14 @@ def ingest_cmd(
     product: Annotated[str | None, typer.Option(help="Product (picks its rule).")] = None,
     lot: Annotated[str | None, typer.Option(help="Lot or batch.")] = None,
     serial: Annotated[str | None, typer.Option(help="Part serial number.")] = None,
+    captured: Annotated[
+        str | None,
+        typer.Option(
+            "--captured-at",
+            help="Capture time of every image, ISO-8601, for backfills (no offset: plant-local "
+            "time in DEFECTLENS_TIMEZONE); stored in UTC. Default: now. Not with --watch.",
+        ),
+    ] = None,
     watch: Annotated[
         bool, typer.Option("--watch", help="Watch one folder for new files until Ctrl-C.")
     ] = False,
@@ -179,8 +209,15 @@ def ingest_cmd(
     paths = paths or []
     if not paths and not backfill:
         raise ValidationError("give at least one file, folder or zip (or --backfill)")
+    if captured is not None and (watch or backfill):
+        # A watched folder's files are captured as they arrive; --backfill records no parts.
+        raise ValidationError("--captured-at goes with files to ingest, not --watch or --backfill")
     s, db = open_database()
-    trace = ingest.Traceability(line=line, station=station, product=product, lot=lot, serial=serial)
+    now, tz = datetime.now(UTC), trends.plant_zone(s)
+    when = None if captured is None else checked_capture_time(captured, tz, now)
+    trace = ingest.Traceability(
+        line=line, station=station, product=product, lot=lot, serial=serial, captured_at=when
+    )
     load_started = time.perf_counter()
     active = ingest.load_active(db, s)
     load_seconds = time.perf_counter() - load_started

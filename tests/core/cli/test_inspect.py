@@ -1,4 +1,5 @@
-"""`defectlens ingest` through the real script: the JSON contract, exit codes, --watch."""
+"""`defectlens ingest` through the real script: the JSON contract, exit codes, --watch,
+--captured-at."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import pytest
 from core import setup
 from core.config import load_settings
 from core.quality import inspections
-from tests.core.inspection_support import png, register_active_model
+from tests.core.inspection_support import png, register_active_model, stored_files
 
 pytestmark = pytest.mark.slow
 
@@ -185,3 +187,71 @@ def test_no_heatmaps_then_backfill(home: Path, tmp_path: Path) -> None:
     assert _json(_run(home, "ingest", "--backfill", "--json")) == {"heatmaps": 0}
     usage = _run(home, "ingest", "--json")
     assert usage.returncode == 1 and "give at least one file" in usage.stderr
+
+
+def _run_in(home: Path, timezone: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(_env(home), DEFECTLENS_TIMEZONE=timezone)
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_captured_at_is_stored_in_utc_and_counted_in_that_rollup_hour(
+    home: Path, tmp_path: Path
+) -> None:
+    from core.auth import permissions
+    from core.quality import trends
+    from db.queries.trends import TrendFilter
+
+    for i in range(3):
+        (tmp_path / f"{i}.png").write_bytes(png(i))
+    # No offset: plant-local wall time (Berlin is UTC+2 in July), so 06:15 UTC.
+    local = _run_in(home, "Europe/Berlin", "ingest", str(tmp_path / "0.png"),
+                    str(tmp_path / "1.png"), "--line", "L7", "--captured-at",
+                    "2026-07-01T08:15", "--json")  # fmt: skip
+    assert local.returncode == 0, local.stderr
+    assert _json(local)["processed"] == 2
+    offset = _run_in(home, "Europe/Berlin", "ingest", str(tmp_path / "2.png"), "--line", "L7",
+                     "--captured-at", "2026-07-01T09:59:59+02:00", "--json")  # fmt: skip
+    assert offset.returncode == 0, offset.stderr
+
+    settings = load_settings({"DEFECTLENS_HOME": str(home), "DEFECTLENS_TIMEZONE": "Europe/Berlin"})
+    db = setup.open_database(settings)
+    try:
+        stored = sorted(r.captured_at for r in inspections.list_inspections(db))
+        berlin = trends.plant_zone(settings)
+        report = trends.trend_report(
+            db, settings, permissions.SYSTEM, datetime(2026, 7, 1, 7, tzinfo=berlin),
+            datetime(2026, 7, 1, 11, tzinfo=berlin), TrendFilter(line="L7"), "hour",
+        )  # fmt: skip
+    finally:
+        db.dispose()
+    assert stored == [datetime(2026, 7, 1, 6, 15, tzinfo=UTC)] * 2 + [
+        datetime(2026, 7, 1, 7, 59, 59, tzinfo=UTC)
+    ]
+    assert [(b.start.hour, b.parts) for b in report.buckets] == [(8, 2), (9, 1)]
+
+
+def test_bad_captured_at_is_a_one_line_error_and_stores_nothing(home: Path, tmp_path: Path) -> None:
+    img = tmp_path / "a.png"
+    img.write_bytes(png(1))
+    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat(timespec="seconds")
+    cases = {
+        "yesterday": "--captured-at 'yesterday' is not an ISO-8601 time",
+        soon: f"--captured-at '{soon}' is in the future",
+        "2026-10-25T02:30": "is ambiguous or does not exist in Europe/Berlin",  # clocks go back
+        "2026-03-29T02:30": "is ambiguous or does not exist in Europe/Berlin",  # ... and forward
+    }
+    for value, message in cases.items():
+        proc = _run_in(home, "Europe/Berlin", "ingest", str(img), "--captured-at", value, "--json")
+        assert proc.returncode == 1 and proc.stdout == "", (value, proc.stderr)
+        assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    watch = _run(home, "ingest", str(tmp_path), "--watch", "--captured-at", "2026-07-01T08:00Z")
+    assert watch.returncode == 1 and "not --watch or --backfill" in watch.stderr
+    assert "--captured-at" in _run(home, "ingest", "--help").stdout
+
+    settings = load_settings({"DEFECTLENS_HOME": str(home)})
+    db = setup.open_database(settings)
+    try:
+        assert inspections.list_inspections(db) == []
+    finally:
+        db.dispose()
+    assert stored_files(settings) == []
