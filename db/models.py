@@ -280,6 +280,53 @@ class Rollup(Base):
     confidence_sum: Mapped[float] = mapped_column(Float, default=0.0)
 
 
+class SpcBaseline(Base):
+    """Frozen control limits for one view (filter and bucket): the phase I window an engineer
+    chose, the points left out with their reasons, and the centre and σ_z it produced.
+
+    Rows are never edited: a new freeze or a withdrawal sets ``retired_at`` on the old row, so
+    limits never move silently and every set of limits ever used stays on record.
+    """
+
+    __tablename__ = "spc_baselines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The view it belongs to; NULL means "any" (as TrendFilter's None), '' parts without one.
+    line: Mapped[str | None] = mapped_column(String(100))
+    station: Mapped[str | None] = mapped_column(String(100))
+    product: Mapped[str | None] = mapped_column(String(100))
+    model_id: Mapped[int | None] = mapped_column(Integer)
+    shift: Mapped[str | None] = mapped_column(String(5))  # a shift's start, "06:00"
+    bucket: Mapped[str] = mapped_column(String(16))
+    window_start: Mapped[datetime] = mapped_column()
+    window_end: Mapped[datetime] = mapped_column()
+    excluded: Mapped[list[Any]] = mapped_column(default=list)  # [{"start": UTC ISO, "reason"}]
+    chart: Mapped[str] = mapped_column(String(16))
+    centre: Mapped[float] = mapped_column(Float)
+    sigma_z: Mapped[float] = mapped_column(Float)
+    buckets: Mapped[int] = mapped_column(Integer)
+    parts: Mapped[int] = mapped_column(Integer)
+    defects: Mapped[int] = mapped_column(Integer)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    retired_at: Mapped[datetime | None]
+    retired_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class Annotation(Base):
+    """A process change an engineer noted on the timeline ("new supplier lot", "tool change")."""
+
+    __tablename__ = "annotations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    line: Mapped[str | None] = mapped_column(String(100))  # NULL: every line
+    text: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Review(Base):
     """One reviewer decision; history is kept, the newest row per inspection is current."""
 

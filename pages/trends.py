@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.auth.permissions import Action
 from core.errors import DefectLensError
-from core.quality import reports, spc, trends
+from core.quality import buckets, reports, spc, trends
 from pages._ui import get_db, get_settings, require_page
 
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30),
@@ -67,7 +67,7 @@ else:
 line = _pick("Line", [ANY, *values["line"]], "line", c2)
 station = _pick("Station", [ANY, *values["station"]], "station", c3)
 product = _pick("Product", [ANY, *values["product"]], "product", c4)
-by = _pick("Bucket", ["auto", *trends.BUCKETS], "by", c5)
+by = _pick("Bucket", ["auto", *buckets.BUCKETS], "by", c5)
 where = trends.checked_filter(*(None if v == ANY else v for v in (line, station, product)))
 bucket = None if by == "auto" else by
 

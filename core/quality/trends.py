@@ -1,52 +1,58 @@
-"""Defect rates over time for plant managers: buckets in plant-local time, KPIs against the
-previous period, the control chart with its signals, and the Pareto of defect classes.
+"""Defect rates over time for plant managers: KPIs against the previous period, the control
+chart (on a frozen baseline when an engineer set one) with its signals, the defect mix, the
+Pareto, drift, and the markers of what changed on the line.
 
-Everything is computed from the hourly rollup (db/queries/trends.py): hours are summed into
-plant-local hours, shifts, days or weeks here, so a day is the plant's day across a daylight-
-saving change (23 or 25 hours). A part counts as defective by its reviewed class once reviewed,
-else by the model's. The chart is chosen by core.quality.spc (p, or Laney p′ when the data are
-overdispersed), with the displayed period as its baseline.
+Everything is computed from the hourly rollup (db/queries/trends.py), summed into plant-local
+buckets by core.quality.buckets. A part counts as defective by its reviewed class once reviewed,
+else by the model's. Without a frozen baseline the chart is chosen by core.quality.spc (p, or
+Laney p′ when the data are overdispersed) with the displayed period as its baseline.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.auth.permissions import Action, CurrentUser, require
 from core.config import Settings
 from core.errors import ValidationError
 from core.quality import spc
+from core.quality.buckets import (
+    Bucket,
+    bucket_start,
+    checked_bucket,
+    default_bucket,
+    in_shift,
+    into_buckets,
+    plant_zone,
+)
+from core.quality.drift import Drift, drift
 from db.engine import Database
+from db.queries import baselines as baseline_queries
+from db.queries import timeline as timeline_queries
 from db.queries import trends as trend_queries
+from db.queries.baselines import BaselineRecord
+from db.queries.timeline import TimelineEvent
 from db.queries.trends import HourCounts, TrendFilter
 
-BUCKETS = ("hour", "shift", "day", "week")
 MAX_FILTER_LENGTH = 100
 
 
-def plant_zone(settings: Settings) -> ZoneInfo:
-    """The plant's time zone (DEFECTLENS_TIMEZONE); ValidationError for an unknown name."""
-    try:
-        return ZoneInfo(settings.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValidationError(
-            f"DEFECTLENS_TIMEZONE={settings.timezone!r} is not a time zone name "
-            "(for example Europe/Berlin)"
-        ) from None
-
-
 def checked_filter(
-    line: str | None, station: str | None, product: str | None, model_id: int | None = None
+    line: str | None,
+    station: str | None,
+    product: str | None,
+    model_id: int | None = None,
+    shift: str | None = None,
 ) -> TrendFilter:
     """The filter as given, refused when a value is longer than a stored one can be."""
     for name, value in (("line", line), ("station", station), ("product", product)):
         if value is not None and len(value) > MAX_FILTER_LENGTH:
             raise ValidationError(f"{name} must be at most {MAX_FILTER_LENGTH} characters")
-    return TrendFilter(line=line, station=station, product=product, model_id=model_id)
+    return TrendFilter(line=line, station=station, product=product, model_id=model_id,
+                       shift=shift)  # fmt: skip
 
 
 def checked_period(since: datetime, until: datetime) -> None:
@@ -59,79 +65,13 @@ def checked_period(since: datetime, until: datetime) -> None:
         )
 
 
-def bucket_start(hour: datetime, by: str, tz: ZoneInfo, shifts: Sequence[str]) -> datetime:
-    """The plant-local start of the bucket that the UTC hour ``hour`` falls in (aware, in tz)."""
-    local = hour.astimezone(tz)
-    if by == "hour":
-        return local
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    if by == "day":
-        return _localise(midnight, tz)
-    if by == "week":  # weeks start on Monday, as ISO 8601
-        return _localise(midnight - timedelta(days=midnight.weekday()), tz)
-    if by == "shift":
-        starts = [tuple(int(x) for x in s.split(":")) for s in shifts]
-        wall = (local.hour, local.minute)
-        earlier = [s for s in starts if s <= wall]
-        if earlier:
-            h, m = earlier[-1]
-            return _localise(midnight.replace(hour=h, minute=m), tz)
-        h, m = starts[-1]  # before the first shift: the previous day's last shift
-        return _localise((midnight - timedelta(days=1)).replace(hour=h, minute=m), tz)
-    raise ValidationError(f"bucket must be one of {', '.join(BUCKETS)}, not {by!r}")
-
-
-def _localise(wall: datetime, tz: ZoneInfo) -> datetime:
-    """A wall-clock time in tz with its correct offset (after date arithmetic changed the day)."""
-    naive = wall.replace(tzinfo=None)
-    return naive.replace(tzinfo=tz)
-
-
-def default_bucket(since: datetime, until: datetime) -> str:
-    """The bucket for a range: hours up to 2 days, shifts up to 7, days up to 120, else weeks."""
-    days = (until - since).total_seconds() / 86400
-    if days <= 2:
-        return "hour"
-    if days <= 7:
-        return "shift"
-    return "day" if days <= 120 else "week"
-
-
-@dataclass
-class Bucket:
-    """The counts of one plant-local bucket."""
-
-    start: datetime
-    parts: int = 0
-    defects: int = 0
-    flagged: int = 0
-    reviewed: int = 0
-    corrections: int = 0
-    unsure: int = 0
-    confidence_sum: float = 0.0
-
-    def add(self, h: HourCounts) -> None:
-        self.parts += h.parts
-        self.defects += h.defects
-        self.flagged += h.flagged
-        self.reviewed += h.reviewed
-        self.corrections += h.corrections
-        self.unsure += h.unsure
-        self.confidence_sum += h.confidence_sum
-
-
-def into_buckets(
-    hours: Sequence[HourCounts], by: str, tz: ZoneInfo, shifts: Sequence[str]
-) -> list[Bucket]:
-    """Sum UTC hours into plant-local buckets, in time order (buckets without parts absent)."""
-    out: dict[datetime, Bucket] = {}
-    for h in hours:
-        start = bucket_start(h.hour, by, tz, shifts)
-        key = start.astimezone(UTC)
-        if key not in out:
-            out[key] = Bucket(start=start)
-        out[key].add(h)
-    return [out[k] for k in sorted(out)]
+def checked_shift(where: TrendFilter, settings: Settings) -> None:
+    """ValidationError unless the filter's shift is one of DEFECTLENS_SHIFTS."""
+    if where.shift is not None and where.shift not in settings.shift_starts:
+        raise ValidationError(
+            f"shift must be the start of a shift ({', '.join(settings.shift_starts)}), "
+            f"not {where.shift!r}"
+        )
 
 
 def kpis(buckets: Sequence[Bucket]) -> dict[str, Any]:
@@ -153,16 +93,21 @@ def kpis(buckets: Sequence[Bucket]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TrendReport:
-    """What the Trends page and `defectlens trends --json` show for one period and filter."""
+    """What the Trends page, the PDF and `defectlens trends --json` show for one view."""
 
     since: datetime
     until: datetime
     by: str
+    where: TrendFilter
     chart: spc.ControlChart | None  # None: no parts in the period
     choice: spc.ChartChoice | None
+    baseline: BaselineRecord | None  # the frozen limits in force, None: the displayed period
     buckets: list[Bucket]
     signals: list[list[int]]  # per bucket, the Western Electric rules it triggers
     pareto: spc.Pareto
+    mix: dict[str, list[int]]  # defect class -> defective parts per bucket
+    drift: Drift
+    events: list[TimelineEvent]  # promotions, rule changes and annotations, oldest first
     kpis: dict[str, Any]
     previous_kpis: dict[str, Any] = field(default_factory=dict)
 
@@ -189,14 +134,35 @@ class TrendReport:
             "chart_reason": self.choice.reason if self.choice else None,
             "center": self.chart.centre if self.chart else None,
             "sigma_z": self.chart.sigma_z if self.chart else None,
+            "baseline": None if self.baseline is None else _baseline_dict(self.baseline),
             "series": series,
             "pareto": [
                 {"class": r.name, "count": r.count, "cumulative_share": r.cumulative_share}
                 for r in self.pareto.rows
             ],
+            "events": [
+                {"at": e.at.isoformat(), "kind": e.kind, "label": e.label, "line": e.line}
+                for e in self.events
+            ],
             "kpis": self.kpis,
             "previous_kpis": self.previous_kpis,
         }
+
+
+def _baseline_dict(b: BaselineRecord) -> dict[str, Any]:
+    return {
+        "id": b.id, "window_start": b.window_start.isoformat(),
+        "window_end": b.window_end.isoformat(), "excluded": b.excluded,
+        "created_by": b.created_by, "created_at": b.created_at.isoformat(),
+    }  # fmt: skip
+
+
+def period_buckets(
+    hours: Sequence[HourCounts], where: TrendFilter, by: str, settings: Settings
+) -> list[Bucket]:
+    """The hours (of the filter's shift, if any) summed into plant-local buckets."""
+    tz, shifts = plant_zone(settings), settings.shift_starts
+    return into_buckets(in_shift(hours, where.shift, tz, shifts), by, tz, shifts)
 
 
 def trend_report(
@@ -208,42 +174,112 @@ def trend_report(
     where: TrendFilter,
     by: str | None = None,
 ) -> TrendReport:
-    """Buckets, KPIs (and the previous period's), the control chart and the Pareto."""
+    """Buckets, KPIs (and the previous period's), chart, mix, Pareto, drift and markers."""
     require(actor, Action.VIEW_TRENDS)
     checked_period(since, until)
-    by = by or default_bucket(since, until)
-    if by not in BUCKETS:
-        raise ValidationError(f"bucket must be one of {', '.join(BUCKETS)}, not {by!r}")
-    tz = plant_zone(settings)
+    checked_shift(where, settings)
+    by = checked_bucket(by or default_bucket(since, until))
     length = until - since
     with db.read() as session:
         hours = trend_queries.hourly(session, since, until, where)
         before = trend_queries.hourly(session, since - length, since, where)
-        classes = trend_queries.defect_classes(session, since, until, where)
-    buckets = into_buckets(hours, by, tz, settings.shift_starts)
-    chart, choice, signals = _chart(buckets)
+        classes = trend_queries.hourly_classes(session, since, until, where)
+        baseline = baseline_queries.active_baseline(session, where, by)
+        events = timeline_events(session, since, until, where)
+    buckets = period_buckets(hours, where, by, settings)
+    chart, choice, signals = _chart(buckets, baseline)
+    mix = _mix(classes, buckets, where, by, settings)
     return TrendReport(
-        since=since, until=until, by=by, chart=chart, choice=choice, buckets=buckets,
-        signals=signals, pareto=spc.pareto(classes), kpis=kpis(buckets),
-        previous_kpis=kpis(into_buckets(before, by, tz, settings.shift_starts)),
+        since=since, until=until, by=by, where=where, chart=chart, choice=choice,
+        baseline=baseline, buckets=buckets, signals=signals,
+        pareto=spc.pareto({name: sum(n) for name, n in mix.items()}), mix=mix,
+        drift=drift(buckets), events=events, kpis=kpis(buckets),
+        previous_kpis=kpis(period_buckets(before, where, by, settings)),
     )  # fmt: skip
 
 
+def timeline_events(
+    session: Any, since: datetime, until: datetime, where: TrendFilter
+) -> list[TimelineEvent]:
+    """Model changes, the filtered product's rule changes and the line's annotations."""
+    notes = [
+        TimelineEvent(at=a.at, kind="annotation", label=a.text, line=a.line)
+        for a in timeline_queries.annotations_between(session, since, until, where.line)
+    ]
+    changes = timeline_queries.model_changes(session, since, until)
+    rules = timeline_queries.rule_changes(session, since, until, where.product)
+    return sorted(notes + changes + rules, key=lambda e: e.at)
+
+
 def _chart(
-    buckets: Sequence[Bucket],
+    buckets: Sequence[Bucket], baseline: BaselineRecord | None
 ) -> tuple[spc.ControlChart | None, spc.ChartChoice | None, list[list[int]]]:
-    """The chart the data call for, on the displayed period as baseline, and its signals."""
+    """The chart on the frozen baseline if there is one, else the one the data call for on the
+    displayed period; and its signals."""
     if not buckets:
         return None, None, []
     defects = [b.defects for b in buckets]
     sizes = [b.parts for b in buckets]
-    choice = spc.choose_chart(defects, sizes)
-    if choice.chart == spc.LANEY_P_CHART:
-        chart = spc.laney_p_chart(defects, sizes)
+    if baseline is not None:
+        excluded = {e["start"] for e in baseline.excluded}
+        mask = [
+            baseline.window_start <= b.start < baseline.window_end
+            and b.start.astimezone(UTC).isoformat() not in excluded
+            for b in buckets
+        ]
+        chart = _frozen_chart(defects, sizes, mask, baseline)
+        choice = spc.ChartChoice(baseline.chart, baseline.sigma_z, _frozen_reason(baseline))
     else:
-        chart = spc.p_chart(defects, sizes)
+        choice = spc.choose_chart(defects, sizes)
+        if choice.chart == spc.LANEY_P_CHART:
+            chart = spc.laney_p_chart(defects, sizes)
+        else:
+            chart = spc.p_chart(defects, sizes)
     rules = spc.western_electric(chart.z_scores)
     return chart, choice, [list(f) for f in rules.flags]
+
+
+def _frozen_chart(
+    defects: list[int], sizes: list[int], mask: list[bool], baseline: BaselineRecord
+) -> spc.ControlChart:
+    if baseline.chart == spc.LANEY_P_CHART:
+        return spc.laney_p_chart(defects, sizes, baseline=mask, p_bar=baseline.centre,
+                                 sigma_z=baseline.sigma_z)  # fmt: skip
+    return spc.p_chart(defects, sizes, baseline=mask, p_bar=baseline.centre)
+
+
+def _frozen_reason(b: BaselineRecord) -> str:
+    name = "Laney p′" if b.chart == spc.LANEY_P_CHART else "p-chart"
+    left_out = f", {len(b.excluded)} point(s) left out" if b.excluded else ""
+    sigma = f", σ_z = {b.sigma_z:.2f}" if b.chart == spc.LANEY_P_CHART else ""
+    return (
+        f"Limits frozen by {b.created_by or 'system'} on {b.created_at:%Y-%m-%d %H:%M} UTC from "
+        f"{b.buckets} buckets ({b.window_start:%Y-%m-%d} to {b.window_end:%Y-%m-%d}{left_out}): "
+        f"{name}, p̄ = {b.centre:.4f}{sigma}."
+    )
+
+
+def _mix(
+    classes: Sequence[tuple[datetime, str, int]],
+    buckets: Sequence[Bucket],
+    where: TrendFilter,
+    by: str,
+    settings: Settings,
+) -> dict[str, list[int]]:
+    """Defective parts per class and bucket (the buckets' order), the filter's shift only."""
+    tz, shifts = plant_zone(settings), settings.shift_starts
+    index = {b.start: i for i, b in enumerate(buckets)}
+    out: dict[str, list[int]] = {}
+    for hour, name, n in classes:
+        start = bucket_start(hour, by, tz, shifts)
+        if where.shift is not None and f"{bucket_start(hour, 'shift', tz, shifts):%H:%M}" != (
+            where.shift
+        ):
+            continue
+        i = index.get(start)
+        if i is not None:
+            out.setdefault(name, [0] * len(buckets))[i] += n
+    return out
 
 
 def filter_values(db: Database, actor: CurrentUser) -> dict[str, list[str]]:
@@ -251,6 +287,13 @@ def filter_values(db: Database, actor: CurrentUser) -> dict[str, list[str]]:
     require(actor, Action.VIEW_TRENDS)
     with db.read() as session:
         return trend_queries.filter_values(session)
+
+
+def model_values(db: Database, actor: CurrentUser) -> list[tuple[int, str]]:
+    """The models (id, name) that judged parts, for the model filter."""
+    require(actor, Action.VIEW_TRENDS)
+    with db.read() as session:
+        return trend_queries.models_with_parts(session)
 
 
 def rate_by_line(
@@ -264,10 +307,10 @@ def rate_by_line(
 ) -> dict[str, list[Bucket]]:
     """Each line's buckets over the period ('' for parts recorded without a line)."""
     require(actor, Action.VIEW_TRENDS)
-    tz = plant_zone(settings)
+    checked_shift(where, settings)
     with db.read() as session:
         hours = trend_queries.hourly(session, since, until, where, by_line=True)
     lines: dict[str, list[HourCounts]] = {}
     for h in hours:
         lines.setdefault(h.line or "", []).append(h)
-    return {line: into_buckets(rows, by, tz, settings.shift_starts) for line, rows in lines.items()}
+    return {line: period_buckets(rows, where, by, settings) for line, rows in lines.items()}

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from db.models import Rollup
+from db.models import Model, Rollup
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,9 @@ class TrendFilter:
     station: str | None = None
     product: str | None = None
     model_id: int | None = None  # 0: parts judged without a registered model
+    # A plant-local shift ("06:00"): not SQL, since shifts are local wall times; core keeps the
+    # hours of that shift after the query (core.quality.buckets.in_shift).
+    shift: str | None = None
 
     def clauses(self) -> list[Any]:
         """The WHERE clauses (values are bound parameters, never SQL text)."""
@@ -98,17 +101,26 @@ def hourly(
     return out
 
 
-def defect_classes(
+def hourly_classes(
     session: Session, since: datetime, until: datetime, where: TrendFilter
-) -> dict[str, int]:
-    """Defective parts per class in [since, until) (the reviewed class once reviewed)."""
+) -> list[tuple[datetime, str, int]]:
+    """Defective parts per hour and class in [since, until) (the reviewed class once reviewed)."""
     stmt = (
-        select(Rollup.class_name, func.sum(Rollup.parts))
+        select(Rollup.hour, Rollup.class_name, func.sum(Rollup.parts))
         .where(Rollup.hour >= since, Rollup.hour < until, Rollup.defect, *where.clauses())
-        .group_by(Rollup.class_name)
+        .group_by(Rollup.hour, Rollup.class_name)
         .having(func.sum(Rollup.parts) > 0)
+        .order_by(Rollup.hour, Rollup.class_name)
     )
-    return {str(name): int(n) for name, n in session.execute(stmt)}
+    return [(hour, str(name), int(n)) for hour, name, n in session.execute(stmt)]
+
+
+def models_with_parts(session: Session) -> list[tuple[int, str]]:
+    """(model id, name) of every model that judged parts; id 0 is parts without a model."""
+    ids = session.scalars(select(Rollup.model_id).distinct().order_by(Rollup.model_id)).all()
+    names = dict(session.execute(select(Model.id, Model.name).where(Model.id.in_(ids))).all())
+    return [(int(i), str(names.get(i, "no registered model" if i == 0 else f"model {i}")))
+            for i in ids]  # fmt: skip
 
 
 def filter_values(session: Session) -> dict[str, list[str]]:

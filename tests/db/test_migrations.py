@@ -29,7 +29,11 @@ TABLES = {
     "flag_rules",
     "audit_log",
     "rollups",
+    "spc_baselines",
+    "annotations",
 }
+# The tables later revisions add, newest last.
+SINCE_0004 = {"spc_baselines", "annotations"}
 
 # table -> {index name: indexed columns}; trend pages and queues depend on these.
 INDEXES = {
@@ -43,6 +47,7 @@ INDEXES = {
     "training_jobs": {"ix_training_jobs_status": ["status"]},
     "models": {"ix_models_status": ["status"]},
     "reviews": {"ix_reviews_inspection_id": ["inspection_id"]},
+    "annotations": {"ix_annotations_at": ["at"]},
 }
 
 UNIQUE = {
@@ -344,7 +349,20 @@ def _only_later_revisions_missing(diff: list[object]) -> bool:
         ("add_column", "job_metrics", "class_recall"),
         ("add_table", "rollups", None),
         ("add_index", "ix_rollups_hour", None),
-    }
+    } | _LATER_0004
+
+
+# What 0005 adds, as _only_later_revisions_missing sees it.
+_LATER_0004 = {
+    ("add_table", "spc_baselines", None),
+    ("add_index", "ix_spc_baselines_created_at", None),
+    ("add_table", "annotations", None),
+    ("add_index", "ix_annotations_at", None),
+}
+
+
+def _names_of(diff: list[object]) -> set[tuple[str, str | None]]:
+    return {(str(d[0]), getattr(d[1], "name", None)) for d in diff}  # type: ignore[index]
 
 
 def test_0003_and_0004_add_recall_and_the_rollup_and_downgrade_drops_them(
@@ -355,7 +373,7 @@ def test_0003_and_0004_add_recall_and_the_rollup_and_downgrade_drops_them(
     migrate.upgrade(blank_url, "0003")
     assert "class_recall" in {c["name"] for c in inspect(engine).get_columns("job_metrics")}
     migrate.upgrade(blank_url, "0004")
-    assert _schema_diff(engine, Base.metadata) == []
+    assert _names_of(_schema_diff(engine, Base.metadata)) == {(a, t) for a, t, _ in _LATER_0004}
     migrate.downgrade(blank_url, "0003")
     assert "rollups" not in _tables(engine)
     migrate.downgrade(blank_url, "0002")
@@ -373,7 +391,7 @@ def test_0002_renames_the_rule_table_keeping_rows_and_downgrade_restores_them(
     migrate.upgrade(blank_url, "0002")
 
     assert migrate.current_revision(engine) == "0002"
-    assert _tables(engine) == TABLES - {"rollups"} | {"alembic_version"}
+    assert _tables(engine) == TABLES - {"rollups"} - SINCE_0004 | {"alembic_version"}
     assert _rule_data(engine, "0002") == before
     assert _rule_constraints(engine, "0002") == _expected_constraints("0002")
     assert _only_later_revisions_missing(_schema_diff(engine, Base.metadata))
@@ -393,3 +411,13 @@ def test_0002_renames_the_rule_table_keeping_rows_and_downgrade_restores_them(
     assert _rule_constraints(engine, "0001") == _expected_constraints("0001")
     found = {ix["name"]: ix["column_names"] for ix in inspect(engine).get_indexes("inspections")}
     assert all(found.get(name) == cols for name, cols in INDEXES["inspections"].items())
+
+
+def test_0005_adds_baselines_and_annotations_and_downgrade_drops_them(
+    blank_url: str, engine: Engine
+) -> None:
+    migrate.upgrade(blank_url, "0005")
+    assert _schema_diff(engine, Base.metadata) == []
+    migrate.downgrade(blank_url, "0004")
+    assert not SINCE_0004 & _tables(engine)
+    assert "rollups" in _tables(engine)

@@ -13,6 +13,7 @@ from core.auth import permissions
 from core.auth.permissions import CurrentUser
 from core.config import Settings
 from core.errors import ValidationError
+from core.quality import buckets as bucketing
 from core.quality import rollup, trends
 from db.engine import Database
 from db.models import Inspection, Role
@@ -45,7 +46,7 @@ def test_a_plant_day_has_23_hours_in_spring_and_25_in_autumn() -> None:
     autumn = datetime(2026, 10, 24, 22, tzinfo=UTC)  # 00:00 Berlin on 25 October (UTC+2)
     for start, hours in ((spring, 23), (autumn, 25)):
         rows = [_hour(start + timedelta(hours=h)) for h in range(hours + 1)]  # + next day's 1st
-        buckets = trends.into_buckets(rows, "day", BERLIN, SHIFTS)
+        buckets = bucketing.into_buckets(rows, "day", BERLIN, SHIFTS)
         assert [b.parts for b in buckets] == [hours, 1]
         assert buckets[0].start.hour == 0 and buckets[1].start.hour == 0
         # (aware datetimes in one zone subtract as wall times in Python: compare in UTC)
@@ -56,20 +57,20 @@ def test_a_plant_day_has_23_hours_in_spring_and_25_in_autumn() -> None:
 
 def test_shifts_and_weeks_start_at_their_local_wall_times() -> None:
     early = datetime(2026, 11, 3, 4, tzinfo=UTC)  # 05:00 Berlin, Tuesday: still the night shift
-    start = trends.bucket_start(early, "shift", BERLIN, SHIFTS)
+    start = bucketing.bucket_start(early, "shift", BERLIN, SHIFTS)
     assert start == datetime(2026, 11, 2, 22, tzinfo=BERLIN)
-    assert trends.bucket_start(early + timedelta(hours=1), "shift", BERLIN, SHIFTS) == datetime(
+    assert bucketing.bucket_start(early + timedelta(hours=1), "shift", BERLIN, SHIFTS) == datetime(
         2026, 11, 3, 6, tzinfo=BERLIN
     )
-    week = trends.bucket_start(early, "week", BERLIN, SHIFTS)
+    week = bucketing.bucket_start(early, "week", BERLIN, SHIFTS)
     assert week == datetime(2026, 11, 2, 0, tzinfo=BERLIN) and week.weekday() == 0
     with pytest.raises(ValidationError, match="bucket must be one of"):
-        trends.bucket_start(early, "fortnight", BERLIN, SHIFTS)
+        bucketing.bucket_start(early, "fortnight", BERLIN, SHIFTS)
 
 
 def test_default_bucket_follows_the_range() -> None:
     t = datetime(2026, 1, 1, tzinfo=UTC)
-    got = [trends.default_bucket(t, t + timedelta(days=d)) for d in (1, 7, 30, 365)]
+    got = [bucketing.default_bucket(t, t + timedelta(days=d)) for d in (1, 7, 30, 365)]
     assert got == ["hour", "shift", "day", "week"]
 
 

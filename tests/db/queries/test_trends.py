@@ -37,7 +37,7 @@ def test_hourly_sums_and_classes_group_in_sql(database: Database) -> None:
         hours = trends.hourly(s, H0, H0 + timedelta(hours=5), TrendFilter())
         by_line = trends.hourly(s, H0, H0 + timedelta(hours=2), TrendFilter(), by_line=True)
         l2 = trends.hourly(s, H0, H0 + timedelta(days=1), TrendFilter(line="L2"))
-        classes = trends.defect_classes(s, H0, H0 + timedelta(days=1), TrendFilter())
+        classes = trends.hourly_classes(s, H0, H0 + timedelta(days=1), TrendFilter())
         hostile = trends.hourly(s, H0, H0 + timedelta(days=1), TrendFilter(line="' OR 1=1 --"))
     assert [(h.hour, h.parts, h.defects, h.reviewed, h.corrections) for h in hours] == [
         (H0, 100, 10, 4, 1),
@@ -45,6 +45,6 @@ def test_hourly_sums_and_classes_group_in_sql(database: Database) -> None:
     ]  # hour 5 is outside [since, until)
     assert [(h.line, h.parts) for h in by_line] == [("L1", 96), ("L2", 4), ("L1", 50), ("L2", 2)]
     assert [h.parts for h in l2] == [4, 2, 10]
-    assert classes == {"pit": 10, "scratch": 2}
+    assert classes == [(H0, "pit", 10), (H0 + timedelta(hours=1), "scratch", 2)]
     assert hostile == []
     assert abs(hours[0].confidence_sum - 90.0) < 1e-9
