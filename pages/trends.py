@@ -1,4 +1,5 @@
-"""Trends: defect rate over time with its control chart, per line, Pareto and KPIs (viewer+).
+"""Trends: defect rate over time with its control chart, per line, mix, Pareto, drift, forecast
+and KPIs (viewer+); engineers freeze control limits and annotate process changes.
 
 The filters live in the URL's query string, so a view can be bookmarked and sent on.
 """
@@ -6,12 +7,13 @@ The filters live in the URL's query string, so a view can be bookmarked and sent
 from datetime import UTC, date, datetime, time, timedelta
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from core.auth.permissions import Action
+from core.auth.permissions import Action, can
 from core.errors import DefectLensError
-from core.quality import buckets, reports, spc, trends
+from core.quality import buckets, forecast, inspections, pdf_report, reports, spc, trends
+from pages import _trend_charts as charts
+from pages._trend_admin import annotations_panel, limits_panel
 from pages._ui import get_db, get_settings, require_page
 
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30),
@@ -23,16 +25,14 @@ settings = get_settings()
 db = get_db()
 st.title("Trends")
 try:
-    tz = trends.plant_zone(settings)
+    tz = buckets.plant_zone(settings)
 except DefectLensError as e:
     st.error(str(e))
     st.stop()
 q = st.query_params
 
 
-def _pick(
-    label: str, options: list[str], key: str, column: st.delta_generator.DeltaGenerator
-) -> str:
+def _pick(label: str, options: list[str], key: str, column) -> str:  # type: ignore[no-untyped-def]
     """A select box whose value comes from and goes back to the query string."""
     current = q.get(key, options[0])
     index = options.index(current) if current in options else 0
@@ -45,7 +45,8 @@ def _pick(
 
 
 values = trends.filter_values(db, user)
-c1, c2, c3, c4, c5 = st.columns(5)
+models = {f"#{i} {name}": i for i, name in trends.model_values(db, user)}
+c1, c2, c3, c4 = st.columns(4)
 period = _pick("Period", list(PERIODS), "period", c1)
 now = datetime.now(UTC)
 if PERIODS[period] is None:
@@ -67,12 +68,17 @@ else:
 line = _pick("Line", [ANY, *values["line"]], "line", c2)
 station = _pick("Station", [ANY, *values["station"]], "station", c3)
 product = _pick("Product", [ANY, *values["product"]], "product", c4)
-by = _pick("Bucket", ["auto", *buckets.BUCKETS], "by", c5)
-where = trends.checked_filter(*(None if v == ANY else v for v in (line, station, product)))
-bucket = None if by == "auto" else by
-
+c5, c6, c7, _ = st.columns(4)
+model = _pick("Model", [ANY, *models], "model", c5)
+shift = _pick("Shift (starts)", [ANY, *settings.shift_starts], "shift", c6)
+by = _pick("Bucket", ["auto", *buckets.BUCKETS], "by", c7)
+where = trends.checked_filter(
+    *(None if v == ANY else v for v in (line, station, product)),
+    model_id=models.get(model), shift=None if shift == ANY else shift,
+)  # fmt: skip
 try:
-    report = trends.trend_report(db, settings, user, since, until, where, bucket)
+    report = trends.trend_report(db, settings, user, since, until, where,
+                                 None if by == "auto" else by)  # fmt: skip
 except DefectLensError as e:
     st.error(str(e))
     st.stop()
@@ -106,35 +112,29 @@ st.caption("Changes are against the previous period of the same length.")
 
 if report.chart is None:
     st.info("No inspections in this period and filter.")
+    annotations_panel(db, user, tz, since, until, line=where.line)
     st.stop()
 
-# The CSV reads raw rows, so it is made on request, not on every rerun of the page.
-if st.button("Prepare CSV of these inspections", icon=":material/table:"):
-    csv_text = "".join(reports.inspections_csv(db, settings, user, since, until, where))
-    st.download_button("Download CSV", csv_text.encode("utf-8"), type="primary",
-                       file_name=f"defectlens_{since:%Y%m%d}_{until:%Y%m%d}.csv",
-                       mime="text/csv")  # fmt: skip
+if can(user, Action.DOWNLOAD_REPORTS):
+    d1, d2, _ = st.columns([1, 1, 3])
+    # Both read more than the page shows, so they are made on request, not on every rerun.
+    if d1.button("Prepare CSV", icon=":material/table:", help="The filtered inspections"):
+        csv_text = "".join(reports.inspections_csv(db, settings, user, since, until, where))
+        d1.download_button("Download CSV", csv_text.encode("utf-8"), type="primary",
+                           file_name=f"defectlens_{since:%Y%m%d}_{until:%Y%m%d}.csv",
+                           mime="text/csv")  # fmt: skip
+    if d2.button("Prepare PDF report", icon=":material/picture_as_pdf:"):
+        pdf = pdf_report.trend_pdf(db, settings, user, report)
+        name = f"defectlens_trends_{since:%Y%m%d}_{until:%Y%m%d}.pdf"
+        d2.download_button("Download PDF", pdf, type="primary", mime="application/pdf",
+                           file_name=name)  # fmt: skip
 
-starts = [b.start for b in report.buckets]
-points = report.chart.points
-fig = go.Figure()
-fig.add_scatter(x=starts, y=[p.rate for p in points], mode="lines+markers", name="defect rate")
-fig.add_scatter(x=starts, y=[p.ucl for p in points], mode="lines", name="UCL",
-                line={"dash": "dash", "shape": "hv"})  # fmt: skip
-fig.add_scatter(x=starts, y=[p.lcl for p in points], mode="lines", name="LCL",
-                line={"dash": "dash", "shape": "hv"})  # fmt: skip
-fig.add_hline(y=report.chart.centre, line_dash="dot", annotation_text="centre")
-flagged = [(b, p, s) for b, p, s in zip(report.buckets, points, report.signals, strict=True) if s]
-if flagged:
-    fig.add_scatter(x=[b.start for b, _, _ in flagged], y=[p.rate for _, p, _ in flagged],
-                    mode="markers", name="signal", marker={"size": 12, "color": "red",
-                                                           "symbol": "circle-open"})  # fmt: skip
-chart_name = "Laney p′ chart" if report.chart.chart == spc.LANEY_P_CHART else "p-chart"
-fig.update_layout(title=f"Defect rate ({chart_name})", height=360, yaxis_tickformat=".1%",
-                  margin={"l": 0, "r": 0, "t": 40, "b": 0})  # fmt: skip
-st.plotly_chart(fig, width="stretch")
+st.plotly_chart(charts.rate_figure(report, tz), width="stretch")
 if report.choice is not None:
-    st.caption(f"{chart_name}: {report.choice.reason} Baseline: the displayed period.")
+    base = "" if report.baseline else " Baseline: the displayed period (no limits frozen)."
+    st.caption(f"{charts.chart_name(report)}: {report.choice.reason}{base}")
+flagged = [(b, p, s) for b, p, s in zip(report.buckets, report.chart.points, report.signals,
+                                        strict=True) if s]  # fmt: skip
 if flagged:
     st.dataframe(
         pd.DataFrame(
@@ -148,30 +148,55 @@ if flagged:
         width="stretch",
         hide_index=True,
     )
+if report.events:
+    st.caption("Markers: M model promotion, R flagging-rule change, A annotation (hover for text).")
+limits_panel(db, settings, user, report, tz)
 
 left, right = st.columns(2)
 per_line = trends.rate_by_line(db, settings, user, since, until, where, report.by)
-lines_fig = go.Figure()
-for name, buckets in sorted(per_line.items()):
-    lines_fig.add_scatter(x=[b.start for b in buckets],
-                          y=[b.defects / b.parts if b.parts else None for b in buckets],
-                          mode="lines+markers", name=name or "(no line)")  # fmt: skip
-lines_fig.update_layout(title="Defect rate per line", height=320, yaxis_tickformat=".1%",
-                        margin={"l": 0, "r": 0, "t": 40, "b": 0})  # fmt: skip
-left.plotly_chart(lines_fig, width="stretch")
-
-rows = report.pareto.rows
-if rows:
-    pareto = go.Figure()
-    pareto.add_bar(x=[r.name for r in rows], y=[r.count for r in rows], name="defects")
-    pareto.add_scatter(x=[r.name for r in rows], y=[r.cumulative_share for r in rows],
-                       yaxis="y2", name="cumulative share", mode="lines+markers")  # fmt: skip
-    pareto.add_shape(type="line", xref="paper", x0=0, x1=1, yref="y2", y0=0.8, y1=0.8,
-                     line={"dash": "dot"})  # fmt: skip
-    pareto.update_layout(title="Pareto of defect classes", height=320,
-                         yaxis2={"overlaying": "y", "side": "right", "range": [0, 1.05],
-                                 "tickformat": ".0%"},
-                         margin={"l": 0, "r": 0, "t": 40, "b": 0})  # fmt: skip
-    right.plotly_chart(pareto, width="stretch")
+left.plotly_chart(charts.lines_figure(per_line, report, tz), width="stretch")
+if report.pareto.rows:
+    right.plotly_chart(charts.pareto_figure(report), width="stretch")
+    left.plotly_chart(charts.mix_figure(report, tz), width="stretch")
 else:
     right.info("No defective parts in this period.")
+right.plotly_chart(charts.drift_figure(report, tz), width="stretch")
+st.caption(
+    "Drift: the mean calibrated confidence per bucket on an individuals chart (limits x̄ ± "
+    "2.66·MR̄) and the share of unsure parts on its own p-chart; a model meeting unfamiliar "
+    "parts loses confidence before its defect rate moves."
+)
+
+if report.forecast is not None:
+    st.plotly_chart(charts.forecast_figure(report.daily, report.forecast), width="stretch")
+    st.caption(f"Forecast, not a measurement: {report.forecast.reason}")
+else:
+    st.caption(f"No forecast: it needs at least {forecast.MIN_HISTORY_DAYS} days with parts "
+               "in the displayed period (choose 30 d or more).")  # fmt: skip
+
+annotations_panel(db, user, tz, since, until, line=where.line)
+
+st.subheader("Recent flagged parts")
+recent = inspections.list_inspections(db, limit=10, flagged_only=True, line=where.line,
+                                      product=where.product, since=since, until=until)  # fmt: skip
+if recent:
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "captured": r.captured_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+                "line": r.line,
+                "station": r.station,
+                "product": r.product,
+                "serial": r.serial,
+                "class": r.predicted_class,
+                "confidence": r.confidence,
+                "reason": r.flag_reason,
+                "reviewed as": r.true_class,
+            }
+            for r in recent
+        ),  # fmt: skip
+        width="stretch",
+        hide_index=True,
+    )
+else:
+    st.caption("None in this period.")

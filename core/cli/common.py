@@ -7,13 +7,16 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from core import setup
 from core.config import Settings, load_settings
+from core.errors import ValidationError
 from db.engine import Database
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -73,3 +76,14 @@ def progress(description: str, quiet: bool) -> Iterator[ProgressFn]:
             bar.update(task, completed=done, total=total, rate=f"{done / elapsed:.0f}/s")
 
         yield update
+
+
+def parse_time(text: str, option: str, tz: ZoneInfo) -> datetime:
+    """An ISO-8601 time; one without an offset is plant-local time."""
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(
+            f"{option} {text!r} is not an ISO-8601 time (e.g. 2026-11-01 or 2026-11-01T06:00+01:00)"
+        ) from None
+    return t.replace(tzinfo=tz) if t.tzinfo is None else t

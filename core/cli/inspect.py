@@ -16,8 +16,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from core.auth import permissions
-from core.cli.common import JsonOpt, emit_json, fail, open_database, progress
-from core.cli.trends import _when
+from core.cli.common import JsonOpt, emit_json, fail, open_database, parse_time, progress
 from core.config import Settings
 from core.errors import InvalidImageError, ValidationError
 from core.quality import ingest, inspections, trends, uploads
@@ -57,7 +56,7 @@ def _sources(paths: list[Path]) -> Iterator[Path | uploads.Rejection]:
 
 def checked_capture_time(text: str, tz: ZoneInfo, now: datetime) -> datetime:
     """--captured-at as aware UTC: ISO-8601, plant-local without an offset, not in the future."""
-    t = _when(text, "--captured-at", tz)
+    t = parse_time(text, "--captured-at", tz)
     # A wall time that a daylight-saving change repeats or skips names no single instant.
     if t.tzinfo is tz and t.utcoffset() != t.replace(fold=1).utcoffset():
         raise ValidationError(

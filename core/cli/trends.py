@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 
 from core.auth import permissions
-from core.cli.common import JsonOpt, emit_json, open_database
+from core.cli.common import JsonOpt, emit_json, open_database, parse_time
 from core.errors import ValidationError
-from core.quality import reports
+from core.quality import pdf_report, reports
 from core.quality import rollup as rollup_service
 from core.quality import trends as trend_service
+
+ModelOpt = Annotated[
+    int | None, typer.Option(help="Only parts judged by this model id (0: without a model).")
+]
+ShiftOpt = Annotated[str | None, typer.Option(help="Only this shift, by its start (06:00).")]
 
 
 def rollup(
@@ -38,17 +41,6 @@ def rollup(
         typer.echo(f"rollup rebuilt: {cells} cells in {seconds:.1f}s")
 
 
-def _when(text: str, option: str, tz: ZoneInfo) -> datetime:
-    """An ISO-8601 time; one without an offset is plant-local time."""
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValidationError(
-            f"{option} {text!r} is not an ISO-8601 time (e.g. 2026-11-01 or 2026-11-01T06:00+01:00)"
-        ) from None
-    return t.replace(tzinfo=tz) if t.tzinfo is None else t
-
-
 def trends(
     since: Annotated[str, typer.Option(help="Start, ISO-8601 (no offset: plant-local time).")],
     until: Annotated[str, typer.Option(help="End (exclusive), ISO-8601.")],
@@ -58,16 +50,16 @@ def trends(
     line: Annotated[str | None, typer.Option(help="Only this line.")] = None,
     station: Annotated[str | None, typer.Option(help="Only this station.")] = None,
     product: Annotated[str | None, typer.Option(help="Only this product.")] = None,
+    model: ModelOpt = None,
+    shift: ShiftOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Defect rate over time with its control chart, signals, Pareto and KPIs."""
+    """Defect rate over time with its control chart, signals, Pareto, drift, forecast, KPIs."""
     s, db = open_database()
     tz = trend_service.plant_zone(s)
-    where = trend_service.checked_filter(line, station, product)
-    report = trend_service.trend_report(
-        db, s, permissions.SYSTEM, _when(since, "--since", tz), _when(until, "--until", tz),
-        where, by,
-    )  # fmt: skip
+    where = trend_service.checked_filter(line, station, product, model, shift)
+    start, end = parse_time(since, "--since", tz), parse_time(until, "--until", tz)
+    report = trend_service.trend_report(db, s, permissions.SYSTEM, start, end, where, by)
     payload = report.to_dict()
     if as_json:
         emit_json(payload)
@@ -84,25 +76,41 @@ def report(
     since: Annotated[str, typer.Option(help="Start, ISO-8601 (no offset: plant-local time).")],
     until: Annotated[str, typer.Option(help="End (exclusive), ISO-8601.")],
     out: Annotated[Path, typer.Option(help="File to write.")],
-    fmt: Annotated[str, typer.Option("--format", help="csv (pdf is not built yet).")] = "csv",
+    fmt: Annotated[
+        str, typer.Option("--format", help="csv (the inspections) or pdf (the trend report).")
+    ] = "csv",
+    by: Annotated[
+        str | None, typer.Option(help="PDF buckets: hour, shift, day or week (default: chosen).")
+    ] = None,
     line: Annotated[str | None, typer.Option(help="Only this line.")] = None,
     station: Annotated[str | None, typer.Option(help="Only this station.")] = None,
     product: Annotated[str | None, typer.Option(help="Only this product.")] = None,
+    model: ModelOpt = None,
+    shift: ShiftOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write the filtered inspections as CSV (to a temporary file, then moved into place)."""
-    if fmt != "csv":
-        raise ValidationError(f"--format {fmt!r}: only csv is built so far (PDF is still to come)")
+    """Write the filtered inspections as CSV, or the trend report as PDF (written to a
+    temporary file, then moved into place: a failed report leaves no half file)."""
+    if fmt not in ("csv", "pdf"):
+        raise ValidationError(f"--format must be csv or pdf, not {fmt!r}")
     s, db = open_database()
     tz = trend_service.plant_zone(s)
-    where = trend_service.checked_filter(line, station, product)
-    start, end = _when(since, "--since", tz), _when(until, "--until", tz)
+    where = trend_service.checked_filter(line, station, product, model, shift)
+    start, end = parse_time(since, "--since", tz), parse_time(until, "--until", tz)
     trend_service.checked_period(start, end)  # before the file is opened
+    trend_service.checked_shift(where, s)
     tmp = out.with_name(f".{out.name}.part")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        for chunk in reports.inspections_csv(db, s, permissions.SYSTEM, start, end, where):
-            f.write(chunk)
-    os.replace(tmp, out)
+    try:
+        if fmt == "pdf":
+            trend = trend_service.trend_report(db, s, permissions.SYSTEM, start, end, where, by)
+            tmp.write_bytes(pdf_report.trend_pdf(db, s, permissions.SYSTEM, trend))
+        else:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                for chunk in reports.inspections_csv(db, s, permissions.SYSTEM, start, end, where):
+                    f.write(chunk)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     if as_json:
         emit_json({"out": str(out), "format": fmt, "bytes": out.stat().st_size})
     else:

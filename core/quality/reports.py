@@ -1,4 +1,4 @@
-"""Reports for plant managers: the CSV of the filtered inspections.
+"""Reports for plant managers: the CSV of the filtered inspections (the PDF is pdf_report).
 
 Times are ISO 8601 in plant-local time with their offset. A text cell that a spreadsheet would
 run as a formula (starting with =, +, -, @, a tab or a carriage return) gets a leading
@@ -15,7 +15,8 @@ from typing import Any
 
 from core.auth.permissions import Action, CurrentUser, require
 from core.config import Settings
-from core.quality.trends import checked_period, plant_zone
+from core.quality.buckets import plant_zone, shift_of
+from core.quality.trends import checked_period, checked_shift
 from db.engine import Database
 from db.queries import reports as report_queries
 from db.queries.trends import TrendFilter
@@ -49,6 +50,7 @@ def inspections_csv(
     """The CSV (UTF-8 text, header first) of the inspections in [since, until), in chunks."""
     require(actor, Action.DOWNLOAD_REPORTS)
     checked_period(since, until)
+    checked_shift(where, settings)
     tz = plant_zone(settings)
     buf = io.StringIO()
     writer = csv.writer(buf)
@@ -63,6 +65,8 @@ def inspections_csv(
         buf = io.StringIO()
         writer = csv.writer(buf)
         for row in rows:
-            writer.writerow([_cell(v, tz) for v in row])
+            # captured_at is column 1; a shift is a plant-local wall time, so it is kept here.
+            if where.shift is None or shift_of(row[1], tz, settings.shift_starts) == where.shift:
+                writer.writerow([_cell(v, tz) for v in row])
         yield buf.getvalue()
         last = int(rows[-1][0])

@@ -29,6 +29,7 @@ from core.quality.buckets import (
     plant_zone,
 )
 from core.quality.drift import Drift, drift
+from core.quality.forecast import Forecast, forecast
 from db.engine import Database
 from db.queries import baselines as baseline_queries
 from db.queries import timeline as timeline_queries
@@ -108,6 +109,8 @@ class TrendReport:
     mix: dict[str, list[int]]  # defect class -> defective parts per bucket
     drift: Drift
     events: list[TimelineEvent]  # promotions, rule changes and annotations, oldest first
+    daily: list[Bucket]  # plant-local days, the forecast's history
+    forecast: Forecast | None  # None: fewer than forecast.MIN_HISTORY_DAYS days with parts
     kpis: dict[str, Any]
     previous_kpis: dict[str, Any] = field(default_factory=dict)
 
@@ -144,6 +147,7 @@ class TrendReport:
                 {"at": e.at.isoformat(), "kind": e.kind, "label": e.label, "line": e.line}
                 for e in self.events
             ],
+            "forecast": None if self.forecast is None else self.forecast.to_dict(),
             "kpis": self.kpis,
             "previous_kpis": self.previous_kpis,
         }
@@ -187,13 +191,15 @@ def trend_report(
         baseline = baseline_queries.active_baseline(session, where, by)
         events = timeline_events(session, since, until, where)
     buckets = period_buckets(hours, where, by, settings)
+    daily = buckets if by == "day" else period_buckets(hours, where, "day", settings)
     chart, choice, signals = _chart(buckets, baseline)
     mix = _mix(classes, buckets, where, by, settings)
     return TrendReport(
         since=since, until=until, by=by, where=where, chart=chart, choice=choice,
         baseline=baseline, buckets=buckets, signals=signals,
         pareto=spc.pareto({name: sum(n) for name, n in mix.items()}), mix=mix,
-        drift=drift(buckets), events=events, kpis=kpis(buckets),
+        drift=drift(buckets), events=events, daily=daily, forecast=forecast(daily),
+        kpis=kpis(buckets),
         previous_kpis=kpis(period_buckets(before, where, by, settings)),
     )  # fmt: skip
 

@@ -76,8 +76,36 @@ def test_a_month_with_a_spike_lists_its_signal_and_keeps_filters_in_the_url(  # 
     assert any("chart" in c.value and "Baseline" in c.value for c in at.caption)
     everything = _open(viewer, period="30d")
     assert everything.metric[0].value == "1,400"
-    prepare = next(b for b in at.button if b.label == "Prepare CSV of these inspections")
+    assert any("Forecast, not a measurement" in c.value for c in at.caption)  # 28 days of data
+    prepare = next(b for b in at.button if b.label == "Prepare CSV")
     prepare.click().run()
     assert not at.exception and at.get("download_button")
+    pdf = next(b for b in at.button if b.label == "Prepare PDF report")
+    pdf.click().run()
+    assert not at.exception and len(at.get("download_button")) == 1
+    assert not any(b.label == "Freeze limits" for b in at.button)  # a viewer reads the limits
     hostile = _open(viewer, period="30d", line="' OR 1=1 --")
     assert not hostile.exception and hostile.metric[0].value == "1,400"  # unknown: shows any
+
+
+def test_an_engineer_freezes_limits_and_annotates_from_the_page(  # type: ignore[no-untyped-def]
+    app_env, make_user, db
+) -> None:
+    engineer, _ = make_user("erin", "engineer")
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    _parts(db, [(end - timedelta(days=d, hours=3), "L1", "pit" if i < 3 else "ok")
+                for d in range(1, 15) for i in range(40)])  # fmt: skip
+    at = _open(engineer, period="30d", by="day")
+    assert not at.exception
+    freeze = next(b for b in at.button if b.label == "Freeze limits")
+    freeze.click().run()
+    assert not at.exception
+    assert any("Limits frozen by erin" in c.value for c in at.caption)
+    history = next(d.value for d in at.dataframe if "in force" in d.value.columns)
+    assert list(history["in force"]) == [True]
+    text = next(t for t in at.text_input if t.label == "What changed")
+    text.input("new supplier lot")
+    next(b for b in at.button if b.label == "Add annotation").click().run()
+    assert not at.exception
+    assert any(t.value == "new supplier lot" for t in at.text)
+    assert any("Markers:" in c.value for c in at.caption)

@@ -40,7 +40,7 @@ def test_trends_json_has_the_design_keys_and_bad_times_are_refused(tmp_path: Pat
     assert odd.returncode == 1 and "bucket must be one of hour, shift, day, week" in odd.stderr
 
 
-def test_report_writes_a_csv_and_refuses_pdf_for_now(tmp_path: Path) -> None:
+def test_report_writes_a_csv_and_a_pdf_and_refuses_other_formats(tmp_path: Path) -> None:
     home, out = tmp_path / "home", tmp_path / "r.csv"
     done = _run(home, "report", "--since", "2026-11-01", "--until", "2026-11-02", "--out",
                 str(out), "--json")  # fmt: skip
@@ -48,6 +48,14 @@ def test_report_writes_a_csv_and_refuses_pdf_for_now(tmp_path: Path) -> None:
     assert out.read_text().splitlines()[0].startswith("id,captured_at,line,station,product")
     assert json.loads(done.stdout)["bytes"] == out.stat().st_size
     pdf = _run(home, "report", "--since", "2026-11-01", "--until", "2026-11-02", "--out",
-               str(tmp_path / "r.pdf"), "--format", "pdf")  # fmt: skip
-    assert pdf.returncode == 1 and "only csv is built so far" in pdf.stderr
-    assert not (tmp_path / "r.pdf").exists()
+               str(tmp_path / "r.pdf"), "--format", "pdf", "--shift", "06:00")  # fmt: skip
+    assert pdf.returncode == 0, pdf.stderr
+    assert (tmp_path / "r.pdf").read_bytes().startswith(b"%PDF-")
+    odd = _run(home, "report", "--since", "2026-11-01", "--until", "2026-11-02", "--out",
+               str(tmp_path / "r.xlsx"), "--format", "xlsx")  # fmt: skip
+    assert odd.returncode == 1 and "--format must be csv or pdf, not 'xlsx'" in odd.stderr
+    shift = _run(home, "report", "--since", "2026-11-01", "--until", "2026-11-02", "--out",
+                 str(tmp_path / "s.pdf"), "--format", "pdf", "--shift", "07:00")  # fmt: skip
+    assert shift.returncode == 1 and "shift must be the start of a shift" in shift.stderr
+    assert not (tmp_path / "r.xlsx").exists() and not (tmp_path / "s.pdf").exists()
+    assert not list(tmp_path.glob(".*.part"))  # no half file left behind
