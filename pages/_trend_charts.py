@@ -170,7 +170,7 @@ def forecast_figure(history: Sequence[Bucket], fc: Forecast) -> go.Figure:
         fig.add_scatter(x=xs + xs[::-1],
                         y=[getattr(d, hi) for d in fc.days] + [getattr(d, lo) for d in
                                                                fc.days[::-1]],
-                        fill="toself", fillcolor=colour, line={"width": 0},
+                        fill="toself", fillcolor=colour, line={"width": 0}, mode="lines",
                         name=f"{level} % interval", hoverinfo="skip")  # fmt: skip
     fig.add_scatter(x=xs, y=[d.rate for d in fc.days], mode="lines+markers", name="forecast",
                     line={"dash": "dash", "color": "#ff7f00"})  # fmt: skip

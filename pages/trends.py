@@ -140,7 +140,7 @@ if flagged:
         pd.DataFrame(
             {
                 "bucket": b.start.strftime("%Y-%m-%d %H:%M"),
-                "rate": p.rate,
+                "rate": f"{p.rate:.2%}",
                 "rules": "; ".join(spc.RULE_DESCRIPTIONS[r] for r in s),
             }
             for b, p, s in flagged

@@ -148,17 +148,17 @@ def _chart_words(report: TrendReport) -> str:
 
 def _signals(pdf: FPDF, report: TrendReport) -> None:
     assert report.chart is not None
-    rows = [
-        (f"{b.start:%Y-%m-%d %H:%M}", _share(p.rate),
-         "; ".join(spc.RULE_DESCRIPTIONS[r] for r in s))
-        for b, p, s in zip(report.buckets, report.chart.points, report.signals, strict=True)
-        if s
-    ]  # fmt: skip
-    if not rows:
+    hits = [(b, p, s) for b, p, s in zip(report.buckets, report.chart.points, report.signals,
+                                         strict=True) if s]  # fmt: skip
+    if not hits:
         _text(pdf, "No control-chart signals in this period.")
         return
     _text(pdf, "Signals", size=11, bold=True)
-    _table(pdf, ("Bucket", "Rate", "Rules"), rows, (35, 20, 135))
+    rows = [(f"{b.start:%Y-%m-%d %H:%M}", _share(p.rate), ", ".join(f"rule {r}" for r in s))
+            for b, p, s in hits]  # fmt: skip
+    _table(pdf, ("Bucket", "Rate", "Western Electric rules"), rows, (45, 30, 115))
+    seen = sorted({r for _, _, s in hits for r in s})
+    _text(pdf, "\n".join(spc.RULE_DESCRIPTIONS[r] for r in seen), size=8)
 
 
 def _events(pdf: FPDF, report: TrendReport, tz: ZoneInfo) -> None:

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 def test_viewer_changes_the_period_and_the_url_keeps_it(server: Server, page: Page) -> None:
     vic = run_cli(server, "user", "add", "vic", "--role", "viewer")
     login(page, server, "vic", vic["password"])
-    page.get_by_role("link", name="Trends").click()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Trends", exact=True).click()
     expect(page.get_by_role("heading", name="Trends")).to_be_visible()
     expect(page.get_by_text("No inspections in this period")).to_be_visible()
     page.get_by_label("Period").click()  # Streamlit's select box opens a list of options
@@ -66,7 +66,7 @@ def test_viewer_downloads_the_pdf_report_and_it_renders(
     vic = run_cli(server, "user", "add", "vic", "--role", "viewer")
     login(page, server, "vic", vic["password"])
     # (a deep link would log the viewer out until issue 11's sessions land: navigate instead)
-    page.get_by_role("link", name="Trends").click()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Trends", exact=True).click()
     page.get_by_label("Period").click()
     page.get_by_role("option", name="30d").click()
     expect(page.get_by_text("Forecast, not a measurement")).to_be_visible()
