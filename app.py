@@ -10,7 +10,11 @@ st.set_page_config(page_title="DefectLens", page_icon=":material/biotech:", layo
 
 user = current_user()
 if user is None:
-    st.navigation([st.Page("pages/login.py", title="Log in", icon=":material/login:")]).run()
+    # Page loads without a session never get here (core/auth/web.py sends them to the login
+    # form); this is a tab whose session ended. Hidden navigation: any path shows this page.
+    st.navigation(
+        [st.Page("pages/login.py", title="Log in", icon=":material/login:")], position="hidden"
+    ).run()
     st.stop()
 
 # Each page also checks its own permission: hiding a page is not a permission.
@@ -55,8 +59,9 @@ with st.sidebar:
     if get_settings().sso_enabled and getattr(st.user, "is_logged_in", False):
         st.caption("Signed in with single sign-on")
     if st.button("Log out", icon=":material/logout:"):
+        sso = get_settings().sso_enabled and getattr(st.user, "is_logged_in", False)
         sign_out()
-        if get_settings().sso_enabled and getattr(st.user, "is_logged_in", False):
+        if sso:
             st.logout()
         st.rerun()
 

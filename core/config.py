@@ -52,6 +52,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value == 0:
+        raise ValidationError(f"{name} must be more than 0")
+    return value
+
+
 def _shifts(raw: str) -> tuple[str, ...]:
     """Shift start times as sorted HH:MM strings; ValidationError names the bad one."""
     starts: list[str] = []
@@ -87,6 +94,11 @@ class Settings:
     max_zip_ratio: int = 200
     num_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     login_delay_s: float = 0.5
+    # A login ends after this long without a request, and in any case this long after it began.
+    session_idle_hours: float = 12.0
+    session_max_days: float = 7.0
+    # Mark the session cookie Secure (send it over HTTPS only): on behind a TLS proxy.
+    secure_cookies: bool = False
     ray_address: str = ""
     sso_enabled: bool = False
     # A running job whose heartbeat is older than this is marked failed by any worker's sweep.
@@ -145,6 +157,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_zip_ratio=_int(env, "DEFECTLENS_MAX_ZIP_RATIO", 200),
         num_threads=_int(env, "DEFECTLENS_NUM_THREADS", os.cpu_count() or 1),
         login_delay_s=_float(env, "DEFECTLENS_LOGIN_DELAY_S", 0.5),
+        session_idle_hours=_positive(env, "DEFECTLENS_SESSION_IDLE_HOURS", 12.0),
+        session_max_days=_positive(env, "DEFECTLENS_SESSION_MAX_DAYS", 7.0),
+        secure_cookies=(env.get("DEFECTLENS_SECURE_COOKIES") or "").lower() in ("1", "true", "yes"),
         ray_address=env.get("DEFECTLENS_RAY_ADDRESS") or "",
         sso_enabled=(env.get("DEFECTLENS_SSO") or "").lower() in ("1", "true", "yes"),
         job_heartbeat_timeout_s=_float(env, "DEFECTLENS_JOB_HEARTBEAT_TIMEOUT_S", 30.0),

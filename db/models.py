@@ -103,6 +103,22 @@ class User(Base):
     last_login_at: Mapped[datetime | None]
 
 
+class UserSession(Base):
+    """One login: the SHA-256 of the opaque token in the browser's cookie (never the token), its
+    user, and when it began, was last used, expires and was ended. Nothing about the role."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(64))
+
+
 class Dataset(Base):
     __tablename__ = "datasets"
 

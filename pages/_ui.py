@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit
 
 import streamlit as st
 
 from core import setup
-from core.auth import accounts, permissions
+from core.auth import accounts, permissions, sessions, web
 from core.auth.permissions import Action, CurrentUser
 from core.config import Settings, load_settings
 from core.errors import PermissionDenied
@@ -36,11 +37,18 @@ def get_db() -> Database:
 
 
 def current_user() -> CurrentUser | None:
-    """The logged-in user, re-read from the database so deactivation applies at once."""
-    user = st.session_state.get(USER_KEY)
-    if user is None:
+    """The logged-in user, re-read from the database on every run (so a role change or a
+    deactivation applies at once): the browser's session cookie, else single sign-on."""
+    token = st.context.cookies.get(sessions.COOKIE_NAME)
+    if token:
+        user = sessions.resolve_session(get_db(), get_settings(), token)
+        if user is not None:
+            return user
+    # Single sign-on (st.user, mapped at login) and page tests hold the user in session_state.
+    held = st.session_state.get(USER_KEY)
+    if held is None:
         return None
-    fresh = accounts.refresh(get_db(), user)
+    fresh = accounts.refresh(get_db(), held)
     if fresh is None:
         st.session_state.pop(USER_KEY, None)
         return None
@@ -49,15 +57,24 @@ def current_user() -> CurrentUser | None:
 
 
 def sign_in(user: CurrentUser) -> None:
-    """Remember the user for this browser session."""
+    """Remember a single-sign-on user for this browser session (st.user keeps the identity)."""
     st.session_state[USER_KEY] = user
 
 
 def sign_out() -> None:
-    """Forget the user and write the logout to the audit log."""
-    user = st.session_state.pop(USER_KEY, None)
+    """End the browser's session (every tab of it), audit the logout, forget all UI state."""
+    user = current_user()
+    sessions.end_session(get_db(), st.context.cookies.get(sessions.COOKIE_NAME))
     if user is not None:
         accounts.record_logout(get_db(), user)
+    st.session_state.clear()
+
+
+def login_url() -> str:
+    """The login form, returning to the page this browser is on."""
+    parts = urlsplit(st.context.url or "/")
+    here = parts.path + (f"?{parts.query}" if parts.query else "")
+    return f"{web.LOGIN_PATH}?next={quote(here, safe='')}"
 
 
 def require_page(action: Action) -> CurrentUser:

@@ -1,38 +1,30 @@
-"""Login form; the only page anyone sees before logging in."""
+"""The page a browser without a login sees (a session ended while the tab was open, or after
+logout): a link to the login form that returns here, and single sign-on when it is on."""
 
 import streamlit as st
 
 from core.auth import accounts
 from core.errors import AuthenticationError
-from pages._ui import get_db, get_settings, sign_in
+from pages._ui import get_db, get_settings, login_url, sign_in
 
 settings = get_settings()
 st.title("DefectLens")
-st.caption("Visual quality inspection. Please log in.")
+st.caption("Visual quality inspection.")
 
-with st.form("login"):
-    username = st.text_input("Username", autocomplete="username")
-    password = st.text_input("Password", type="password", autocomplete="current-password")
-    submitted = st.form_submit_button("Log in", type="primary")
-
-if submitted:
+if settings.sso_enabled and getattr(st.user, "is_logged_in", False) and st.user.email:
     try:
-        user = accounts.authenticate(get_db(), username, password, delay_s=settings.login_delay_s)
+        sign_in(accounts.user_for_email(get_db(), str(st.user.email)))
+        st.rerun()
     except AuthenticationError as e:
         st.error(str(e))
-    else:
-        sign_in(user)
-        st.rerun()
+        if st.button("Sign out of single sign-on"):
+            st.logout()
+    st.stop()
+if settings.sso_enabled and "sso" in st.query_params:
+    st.login()
 
-if settings.sso_enabled:
-    st.divider()
-    if getattr(st.user, "is_logged_in", False) and st.user.email:
-        try:
-            sign_in(accounts.user_for_email(get_db(), str(st.user.email)))
-            st.rerun()
-        except AuthenticationError as e:
-            st.error(str(e))
-            if st.button("Sign out of single sign-on"):
-                st.logout()
-    elif st.button("Log in with single sign-on"):
-        st.login()
+st.info("You are not logged in (or your session has ended).")
+# target _self: the login form replaces this page instead of opening a new tab.
+st.html(f'<a href="{login_url()}" target="_self" class="defectlens-login">Log in</a>')
+if settings.sso_enabled and st.button("Log in with single sign-on"):
+    st.login()

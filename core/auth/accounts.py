@@ -11,6 +11,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy.orm import Session
 
+from core.auth import sessions
 from core.auth.audit import record_audit
 from core.auth.permissions import Action, CurrentUser, parse_role, require
 from core.errors import AuthenticationError, Conflict, NotFound, ValidationError
@@ -225,6 +226,8 @@ def set_active(db: Database, actor: CurrentUser, user_id: int, active: bool) -> 
         if not active and user.role == Role.ADMIN.value:
             _ensure_an_admin_remains(session, user)
         user.active = active
+        if not active:
+            sessions.end_user_sessions(session, user.id, "deactivated")
         record_audit(
             session,
             actor,
@@ -246,6 +249,8 @@ def reset_password(
     with db.write() as session:
         user = _get_user(session, user_id)
         user.password_hash = hash_password(password)
+        # Whoever knew the old password is out, on every browser, at once.
+        sessions.end_user_sessions(session, user.id, "password reset")
         record_audit(
             session,
             actor,

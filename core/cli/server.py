@@ -66,7 +66,8 @@ def _streamlit_command(port: int, max_upload_mb: int) -> list[str]:
         "-c",
         STREAMLIT_LAUNCHER,
         "run",
-        str(REPO_ROOT / "app.py"),
+        # app.py behind the login form and session gate (an st.App; see core/auth/web.py)
+        str(REPO_ROOT / "pages" / "_server.py"),
         "--server.port",
         str(port),
         "--server.headless",

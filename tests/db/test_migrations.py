@@ -31,9 +31,10 @@ TABLES = {
     "rollups",
     "spc_baselines",
     "annotations",
+    "sessions",
 }
 # The tables later revisions add, newest last.
-SINCE_0004 = {"spc_baselines", "annotations"}
+SINCE_0004 = {"spc_baselines", "annotations", "sessions"}
 
 # table -> {index name: indexed columns}; trend pages and queues depend on these.
 INDEXES = {
@@ -345,11 +346,15 @@ def _only_later_revisions_missing(diff: list[object]) -> bool:
             found.add((d[0], getattr(d[1], "name", None), None))  # type: ignore[index]
         else:
             found.add((str(d[0]), None, None))  # type: ignore[index]
-    return found == {
-        ("add_column", "job_metrics", "class_recall"),
-        ("add_table", "rollups", None),
-        ("add_index", "ix_rollups_hour", None),
-    } | _LATER_0004
+    return (
+        found
+        == {
+            ("add_column", "job_metrics", "class_recall"),
+            ("add_table", "rollups", None),
+            ("add_index", "ix_rollups_hour", None),
+        }
+        | _LATER_0004
+    )
 
 
 # What 0005 adds, as _only_later_revisions_missing sees it.
@@ -358,6 +363,8 @@ _LATER_0004 = {
     ("add_index", "ix_spc_baselines_created_at", None),
     ("add_table", "annotations", None),
     ("add_index", "ix_annotations_at", None),
+    ("add_table", "sessions", None),
+    ("add_index", "ix_sessions_user_id", None),
 }
 
 
@@ -417,7 +424,19 @@ def test_0005_adds_baselines_and_annotations_and_downgrade_drops_them(
     blank_url: str, engine: Engine
 ) -> None:
     migrate.upgrade(blank_url, "0005")
-    assert _schema_diff(engine, Base.metadata) == []
+    assert _names_of(_schema_diff(engine, Base.metadata)) == {
+        ("add_table", "sessions"),
+        ("add_index", "ix_sessions_user_id"),
+    }
     migrate.downgrade(blank_url, "0004")
     assert not SINCE_0004 & _tables(engine)
     assert "rollups" in _tables(engine)
+
+
+def test_0006_adds_sessions_and_downgrade_drops_them(blank_url: str, engine: Engine) -> None:
+    migrate.upgrade(blank_url, "0006")
+    assert _schema_diff(engine, Base.metadata) == []
+    uniques = [set(u["column_names"]) for u in inspect(engine).get_unique_constraints("sessions")]
+    assert {"token_hash"} in uniques
+    migrate.downgrade(blank_url, "0005")
+    assert "sessions" not in _tables(engine) and "annotations" in _tables(engine)

@@ -61,17 +61,11 @@ class Server:
     log: Path
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    """`defectlens init` then `defectlens run` on a free port; stopped with SIGTERM after."""
-    home = tmp_path / "home"
+def _serve(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """`defectlens run` on the port, once it answers its health check."""
     env = dict(os.environ, DEFECTLENS_HOME=str(home), DEFECTLENS_LOGIN_DELAY_S="0.1")
     env.pop("DEFECTLENS_DB_URL", None)
-    out = subprocess.run([_cli(), "init", "--json"], env=env, capture_output=True, check=True)
-    creds = json.loads(out.stdout)
-    port = _free_port()
-    log = tmp_path / "server.log"
-    with log.open("wb") as log_file:
+    with log.open("ab") as log_file:
         proc = subprocess.Popen(
             [_cli(), "run", "--port", str(port), "--no-demo"],
             env=env,
@@ -84,15 +78,16 @@ def server(tmp_path: Path) -> Iterator[Server]:
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
                 if resp.read().decode().strip() == "ok":
-                    break
+                    return proc
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"server did not become healthy:\n{log.read_text()[-3000:]}")
         time.sleep(0.3)
-    srv = Server(url, home, creds["admin"], creds["password"], proc, log)
-    yield srv
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -100,6 +95,28 @@ def server(tmp_path: Path) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def restart(server: Server) -> None:
+    """Stop the server and start it again on the same port and data directory."""
+    _stop(server.process)
+    server.process = _serve(server.home, int(server.url.rsplit(":", 1)[1]), server.log)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """`defectlens init` then `defectlens run` on a free port; stopped with SIGTERM after."""
+    home = tmp_path / "home"
+    env = dict(os.environ, DEFECTLENS_HOME=str(home))
+    env.pop("DEFECTLENS_DB_URL", None)
+    out = subprocess.run([_cli(), "init", "--json"], env=env, capture_output=True, check=True)
+    creds = json.loads(out.stdout)
+    port = _free_port()
+    log = tmp_path / "server.log"
+    proc = _serve(home, port, log)
+    srv = Server(f"http://127.0.0.1:{port}", home, creds["admin"], creds["password"], proc, log)
+    yield srv
+    _stop(srv.process)
 
 
 @pytest.fixture

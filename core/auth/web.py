@@ -1,0 +1,164 @@
+"""The HTTP side of logging in, in front of Streamlit (served by pages/_server.py).
+
+Streamlit talks to the browser over a websocket and cannot set an HttpOnly cookie, so the login
+form is a plain HTML page at /session/login: it checks the password (core/auth/accounts),
+starts a server-side session (core/auth/sessions) and sets the cookie, HttpOnly and
+SameSite=Lax (Secure with DEFECTLENS_SECURE_COOKIES), then sends the browser back to the page
+it asked for. The gate in front of every page sends a browser without a valid session there
+first, keeping the page it wanted in ``next``, so a bookmark or a shared link opened while
+logged out lands on its page after login. Streamlit itself reads the cookie on every run.
+"""
+
+from __future__ import annotations
+
+import html
+import secrets
+from functools import cached_property
+from urllib.parse import quote, urlsplit
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import URL
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from core import setup
+from core.auth import accounts, sessions
+from core.config import Settings
+from core.errors import AuthenticationError
+from db.engine import Database
+
+LOGIN_PATH = "/session/login"
+CSRF_COOKIE = "defectlens_login_csrf"
+STREAMLIT_SSO_COOKIE = "_streamlit_user"  # Streamlit's own st.login cookie
+# Paths the gate never stops: Streamlit's own endpoints and assets, SSO, the login form.
+OPEN_PREFIXES = ("/_stcore/", "/static/", "/media/", "/component/", "/app/static/", "/auth/",
+                 "/oauth2callback", "/session/", "/favicon")  # fmt: skip
+
+
+class WebAuth:
+    """The login routes and the gate for one server process, with its database."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def db(self) -> Database:
+        setup.migrate(self.settings)
+        return setup.open_database(self.settings)
+
+    def routes(self) -> list[Route]:
+        """The login form (GET) and its submission (POST)."""
+        return [Route(LOGIN_PATH, self.login, methods=["GET", "POST"])]
+
+    async def login(self, request: Request) -> Response:
+        """Show the form, or check it and start a session."""
+        target = safe_next(request.query_params.get("next"))
+        if request.method == "GET":
+            return self._form(target)
+        form = await request.form()
+        target = safe_next(str(form.get("next") or target))
+        sent, expected = str(form.get("csrf") or ""), request.cookies.get(CSRF_COOKIE, "")
+        if not expected or not secrets.compare_digest(sent, expected):
+            return self._form(target, "The login form expired. Please try again.", 400)
+        username, password = str(form.get("username") or ""), str(form.get("password") or "")
+        try:
+            user = await run_in_threadpool(accounts.authenticate, self.db, username, password,
+                                           delay_s=self.settings.login_delay_s)  # fmt: skip
+        except AuthenticationError as e:
+            return self._form(target, str(e), 401, username)
+        token = await run_in_threadpool(sessions.start_session, self.db, self.settings, user)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(
+            sessions.COOKIE_NAME, token, max_age=int(self.settings.session_max_days * 86400),
+            httponly=True, samesite="lax", secure=self.settings.secure_cookies, path="/",
+        )  # fmt: skip
+        response.delete_cookie(CSRF_COOKIE, path=LOGIN_PATH)
+        return response
+
+    def _form(self, target: str, error: str = "", status: int = 200, name: str = "") -> Response:
+        csrf = secrets.token_urlsafe(24)
+        page = LOGIN_PAGE.format(
+            next=html.escape(target), csrf=csrf, username=html.escape(name),
+            error=f'<p class="error" role="alert">{html.escape(error)}</p>' if error else "",
+            sso=SSO_LINK if self.settings.sso_enabled else "",
+        )  # fmt: skip
+        response = HTMLResponse(page, status_code=status)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict", path=LOGIN_PATH,
+                            secure=self.settings.secure_cookies)  # fmt: skip
+        return response
+
+    def gate(self, app: ASGIApp) -> ASGIApp:
+        """ASGI middleware: a page request without a valid session goes to the login form."""
+
+        async def gated(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and await self._turned_away(scope):
+                request = Request(scope)
+                wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                response = RedirectResponse(f"{LOGIN_PATH}?next={quote(wanted, safe='')}", 303)
+                if request.cookies.get(sessions.COOKIE_NAME):
+                    response.delete_cookie(sessions.COOKIE_NAME, path="/")  # ended or expired
+                await response(scope, receive, send)
+                return
+            await app(scope, receive, send)
+
+        return gated
+
+    async def _turned_away(self, scope: Scope) -> bool:
+        request = Request(scope)
+        if request.method not in ("GET", "HEAD") or request.url.path.startswith(OPEN_PREFIXES):
+            return False
+        if "text/html" not in request.headers.get("accept", ""):
+            return False  # not a page load (assets, API calls): Streamlit answers those
+        if self.settings.sso_enabled and (
+            STREAMLIT_SSO_COOKIE in request.cookies or "sso" in request.query_params
+        ):
+            return False  # single sign-on: app.py maps st.user to an account on every run
+        token = request.cookies.get(sessions.COOKIE_NAME)
+        user = await run_in_threadpool(sessions.resolve_session, self.db, self.settings, token)
+        return user is None
+
+
+def safe_next(value: str | None) -> str:
+    """A same-site path to return to after login; '/' for anything else (no open redirect)."""
+    if not value or len(value) > 2000 or not value.startswith("/") or value.startswith("//"):
+        return "/"
+    if "\\" in value or any(ord(c) < 32 for c in value):
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or parts.path.startswith("/session/"):
+        return "/"
+    return str(URL(value))
+
+
+SSO_LINK = '<p class="sso"><a href="/?sso=1">Log in with single sign-on</a></p>'
+LOGIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport"
+content="width=device-width, initial-scale=1"><title>DefectLens · Log in</title>
+<style>
+body {{ font-family: "Source Sans Pro", system-ui, sans-serif; background: #f8f9fb;
+       color: #262730; display: flex; justify-content: center; padding-top: 10vh; }}
+main {{ background: white; padding: 2rem 2.5rem; border-radius: 0.5rem; width: 22rem;
+       box-shadow: 0 1px 4px rgba(0,0,0,0.12); }}
+h1 {{ margin: 0 0 0.2rem 0; }} p.lead {{ color: #6b6f76; margin-top: 0; }}
+label {{ display: block; margin: 1rem 0 0.3rem; }}
+input {{ width: 100%; box-sizing: border-box; padding: 0.5rem; font-size: 1rem;
+        border: 1px solid #c9ccd1; border-radius: 0.3rem; }}
+button {{ margin-top: 1.4rem; width: 100%; padding: 0.6rem; font-size: 1rem; color: white;
+         background: #ff4b4b; border: 0; border-radius: 0.3rem; cursor: pointer; }}
+.error {{ color: #b00020; }} .sso {{ margin-top: 1.2rem; text-align: center; }}
+</style></head><body><main>
+<h1>DefectLens</h1><p class="lead">Visual quality inspection. Please log in.</p>
+{error}
+<form method="post" action="/session/login">
+<input type="hidden" name="next" value="{next}"><input type="hidden" name="csrf" value="{csrf}">
+<label for="username">Username</label>
+<input id="username" name="username" autocomplete="username" value="{username}" required autofocus>
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Log in</button>
+</form>{sso}</main></body></html>
+"""
