@@ -4,6 +4,7 @@ and the shift filter. Shift starts are the DEFECTLENS_SHIFTS setting."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,13 @@ def checked_bucket(by: str) -> str:
 
 def bucket_start(hour: datetime, by: str, tz: ZoneInfo, shifts: Sequence[str]) -> datetime:
     """The plant-local start of the bucket that the UTC hour ``hour`` falls in (aware, in tz)."""
+    return _bucket_start(hour, by, tz, tuple(shifts))
+
+
+# A year's report maps each of its 8,760 hours several times (rates, mix, days for the
+# forecast, the previous period): the answers are pure, so they are remembered.
+@functools.lru_cache(maxsize=200_000)
+def _bucket_start(hour: datetime, by: str, tz: ZoneInfo, shifts: tuple[str, ...]) -> datetime:
     local = hour.astimezone(tz)
     if by == "hour":
         return local

@@ -125,9 +125,13 @@ def models_with_parts(session: Session) -> list[tuple[int, str]]:
 
 def filter_values(session: Session) -> dict[str, list[str]]:
     """The lines, stations and products that have parts, sorted ('' for parts without one)."""
-    out: dict[str, list[str]] = {}
-    for name, column in (("line", Rollup.line), ("station", Rollup.station),
-                         ("product", Rollup.product)):  # fmt: skip
-        values = session.scalars(select(column).distinct().order_by(column)).all()
-        out[name] = [str(v) for v in values]
-    return out
+    # One pass over the rollup for all three (three DISTINCTs would scan it three times).
+    stmt = select(Rollup.line, Rollup.station, Rollup.product).group_by(
+        Rollup.line, Rollup.station, Rollup.product
+    )
+    seen: dict[str, set[str]] = {"line": set(), "station": set(), "product": set()}
+    for line, station, product in session.execute(stmt):
+        seen["line"].add(str(line))
+        seen["station"].add(str(station))
+        seen["product"].add(str(product))
+    return {name: sorted(values) for name, values in seen.items()}
