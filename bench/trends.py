@@ -415,7 +415,7 @@ def _db_bytes(db: Database, settings: Settings) -> int:
 
 def trends_bench(args: argparse.Namespace) -> dict[str, Any]:
     """Generate, rebuild, time; the JSON object of one run."""
-    before = machine()
+    before, code = machine(), _code_version()  # what this process imports, at its start
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     with fresh_database(args.backend, args.pg_url, args.keep) as (settings, db):
         t = time.perf_counter()
@@ -463,7 +463,7 @@ def trends_bench(args: argparse.Namespace) -> dict[str, Any]:
         "targets": target,
         "missed": missed,
         "coverage": covered,
-        "code": _code_version(),
+        "code": code,
         "plans": explained,
         "loadavg": {
             "after_generate": [round(x, 2) for x in load_after_generate],
