@@ -33,6 +33,7 @@ import argparse
 import importlib
 import inspect
 import json
+import logging
 import os
 import re
 import shutil
@@ -59,7 +60,7 @@ from sqlalchemy.orm import Session
 from core import setup
 from core.auth.permissions import SYSTEM, CurrentUser
 from core.config import Settings, load_settings
-from core.quality import rollup, trends
+from core.quality import pdf_report, rollup, trends
 from db.engine import Database
 from db.models import Inspection, Review
 from db.queries import rollups as rollup_queries
@@ -123,9 +124,7 @@ def _previous(v: View) -> tuple[datetime, datetime]:
 QUERIES: dict[str, Query] = {
     "hourly": Query("trends.hourly", lambda f, s, v: f(s, v.since, v.until, v.where)),
     "hourly_previous": Query("trends.hourly", lambda f, s, v: f(s, *_previous(v), v.where)),
-    "hourly_by_line": Query(
-        "trends.hourly", lambda f, s, v: f(s, v.since, v.until, v.where, by_line=True)
-    ),
+    "rates_by_line": Query("trends.rates_by_line", lambda f, s, v: f(s, v.since, v.until, v.where)),
     "defect_classes": Query(
         "trends.defect_classes", lambda f, s, v: f(s, v.since, v.until, v.where)
     ),
@@ -214,6 +213,23 @@ def time_queries(db: Database, vs: list[View], runs: int) -> dict[str, dict[str,
 
             out[f"{name}/{v.name}" if q.per_view else name] = _summary(*_ms(call, runs))
     return out
+
+
+def time_pdf(page: Page, v: View, runs: int = 3) -> dict[str, Any]:
+    """The PDF trend report of a month (the report and the PDF, as the page's button does).
+    The bench's parts have no image files, so the 12 thumbnails are skipped (logged)."""
+    logging.getLogger("core.quality.pdf_report").setLevel(logging.ERROR)
+
+    def make() -> bytes:
+        report = trends.trend_report(page.db, page.settings, page.actor, v.since, v.until,
+                                     v.where)  # fmt: skip
+        return pdf_report.trend_pdf(page.db, page.settings, page.actor, report)
+
+    first = time.perf_counter()
+    size = len(make())  # the first one also pays matplotlib's import
+    cold = (time.perf_counter() - first) * 1000
+    wall, _ = _ms(make, runs)
+    return _summary(wall) | {"first_ms": round(cold, 1), "bytes": size, "view": v.name}
 
 
 def time_page(page: Page, vs: list[View], runs: int) -> dict[str, dict[str, Any]]:
@@ -436,6 +452,7 @@ def trends_bench(args: argparse.Namespace) -> dict[str, Any]:
         queries = time_queries(db, vs, args.runs)
         page_ms = time_page(page, vs, args.runs)
         baseline = time_baseline(db, vs, args.baseline_views.split(","), args.baseline_runs)
+        pdf = time_pdf(page, next(v for v in vs if v.name == "30d/all"))
         explained = plans(db, vs)
         covered = coverage(page, vs[-1])
         size = _db_bytes(db, settings)
@@ -460,6 +477,7 @@ def trends_bench(args: argparse.Namespace) -> dict[str, Any]:
         "queries": queries,
         "page_ms": page_ms,
         "baseline_ms": baseline,
+        "pdf_ms": pdf,
         "targets": target,
         "missed": missed,
         "coverage": covered,

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -101,6 +102,7 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class UserSession(Base):
@@ -133,6 +135,7 @@ class Dataset(Base):
     health: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class TrainingJob(Base):
@@ -191,6 +194,7 @@ class Model(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     promoted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     promoted_at: Mapped[datetime | None]
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Image(Base):
@@ -278,6 +282,11 @@ class Rollup(Base):
             name="uq_rollups_cell",
         ),  # fmt: skip
         Index("ix_rollups_hour", "hour"),
+        # The filters' value lists (DISTINCT over one column) read these instead of the table.
+        Index("ix_rollups_line", "line"),
+        Index("ix_rollups_station", "station"),
+        Index("ix_rollups_product", "product"),
+        Index("ix_rollups_model_id", "model_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -341,6 +350,7 @@ class Annotation(Base):
     text: Mapped[str] = mapped_column(String(200))
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Review(Base):

@@ -311,12 +311,13 @@ def rate_by_line(
     where: TrendFilter,
     by: str,
 ) -> dict[str, list[Bucket]]:
-    """Each line's buckets over the period ('' for parts recorded without a line)."""
+    """Each line's parts and defects per bucket over the period ('' for parts recorded without
+    a line; the other counts of these buckets are not read and stay 0)."""
     require(actor, Action.VIEW_TRENDS)
     checked_shift(where, settings)
     with db.read() as session:
-        hours = trend_queries.hourly(session, since, until, where, by_line=True)
+        rows = trend_queries.rates_by_line(session, since, until, where)
     lines: dict[str, list[HourCounts]] = {}
-    for h in hours:
-        lines.setdefault(h.line or "", []).append(h)
+    for hour, line, parts, defects in rows:
+        lines.setdefault(line, []).append(HourCounts(hour, line, parts, defects, 0, 0, 0, 0, 0.0))
     return {line: period_buckets(rows, where, by, settings) for line, rows in lines.items()}

@@ -28,6 +28,7 @@ class DatasetRecord:
     content_hash: str
     health: dict[str, Any]
     created_at: datetime
+    is_demo: bool = False  # made by `defectlens demo`
 
     @property
     def snapshot_dir(self) -> Path:
@@ -51,6 +52,7 @@ class ModelRecord:
     status: ModelStatus
     created_at: datetime
     promoted_at: datetime | None
+    is_demo: bool = False  # made by `defectlens demo`
 
 
 def to_dataset_record(row: Dataset) -> DatasetRecord:
@@ -66,6 +68,7 @@ def to_dataset_record(row: Dataset) -> DatasetRecord:
         content_hash=row.content_hash,
         health=dict(row.health),
         created_at=row.created_at,
+        is_demo=bool(row.is_demo),
     )
 
 
@@ -85,6 +88,7 @@ def to_model_record(row: Model) -> ModelRecord:
         status=ModelStatus(row.status),
         created_at=row.created_at,
         promoted_at=row.promoted_at,
+        is_demo=bool(row.is_demo),
     )
 
 

@@ -10,7 +10,18 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import JSON, Boolean, Column, Engine, Float, Integer, MetaData, String, inspect
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    inspect,
+    text,
+)
 from sqlalchemy.orm import Session
 
 from db import migrate
@@ -365,11 +376,29 @@ _LATER_0004 = {
     ("add_index", "ix_annotations_at", None),
     ("add_table", "sessions", None),
     ("add_index", "ix_sessions_user_id", None),
+    # 0007's markers on tables that exist already (annotations arrives with its marker)
+    *(("add_column", t, "is_demo") for t in ("datasets", "models", "users")),
+    *(("add_index", f"ix_rollups_{c}", None) for c in ("line", "station", "product", "model_id")),
 }
 
 
 def _names_of(diff: list[object]) -> set[tuple[str, str | None]]:
-    return {(str(d[0]), getattr(d[1], "name", None)) for d in diff}  # type: ignore[index]
+    out = set()
+    for d in diff:
+        if isinstance(d, list):  # alembic groups column changes of one table in a list
+            d = d[0]
+        if d[0] == "add_column":  # type: ignore[index]
+            out.add((f"add_column {d[3].name}", d[2]))  # type: ignore[index]
+        else:
+            out.add((str(d[0]), getattr(d[1], "name", None)))  # type: ignore[index]
+    return out
+
+
+_DEMO_COLUMNS = {("add_column is_demo", t) for t in ("datasets", "models", "users", "annotations")}
+# 0008's indexes on the rollup, missing at every revision before it.
+_FILTER_INDEXES = {
+    ("add_index", f"ix_rollups_{c}") for c in ("line", "station", "product", "model_id")
+}
 
 
 def test_0003_and_0004_add_recall_and_the_rollup_and_downgrade_drops_them(
@@ -380,7 +409,12 @@ def test_0003_and_0004_add_recall_and_the_rollup_and_downgrade_drops_them(
     migrate.upgrade(blank_url, "0003")
     assert "class_recall" in {c["name"] for c in inspect(engine).get_columns("job_metrics")}
     migrate.upgrade(blank_url, "0004")
-    assert _names_of(_schema_diff(engine, Base.metadata)) == {(a, t) for a, t, _ in _LATER_0004}
+    assert (
+        _names_of(_schema_diff(engine, Base.metadata))
+        == {(a, t) for a, t, _ in _LATER_0004 if a != "add_column"}
+        | (_DEMO_COLUMNS - {("add_column is_demo", "annotations")})  # annotations: not yet
+        | _FILTER_INDEXES
+    )
     migrate.downgrade(blank_url, "0003")
     assert "rollups" not in _tables(engine)
     migrate.downgrade(blank_url, "0002")
@@ -424,10 +458,15 @@ def test_0005_adds_baselines_and_annotations_and_downgrade_drops_them(
     blank_url: str, engine: Engine
 ) -> None:
     migrate.upgrade(blank_url, "0005")
-    assert _names_of(_schema_diff(engine, Base.metadata)) == {
-        ("add_table", "sessions"),
-        ("add_index", "ix_sessions_user_id"),
-    }
+    assert (
+        _names_of(_schema_diff(engine, Base.metadata))
+        == {
+            ("add_table", "sessions"),
+            ("add_index", "ix_sessions_user_id"),
+        }
+        | _DEMO_COLUMNS
+        | _FILTER_INDEXES
+    )
     migrate.downgrade(blank_url, "0004")
     assert not SINCE_0004 & _tables(engine)
     assert "rollups" in _tables(engine)
@@ -435,8 +474,36 @@ def test_0005_adds_baselines_and_annotations_and_downgrade_drops_them(
 
 def test_0006_adds_sessions_and_downgrade_drops_them(blank_url: str, engine: Engine) -> None:
     migrate.upgrade(blank_url, "0006")
-    assert _schema_diff(engine, Base.metadata) == []
+    assert _names_of(_schema_diff(engine, Base.metadata)) == _DEMO_COLUMNS | _FILTER_INDEXES
     uniques = [set(u["column_names"]) for u in inspect(engine).get_unique_constraints("sessions")]
     assert {"token_hash"} in uniques
     migrate.downgrade(blank_url, "0005")
     assert "sessions" not in _tables(engine) and "annotations" in _tables(engine)
+
+
+def test_0007_marks_demo_rows_and_downgrade_drops_the_markers(
+    blank_url: str, engine: Engine
+) -> None:
+    migrate.upgrade(blank_url, "0006")
+    with engine.begin() as conn:  # a row from before: it is not demo data
+        conn.execute(text("INSERT INTO users (username, password_hash, role, active, created_at)"
+                          " VALUES ('old', 'x', 'viewer', true, CURRENT_TIMESTAMP)"))  # fmt: skip
+    migrate.upgrade(blank_url, "0007")
+    assert _names_of(_schema_diff(engine, Base.metadata)) == _FILTER_INDEXES
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT is_demo FROM users")).scalar_one() in (False, 0)
+    migrate.downgrade(blank_url, "0006")
+    assert "is_demo" not in {c["name"] for c in inspect(engine).get_columns("users")}
+
+
+def test_0008_indexes_the_rollup_filters_and_downgrade_drops_them(
+    blank_url: str, engine: Engine
+) -> None:
+    migrate.upgrade(blank_url, "0008")
+    assert _schema_diff(engine, Base.metadata) == []
+    names = {ix["name"] for ix in inspect(engine).get_indexes("rollups")}
+    assert {n for _, n in _FILTER_INDEXES} <= names
+    migrate.downgrade(blank_url, "0007")
+    assert not {n for _, n in _FILTER_INDEXES} & {
+        ix["name"] for ix in inspect(engine).get_indexes("rollups")
+    }
