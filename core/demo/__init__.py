@@ -1,0 +1,1 @@
+"""The synthetic demo: procedural part images, and the plant that produces them."""
