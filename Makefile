@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 run: install
-	$(VENV)/bin/defectlens run
+	$(VENV)/bin/defectlens run $(ARGS)
 
 test: install
 	$(PY) -m pytest

@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.auth import permissions
 from core.auth.permissions import Action
-from pages._ui import current_user, get_settings, sign_out
+from pages._ui import current_user, demo_banner, get_settings, sign_out
 
 st.set_page_config(page_title="DefectLens", page_icon=":material/biotech:", layout="wide")
 
@@ -65,4 +65,5 @@ with st.sidebar:
             st.logout()
         st.rerun()
 
+demo_banner()
 nav.run()

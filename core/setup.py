@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from core.auth import accounts, permissions
@@ -12,7 +13,7 @@ from core.config import Settings
 from core.quality import rollup
 from db import migrate as db_migrate
 from db.engine import Database
-from db.models import Role
+from db.models import Dataset, Inspection, Model, Role
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +72,16 @@ def initialise(settings: Settings, admin_username: str = "admin") -> InitResult:
 def _redact(url: str) -> str:
     """The URL without its password, for printing."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def is_empty(settings: Settings) -> bool:
+    """Whether the plant has no data yet (no dataset, model or inspection): a first start."""
+    db = open_database(settings)
+    try:
+        with db.read() as session:
+            return not any(
+                session.scalar(select(func.count()).select_from(table))
+                for table in (Dataset, Model, Inspection)
+            )
+    finally:
+        db.dispose()

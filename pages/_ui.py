@@ -11,6 +11,7 @@ from core import setup
 from core.auth import accounts, permissions, sessions, web
 from core.auth.permissions import Action, CurrentUser
 from core.config import Settings, load_settings
+from core.demo import status as demo_status
 from core.errors import PermissionDenied
 from core.registry import catalog, compare
 from db.engine import Database
@@ -103,3 +104,19 @@ def get_classifier(model: ModelRecord) -> Classifier:
     Keyed by id and artifact hash, so promoting another model switches inference at once.
     """
     return _load_classifier(model.id, model.artifact_sha256)
+
+
+def demo_banner() -> None:
+    """Say on every page that the demo is being prepared, or that demo data is shown."""
+    state = demo_status.read(get_settings())
+    if state is None:
+        return
+    if state.get("state") == "preparing":
+        st.info(f"The demo is being prepared: {state.get('step')} "
+                f"({state.get('progress', 0):.0%}). Pages fill in as it goes.",
+                icon=":material/hourglass_top:")  # fmt: skip
+    elif state.get("state") == "ready":
+        st.caption(":material/science: Demo data: generated parts on three lines over 30 days. "
+                   "An admin removes it in one step (Administration, Demo data).")  # fmt: skip
+    elif state.get("state") == "failed":
+        st.warning(f"The demo could not be prepared: {state.get('step')}")

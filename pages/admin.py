@@ -5,13 +5,14 @@ import streamlit as st
 
 from core.auth import accounts, audit
 from core.auth.permissions import ROLES, Action
+from core.demo import remove as demo_remove
 from core.errors import DefectLensError
-from pages._ui import get_db, require_page
+from pages._ui import get_db, get_settings, require_page
 
 user = require_page(Action.MANAGE_USERS)
 db = get_db()
 st.title("Administration")
-users_tab, audit_tab = st.tabs(["Users", "Audit log"])
+users_tab, audit_tab, demo_tab = st.tabs(["Users", "Audit log", "Demo data"])
 
 with users_tab:
     users = accounts.list_users(db, user)
@@ -73,3 +74,19 @@ with audit_tab:
     who = c2.text_input("User", key="audit_user")
     rows = audit.audit_log(db, user, limit=500, action=action.strip(), username=who.strip())
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+with demo_tab:
+    counts = demo_remove.demo_counts(db)
+    if not any(counts.values()):
+        st.info("There is no demo data. `defectlens demo` seeds it (a fresh `make run` does).")
+    else:
+        st.write("Demo data: " + ", ".join(f"{n:,} {k}" for k, n in counts.items() if n) + ".")
+        st.caption("Removing it deletes every row and file the demo created, in one step; "
+                   "real data is untouched. The audit log keeps its entries.")  # fmt: skip
+        sure = st.checkbox("Yes, remove all demo data")
+        if st.button("Remove demo data", type="primary", disabled=not sure):
+            done = demo_remove.remove_demo(db, get_settings(), user)
+            rows = sum(done.removed.values())
+            st.success(f"Removed {rows:,} demo rows and {done.files:,} files.")
+            if done.kept:
+                st.warning(f"Kept because real data uses them: {done.kept}")

@@ -22,7 +22,7 @@ try:
 except NotFound:
     st.warning("No active model yet. An engineer promotes one on the Models page.")
     st.stop()
-st.caption(f"Active model #{active.id}: {active.name}")
+st.caption(f"Active model #{active.id}: {active.name}" + (" (demo)" if active.is_demo else ""))
 
 with st.form("inspect", clear_on_submit=False):
     c1, c2, c3, c4, c5 = st.columns(5)

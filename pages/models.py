@@ -32,7 +32,7 @@ st.dataframe(
             {
                 "id": m.id,
                 "status": m.status.value,
-                "name": m.name,
+                "name": m.name + (" (demo)" if m.is_demo else ""),
                 "architecture": m.architecture,
                 "accuracy": _pct(m.metrics.get("accuracy")),
                 "measured on": m.metrics.get("evaluated_on", "val"),

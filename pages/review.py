@@ -50,7 +50,8 @@ st.text(
     f"Product: {item.product or '–'}   Lot: {item.lot or '–'}   Serial: {item.serial or '–'}"
 )
 img_col, heat_col, prob_col = st.columns([2, 2, 1.4])
-img_col.image(inspections.image_bytes(settings, item), caption="Image", width="stretch")
+caption = "Image (demo part)" if item.is_demo else "Image"
+img_col.image(inspections.image_bytes(settings, item), caption=caption, width="stretch")
 heat = inspections.heatmap_png(settings, item)
 if heat is not None:
     heat_col.image(heat, caption="Heatmap (stored at inspection)", width="stretch")

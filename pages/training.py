@@ -31,6 +31,7 @@ with data_tab:
         health = ds.health
         warn = len(health.get("warnings", [])) + len(health.get("unreadable", []))
         label = f"#{ds.id} {ds.name} · {ds.num_images} images · {len(ds.class_names)} classes"
+        label += " · demo" if ds.is_demo else ""
         with st.expander(label + (f" · {warn} warning(s)" if warn else "")):
             st.caption(f"Source: {ds.source} · imported {ds.created_at:%Y-%m-%d %H:%M} UTC")
             st.bar_chart(pd.Series(ds.counts, name="images"))

@@ -10,7 +10,7 @@ import sys
 import click
 import typer
 
-from core.cli import datasets, inspect, jobs, models, server, train, trends, users
+from core.cli import datasets, demo, inspect, jobs, models, server, train, trends, users
 from core.cli.common import settings
 from core.errors import DefectLensError
 
@@ -34,6 +34,7 @@ app.command("evaluate")(train.evaluate)
 app.command("rollup")(trends.rollup)
 app.command("trends")(trends.trends)
 app.command("report")(trends.report)
+app.command("demo")(demo.demo)
 
 
 def main() -> None:

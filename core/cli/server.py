@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -81,12 +82,31 @@ def _streamlit_command(port: int, max_upload_mb: int) -> list[str]:
     ]
 
 
+def _cli_command() -> list[str]:
+    return [sys.executable, "-c", "from core.cli import main; main()"]
+
+
 def _worker_command() -> list[str]:
-    return [sys.executable, "-c", "from core.cli import main; main()", "worker"]
+    return [*_cli_command(), "worker"]
 
 
-def _supervise(children: list[subprocess.Popen[bytes]]) -> bool:
-    """Wait until Ctrl-C, SIGTERM or a child exits, then stop them all; True when signalled."""
+def _network_url(port: int) -> str:
+    """The address another machine on the plant network reaches this one at."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("10.255.255.255", 1))  # UDP: picks the outgoing interface, sends nothing
+            address = probe.getsockname()[0]
+    except OSError:
+        address = socket.gethostname()
+    return f"http://{address}:{port}"
+
+
+def _supervise(
+    children: list[subprocess.Popen[bytes]], tasks: list[subprocess.Popen[bytes]] | None = None
+) -> bool:
+    """Wait until Ctrl-C, SIGTERM or a child exits, then stop them all (and any task still
+    running, such as the demo's seeding, which may end on its own); True when signalled."""
+    tasks = tasks or []
     stopping = False
 
     def _stop(signum: int, _frame: object) -> None:
@@ -99,11 +119,11 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> bool:
         while not stopping and all(c.poll() is None for c in children):
             time.sleep(0.2)
     finally:
-        for child in children:
+        for child in [*children, *tasks]:
             if child.poll() is None:
                 child.terminate()
         deadline = time.monotonic() + 10
-        for child in children:
+        for child in [*children, *tasks]:
             try:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -114,7 +134,8 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> bool:
 def run(
     port: Annotated[int | None, typer.Option(help="HTTP port (default DEFECTLENS_PORT).")] = None,
     no_demo: Annotated[
-        bool, typer.Option("--no-demo", help="Do not load demo data (no demo exists yet).")
+        bool,
+        typer.Option("--no-demo", help="Do not seed the demo on a first start (empty database)."),
     ] = False,
 ) -> None:
     """Migrate, then serve the dashboard until Ctrl-C or SIGTERM."""
@@ -127,14 +148,20 @@ def run(
         )
     port = port or s.port
     env = dict(os.environ, DEFECTLENS_HOME=str(s.home), DEFECTLENS_DB_URL=s.db_url)
-    del no_demo  # accepted for the DESIGN.md contract; there is no demo data to load yet
     children = [
         subprocess.Popen(_streamlit_command(port, s.max_upload_mb), env=env, cwd=REPO_ROOT),
         # The training worker: pages only queue jobs, this process runs them.
         subprocess.Popen(_worker_command(), env=env, cwd=REPO_ROOT),
     ]
-    typer.echo(f"DefectLens on http://localhost:{port} (Ctrl-C to stop)")
-    stopping = _supervise(children)
+    # A first start on an empty database seeds the demo beside the running dashboard (its
+    # progress goes to this terminal; the pages say it is being prepared).
+    tasks = [] if no_demo or not setup.is_empty(s) else [
+        subprocess.Popen([*_cli_command(), "demo"], env=env, cwd=REPO_ROOT)
+    ]  # fmt: skip
+    typer.echo(f"DefectLens on http://localhost:{port} and {_network_url(port)} (Ctrl-C to stop)")
+    if tasks:
+        typer.echo("seeding the demo (a few minutes; the dashboard is usable meanwhile)")
+    stopping = _supervise(children, tasks)
     failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM, None)]
     if failed and not stopping:
         raise fail(f"a server process exited with code {failed[0].returncode}")

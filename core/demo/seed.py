@@ -1,0 +1,248 @@
+"""`defectlens demo`: a living dashboard from nothing. Generated surface-inspection images
+(core.demo.images) become a demo dataset; a demo model is trained on it on the CPU; then 30
+days of production on three lines and two products over three shifts are inspected by the real
+model, with a process drift on Line 2 from day 18 (darker, blurred, noisier images and more
+defects: the SPC chart catches it), a second model trained and promoted mid-month, part of the
+flagged parts reviewed by demo inspectors (who correct the model where it was wrong, from the
+generator's ground truth), and a few process annotations. Every row is marked demo
+(core.demo.remove takes it all out again)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sqlalchemy import update
+
+from core.auth import accounts, permissions
+from core.config import Settings
+from core.datasets import service as datasets
+from core.demo import status
+from core.demo.images import Conditions, part_image, write_dataset
+from core.quality import ingest, review, timeline
+from core.quality.recording import Traceability
+from core.registry import catalog
+from core.training.config import TrainConfig
+from db.engine import Database
+from db.models import AuditEntry, Inspection, Model, Role, utcnow
+from db.queries import demo as demo_queries
+
+log = logging.getLogger(__name__)
+LINES = ("Line 1", "Line 2", "Line 3")
+PRODUCTS = ("impeller-A", "housing-B")
+SHIFT_HOURS = (6, 14, 22)  # the default DEFECTLENS_SHIFTS
+DRIFT_LINE = "Line 2"
+# A worn tool and a dimmer lamp: deeper machining marks the model has not seen, so good parts
+# get less certain and some look defective (blur alone makes it surer, and misses defects:
+# measured in bench/demo_model.py).
+DRIFT = Conditions(brightness=0.85, noise=1.4, wear=0.5)
+# Defect classes as a plant sees them: scratches and pits common, cracks rare.
+DEFECT_WEIGHTS = {"scratch": 5, "pit": 4, "inclusion": 2, "patch": 2, "crack": 1}
+Progress = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """How big the demo is (the defaults seed in a few minutes on two CPU cores)."""
+
+    days: int = 30
+    parts_per_shift: int = 40
+    defect_rate: float = 0.05
+    drift_defect_rate: float = 0.12
+    per_class: int = 500  # 98 % needs this many (bench/demo_model.py)
+    img_size: int = 64
+    epochs: int = 30  # the first model: about 97-98 % (bench/demo_model.py)
+    second_epochs: int = 40  # the model promoted mid-month, trained longer
+    review_share: float = 0.7
+    seed: int = 7
+
+    @property
+    def drift_day(self) -> int:
+        """The day Line 2 starts to drift (day 18 of 30)."""
+        return self.days * 3 // 5
+
+    @property
+    def switch_day(self) -> int:
+        """The day the second model takes over (day 15 of 30)."""
+        return self.days // 2
+
+
+def seed_demo(db: Database, settings: Settings, plan: DemoPlan = DemoPlan(),
+              progress: Progress | None = None) -> dict[str, int]:  # fmt: skip
+    """Create the whole demo; what it created, counted."""
+    say = progress or (lambda text, share: log.info("demo: %s (%.0f%%)", text, share * 100))
+    status.write(settings, "preparing", "generating the demo dataset", 0.0)
+    rng = np.random.default_rng(plan.seed)
+    root = demo_root(settings) / "dataset"
+    shutil.rmtree(root, ignore_errors=True)  # what a failed earlier run may have left
+    say("generating the demo dataset", 0.02)
+    write_dataset(root, per_class=plan.per_class, seed=plan.seed)
+    dataset, _snap, _ = datasets.import_dataset(db, settings, permissions.SYSTEM, root,
+                                                "Demo surface parts", seed=plan.seed)  # fmt: skip
+    _mark(db, "datasets", [dataset.id])
+    start = _month_start(plan)
+    first = _train(db, settings, plan, dataset.id, "training the first demo model", 0.1, say)
+    _promote(db, first, start - timedelta(hours=2))
+    parts = _produce(db, settings, plan, rng, range(0, plan.switch_day), start, say, 0.35)
+    second = _train(db, settings, plan, dataset.id, "training the second demo model", 0.55, say,
+                    epochs=plan.second_epochs)  # fmt: skip
+    _promote(db, second, start + timedelta(days=plan.switch_day, hours=5))
+    parts.update(_produce(db, settings, plan, rng, range(plan.switch_day, plan.days), start, say,
+                          0.75))  # fmt: skip
+    say("demo inspectors review flagged parts", 0.9)
+    reviewed = _review(db, plan, parts)
+    _annotate(db, plan, start)
+    status.write(settings, "ready", "the demo is ready", 1.0)
+    with db.read() as session:
+        made = demo_queries.counts(session)
+    say("the demo is ready", 1.0)
+    return {**made, "reviews": reviewed}
+
+
+def _mark(db: Database, table: str, ids: list[int]) -> None:
+    with db.write() as session:
+        demo_queries.mark(session, table, ids)
+
+
+def _month_start(plan: DemoPlan) -> datetime:
+    """Midnight UTC, plan.days days ago: the demo month ends today."""
+    today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=plan.days - 1)
+
+
+def _train(db: Database, settings: Settings, plan: DemoPlan, dataset_id: int, text: str,
+           share: float, say: Progress, epochs: int | None = None) -> int:  # fmt: skip
+    """Train and register one demo model on the CPU; its id."""
+    # Deferred: training loads torch.
+    from core.training.register import train_and_register
+
+    say(text, share)
+    status.write(settings, "preparing", text, share)
+    config = TrainConfig(epochs=epochs or plan.epochs, img_size=plan.img_size, device="cpu",
+                         seed=plan.seed, budget_minutes=3)  # fmt: skip
+    outcome = train_and_register(db, settings, permissions.SYSTEM, dataset_id, config)
+    assert outcome.model is not None, "an unstopped run registers its model"
+    _mark(db, "models", [outcome.model.id])
+    return outcome.model.id
+
+
+def _promote(db: Database, model_id: int, at: datetime) -> None:
+    """Promote, then date the promotion inside the demo month so the charts mark it there."""
+    catalog.promote_model(db, permissions.SYSTEM, model_id)
+    with db.write() as session:
+        session.query(Model).filter(Model.id == model_id).update({"promoted_at": at})
+        entry = (
+            session.query(AuditEntry)
+            .filter(AuditEntry.action == "model_promoted", AuditEntry.entity_id == str(model_id))
+            .order_by(AuditEntry.id.desc())
+            .first()
+        )
+        if entry is not None:
+            entry.at = at
+
+
+def _produce(
+    db: Database,
+    settings: Settings,
+    plan: DemoPlan,
+    rng: np.random.Generator,
+    days: range,
+    start: datetime,
+    say: Progress,
+    share: float,
+) -> dict[int, str]:
+    """Inspect the generated parts of these days with the active model; id -> true class."""
+    active = ingest.load_active(db, settings)
+    truth: dict[int, str] = {}
+    for d in days:
+        text = f"simulating production, day {d + 1} of {plan.days}"
+        status.write(settings, "preparing", text, share)
+        if d % 5 == 0:
+            say(text, share)
+        for line in LINES:
+            drifting = line == DRIFT_LINE and d >= plan.drift_day
+            for shift in SHIFT_HOURS:
+                at = start + timedelta(days=d, hours=shift, minutes=int(rng.integers(0, 420)))
+                product = PRODUCTS[int(rng.integers(0, len(PRODUCTS)))]
+                files, classes = _batch(rng, plan, drifting)
+                trace = Traceability(line=line, station="Camera 1", product=product,
+                                     lot=f"{product[:1].upper()}{d + 1:02d}-{line[-1]}",
+                                     captured_at=at)  # fmt: skip
+                result = ingest.ingest(db, settings, permissions.SYSTEM, files, trace,
+                                       classifier=active)  # fmt: skip
+                ids = [r.id for r in result.processed]
+                with db.write() as session:
+                    session.execute(
+                        update(Inspection).where(Inspection.id.in_(ids)).values(is_demo=True)
+                    )
+                truth.update({r.id: classes[r.source_name or ""] for r in result.processed})
+    return truth
+
+
+def _batch(rng: np.random.Generator, plan: DemoPlan, drifting: bool
+           ) -> tuple[list[tuple[str, bytes]], dict[str, str]]:  # fmt: skip
+    """One shift's parts as PNG files, and each file's true class."""
+    n = max(1, int(rng.normal(plan.parts_per_shift, plan.parts_per_shift * 0.15)))
+    rate = plan.drift_defect_rate if drifting else plan.defect_rate
+    names, weights = list(DEFECT_WEIGHTS), list(DEFECT_WEIGHTS.values())
+    files, classes = [], {}
+    for i in range(n):
+        cls = "ok"
+        if rng.random() < rate:
+            cls = names[int(rng.choice(len(names), p=np.array(weights) / sum(weights)))]
+        image = part_image(cls, rng, conditions=DRIFT if drifting else Conditions())
+        ok, png = cv2.imencode(".png", image)
+        assert ok
+        name = f"part_{i:03d}.png"
+        files.append((name, png.tobytes()))
+        classes[name] = cls
+    return files, classes
+
+
+def _review(db: Database, plan: DemoPlan, truth: dict[int, str]) -> int:
+    """Demo inspectors review a share of the flagged parts, correcting the model's mistakes."""
+    reviewers = []
+    for name in ("demo_rita", "demo_omar"):
+        info, _ = accounts.create_user(db, permissions.SYSTEM, name, Role.REVIEWER)
+        reviewers.append(permissions.CurrentUser(id=info.id, username=info.username,
+                                                 role=Role.REVIEWER))  # fmt: skip
+    _mark(db, "users", [r.id for r in reviewers if r.id is not None])
+    with db.read() as session:
+        flagged = [i for (i,) in session.query(Inspection.id).filter(
+            Inspection.is_demo, Inspection.flagged).order_by(Inspection.captured_at)]  # fmt: skip
+    pick = random.Random(plan.seed)
+    done = 0
+    for inspection_id in flagged[: int(len(flagged) * 0.9)]:  # the newest wait in the queue
+        if pick.random() > plan.review_share:
+            continue
+        true = truth.get(inspection_id, "ok")
+        disposition = "accept" if true == "ok" else pick.choice(("rework", "scrap"))
+        review.record_review(db, pick.choice(reviewers), inspection_id, true_class=true,
+                             disposition=disposition, note=None, expected_version=0)  # fmt: skip
+        done += 1
+    return done
+
+
+def _annotate(db: Database, plan: DemoPlan, start: datetime) -> None:
+    notes = [
+        (start + timedelta(days=plan.days // 4, hours=9), "Line 1", "Camera lens cleaned"),
+        (start + timedelta(days=plan.drift_day, hours=6), DRIFT_LINE,
+         "New supplier lot of castings"),
+        (start + timedelta(days=plan.days * 4 // 5, hours=14), None,
+         "Lighting maintenance, hall 2"),
+    ]  # fmt: skip
+    ids = [timeline.add_annotation(db, permissions.SYSTEM, at, text, line=line).id
+           for at, line, text in notes]  # fmt: skip
+    _mark(db, "annotations", ids)
+
+
+def demo_root(settings: Settings) -> Path:
+    """Where the demo's generated dataset lives."""
+    return settings.home / "demo"
