@@ -112,7 +112,9 @@ def main() -> None:
             page.wait_for_timeout(1500)
             page.screenshot(path=OUT / "overview.png")
 
-            page.get_by_role("link", name="Inspect").click()
+            page.get_by_test_id("stSidebarNav").get_by_role(
+                "link", name="Inspect", exact=True
+            ).click()
             page.get_by_label("Line").fill("Line 1")
             page.get_by_label("Product").fill("impeller-A")
             page.locator('input[type="file"]').set_input_files([str(p) for p in test[200:206]])
@@ -126,12 +128,16 @@ def main() -> None:
                 ("Models", "Models"),
                 ("Flagging rules", "Flagging rules"),
             ):
-                page.get_by_role("link", name=name).click()
+                page.get_by_test_id("stSidebarNav").get_by_role(
+                    "link", name=name, exact=True
+                ).click()
                 expect(page.get_by_role("heading", name=heading)).to_be_visible()
                 page.wait_for_timeout(2500)
                 page.screenshot(path=OUT / f"{name.lower().replace(' ', '_')}.png", full_page=True)
 
-            page.get_by_role("link", name="Training").click()
+            page.get_by_test_id("stSidebarNav").get_by_role(
+                "link", name="Training", exact=True
+            ).click()
             page.get_by_role("tab", name="Jobs").click()
             page.wait_for_timeout(3000)
             page.screenshot(path=OUT / "training.png", full_page=True)

@@ -23,7 +23,7 @@ def test_upload_open_result_and_review(server: Server, page: Page, tmp_path: Pat
     rev = run_cli(server, "user", "add", "rita", "--role", "reviewer")
 
     login(page, server, "rita", rev["password"])
-    page.get_by_role("link", name="Inspect").click()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Inspect", exact=True).click()
     expect(page.get_by_role("heading", name="Inspect parts")).to_be_visible()
     page.get_by_label("Line").fill("L1")
     page.locator('input[type="file"]').set_input_files(
@@ -36,7 +36,7 @@ def test_upload_open_result_and_review(server: Server, page: Page, tmp_path: Pat
     expect(page.get_by_text("Open a result")).to_be_visible()
     expect(page.get_by_text("Grad-CAM heatmap: where the model looked")).to_be_visible()
 
-    page.get_by_role("link", name="Review").click()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Review", exact=True).click()
     expect(page.get_by_role("heading", name="Review queue")).to_be_visible()
     expect(page.get_by_text("Heatmap (stored at inspection)")).to_be_visible()
     expect(page.get_by_role("heading", name="Part #1")).to_be_visible()

@@ -27,7 +27,7 @@ def test_engineer_launches_job_and_sees_it_finish(
         "tiny parts",
     )
     login(page, server, "erin", eng["password"])
-    page.get_by_role("link", name="Training").click()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Training", exact=True).click()
     expect(page.get_by_role("heading", name="Training")).to_be_visible()
     page.get_by_role("tab", name="Launch a job").click()
     epochs = page.get_by_role("spinbutton", name="Epochs")
@@ -47,11 +47,17 @@ def test_reviewer_cannot_open_training_page(server: Server, page: Page) -> None:
     rev = run_cli(server, "user", "add", "rex", "--role", "reviewer")
     login(page, server, "rex", rev["password"])
     # Each negative check follows a positive wait, so it runs against a rendered page.
-    expect(page.get_by_role("link", name="Review")).to_be_visible()
-    expect(page.get_by_role("link", name="Training")).to_have_count(0)
+    expect(
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Review", exact=True)
+    ).to_be_visible()
+    expect(
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Training", exact=True)
+    ).to_have_count(0)
     page.goto(f"{server.url}/training")
     # Typing the URL loads the app afresh and keeps the login (the session cookie); the page is
     # not in the reviewer's navigation, so Streamlit says "Page not found" and shows the main page.
     expect(page.get_by_role("dialog", name="Page not found")).to_be_visible()
-    expect(page.get_by_role("link", name="Review")).to_be_visible()  # still logged in
+    expect(
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Review", exact=True)
+    ).to_be_visible()  # still logged in
     expect(page.get_by_role("heading", name="Training")).to_have_count(0)
