@@ -1,6 +1,8 @@
 """The page a browser without a login sees (a session ended while the tab was open, or after
 logout): a link to the login form that returns here, and single sign-on when it is on."""
 
+import html
+
 import streamlit as st
 
 from core.auth import accounts
@@ -25,6 +27,7 @@ if settings.sso_enabled and "sso" in st.query_params:
 
 st.info("You are not logged in (or your session has ended).")
 # target _self: the login form replaces this page instead of opening a new tab.
-st.html(f'<a href="{login_url()}" target="_self" class="defectlens-login">Log in</a>')
+# login_url() percent-encodes the page's path; escaping it again keeps any text out of the markup.
+st.html(f'<a href="{html.escape(login_url())}" target="_self" class="defectlens-login">Log in</a>')
 if settings.sso_enabled and st.button("Log in with single sign-on"):
     st.login()

@@ -27,6 +27,7 @@ from core.quality.buckets import (
     in_shift,
     into_buckets,
     plant_zone,
+    shift_of,
 )
 from core.quality.drift import Drift, drift
 from core.quality.forecast import Forecast, forecast
@@ -278,9 +279,7 @@ def _mix(
     out: dict[str, list[int]] = {}
     for hour, name, n in classes:
         start = bucket_start(hour, by, tz, shifts)
-        if where.shift is not None and f"{bucket_start(hour, 'shift', tz, shifts):%H:%M}" != (
-            where.shift
-        ):
+        if where.shift is not None and shift_of(hour, tz, shifts) != where.shift:
             continue
         i = index.get(start)
         if i is not None:
