@@ -83,6 +83,13 @@ class Settings:
     db_url: str
     device: str = "auto"
     port: int = 8501
+    # Folders the browser's "Folder on the server" import may read (DEFECTLENS_IMPORT_ROOTS);
+    # empty: the data directory's import/ folder only.
+    import_roots: tuple[Path, ...] = ()
+    # Proxies whose X-Forwarded-For names the browser's address (login throttling per address).
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    # The interface the web server listens on: all of them by default; 127.0.0.1 behind a proxy.
+    listen_address: str = "0.0.0.0"
     timezone: str = "UTC"
     # Shift start times in plant-local time (DEFECTLENS_SHIFTS, e.g. "06:00,14:00,22:00").
     shift_starts: tuple[str, ...] = ("06:00", "14:00", "22:00")
@@ -109,6 +116,11 @@ class Settings:
     log_level: str | None = None
 
     @property
+    def import_dirs(self) -> tuple[Path, ...]:
+        """Where a server-folder import may read: the configured roots, else home/import."""
+        return self.import_roots or (self.home / "import",)
+
+    @property
     def images_dir(self) -> Path:
         return self.home / "images"
 
@@ -129,9 +141,23 @@ class Settings:
         return self.db_url.startswith("sqlite")
 
     def ensure_dirs(self) -> None:
-        """Create the data directory and its sub-folders."""
+        """Create the data directory and its sub-folders; the directory is the owner's only, so
+        files made before the umask (an older version, a copy) are not readable by others."""
         for path in (self.home, self.images_dir, self.datasets_dir, self.models_dir, self.jobs_dir):
             path.mkdir(parents=True, exist_ok=True)
+        if not self.import_roots:
+            (self.home / "import").mkdir(exist_ok=True)
+        if self.home.stat().st_uid == os.getuid():
+            self.home.chmod(0o700)
+
+
+def _import_roots(text: str) -> tuple[Path, ...]:
+    """DEFECTLENS_IMPORT_ROOTS: absolute folders separated by ':' (os.pathsep)."""
+    roots = [Path(part).expanduser() for part in text.split(os.pathsep) if part.strip()]
+    relative = [str(r) for r in roots if not r.is_absolute()]
+    if relative:
+        raise ValidationError(f"DEFECTLENS_IMPORT_ROOTS: {relative[0]!r} is not an absolute path")
+    return tuple(roots)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -147,6 +173,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_url=db_url,
         device=device,
         port=_int(env, "DEFECTLENS_PORT", 8501),
+        listen_address=(env.get("DEFECTLENS_LISTEN_ADDRESS") or "0.0.0.0").strip(),
+        import_roots=_import_roots(env.get("DEFECTLENS_IMPORT_ROOTS") or ""),
+        trusted_proxies=tuple(
+            a.strip()
+            for a in (env.get("DEFECTLENS_TRUSTED_PROXIES") or "127.0.0.1,::1").split(",")
+            if a.strip()
+        ),
         timezone=env.get("DEFECTLENS_TIMEZONE") or "UTC",
         shift_starts=_shifts(env.get("DEFECTLENS_SHIFTS") or "06:00,14:00,22:00"),
         max_upload_mb=_int(env, "DEFECTLENS_MAX_UPLOAD_MB", 200),

@@ -15,6 +15,7 @@ from core.errors import DefectLensError
 from core.quality import baselines, timeline
 from core.quality.trends import TrendReport
 from db.engine import Database
+from pages._ui import literal
 
 
 def limits_panel(
@@ -62,7 +63,7 @@ def limits_panel(
                         note,
                     )  # fmt: skip
                 except DefectLensError as e:
-                    st.error(str(e))
+                    st.error(literal(e))
                 else:
                     st.rerun()
         if report.baseline is not None:
@@ -71,7 +72,7 @@ def limits_panel(
                 try:
                     baselines.withdraw_baseline(db, user, report.baseline.id, why)
                 except DefectLensError as e:
-                    st.error(str(e))
+                    st.error(literal(e))
                 else:
                     st.rerun()
 
@@ -89,8 +90,8 @@ def annotations_panel(
     with st.expander(f"Process annotations ({len(notes)})"):
         for a in notes:
             c1, c2 = st.columns([5, 1])
-            c1.write(f"{a.at.astimezone(tz):%Y-%m-%d %H:%M} · {a.line or 'all lines'} · "
-                     f"{a.created_by or 'system'}")  # fmt: skip
+            c1.write(f"{a.at.astimezone(tz):%Y-%m-%d %H:%M} · {literal(a.line or 'all lines')} · "
+                     f"{literal(a.created_by or 'system')}")  # fmt: skip
             c1.text(a.text)  # as typed: never markdown or HTML
             if can(user, Action.ANNOTATE_TRENDS) and c2.button("Remove", key=f"del_note_{a.id}"):
                 timeline.delete_annotation(db, user, a.id)
@@ -108,6 +109,6 @@ def annotations_panel(
                     timeline.add_annotation(db, user, datetime.combine(day, at, tz), text,
                                             line=where.strip() or None)  # fmt: skip
                 except DefectLensError as e:
-                    st.error(str(e))
+                    st.error(literal(e))
                 else:
                     st.rerun()

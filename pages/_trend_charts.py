@@ -17,6 +17,7 @@ from core.quality.buckets import Bucket
 from core.quality.forecast import Forecast
 from core.quality.trends import TrendReport
 from db.queries.timeline import TimelineEvent
+from pages._ui import plot_text
 
 MARKERS = {"model": ("#6a3d9a", "M"), "flag_rule": ("#b15928", "R"), "annotation": ("#1f78b4", "A")}
 _MARGIN = {"l": 0, "r": 0, "t": 40, "b": 0}
@@ -36,10 +37,11 @@ def add_events(fig: go.Figure, events: Sequence[TimelineEvent], tz: ZoneInfo) ->
         at = e.at.astimezone(tz)
         fig.add_shape(type="line", x0=at, x1=at, yref="paper", y0=0, y1=1,
                       line={"dash": "dot", "width": 1, "color": colour})  # fmt: skip
-        where = f" ({e.line})" if e.line else ""
+        where = f" ({plot_text(e.line)})" if e.line else ""
         fig.add_annotation(x=at, yref="paper", y=1.0, text=letter, showarrow=False,
                            font={"color": "white", "size": 10}, bgcolor=colour,
-                           hovertext=f"{at:%Y-%m-%d %H:%M} {e.label}{where}")  # fmt: skip
+                           hovertext=f"{at:%Y-%m-%d %H:%M} {plot_text(e.label)}{where}",
+                           )  # fmt: skip
 
 
 def rate_figure(report: TrendReport, tz: ZoneInfo) -> go.Figure:
@@ -87,7 +89,8 @@ def lines_figure(per_line: dict[str, list[Bucket]], report: TrendReport, tz: Zon
     for name, buckets in sorted(per_line.items()):
         fig.add_scatter(x=[b.start for b in buckets],
                         y=[b.defects / b.parts if b.parts else None for b in buckets],
-                        mode="lines+markers", name=name or "(no line)")  # fmt: skip
+                        mode="lines+markers",
+                        name=plot_text(name) if name else "(no line)")  # fmt: skip
     add_events(fig, report.events, tz)
     fig.update_layout(title="Defect rate per line", height=320, yaxis_tickformat=".1%",
                       margin=_MARGIN)  # fmt: skip
@@ -98,12 +101,12 @@ def mix_figure(report: TrendReport, tz: ZoneInfo) -> go.Figure:
     """Defective parts per class and bucket, stacked, as a share of the bucket's parts."""
     starts = [b.start for b in report.buckets]
     fig = go.Figure()
-    order = [r.name for r in report.pareto.rows]
+    order = [r.name for r in report.pareto.rows]  # raw names: they key the counts below
     for name in order:
         counts = report.mix.get(name, [])
         shares = [c / b.parts if b.parts else 0 for c, b in zip(counts, report.buckets,
                                                                  strict=True)]  # fmt: skip
-        fig.add_bar(x=starts, y=shares, name=name, customdata=counts,
+        fig.add_bar(x=starts, y=shares, name=plot_text(name), customdata=counts,
                     hovertemplate="%{y:.2%} (%{customdata} parts)")  # fmt: skip
     add_events(fig, report.events, tz)
     fig.update_layout(barmode="stack", title="Defect mix by class", height=320,
@@ -115,8 +118,9 @@ def pareto_figure(report: TrendReport) -> go.Figure:
     """Classes by count with the cumulative share and the 80 % line."""
     rows = report.pareto.rows
     fig = go.Figure()
-    fig.add_bar(x=[r.name for r in rows], y=[r.count for r in rows], name="defects")
-    fig.add_scatter(x=[r.name for r in rows], y=[r.cumulative_share for r in rows], yaxis="y2",
+    names = [plot_text(r.name) for r in rows]
+    fig.add_bar(x=names, y=[r.count for r in rows], name="defects")
+    fig.add_scatter(x=names, y=[r.cumulative_share for r in rows], yaxis="y2",
                     name="cumulative share", mode="lines+markers")  # fmt: skip
     fig.add_shape(type="line", xref="paper", x0=0, x1=1, yref="y2", y0=0.8, y1=0.8,
                   line={"dash": "dot"})  # fmt: skip

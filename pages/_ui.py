@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
@@ -21,6 +23,26 @@ if TYPE_CHECKING:
     from core.vision.classifier import Classifier
 
 USER_KEY = "defectlens_user"
+# What can make Markdown of plain text in Streamlit: emphasis, code, links and images, HTML,
+# headings, tables, strikethrough, LaTeX, and a colon that starts an emoji, an icon, a colour
+# directive or a URL scheme (":smile:", ":red[...]", "https://"), and the dot of "www." (GFM
+# links it). Plain punctuation stays.
+_MARKDOWN_SPECIAL = re.compile(r"[\\`*_\[\]<>#!|~$]|:(?=\S)|(?<=www)\.", re.IGNORECASE)
+
+
+def literal(text: object) -> str:
+    """User text (a dataset, class, model, line or file name, a username) as typed wherever
+    Streamlit renders Markdown (messages, captions, labels, expanders, buttons, radio options):
+    every character that could start Markdown or HTML is escaped, so a name never becomes a
+    link, an image, markup or an emoji. Plain-text places (st.text, tables, select boxes) need
+    no escaping."""
+    return _MARKDOWN_SPECIAL.sub(lambda m: "\\" + m.group(0), str(text))
+
+
+def plot_text(text: object) -> str:
+    """User text for Plotly labels, ticks and hover text, which render a subset of HTML
+    (links included): escaped so it shows as typed."""
+    return html.escape(str(text), quote=False)
 
 
 @st.cache_resource
@@ -87,8 +109,20 @@ def require_page(action: Action) -> CurrentUser:
     try:
         permissions.require(user, action)
     except PermissionDenied as e:
-        st.error(str(e))
+        st.error(literal(e))
         st.stop()
+    return user
+
+
+def acting_user(action: Action) -> CurrentUser:
+    """The user as of this moment, for a button callback or a fragment rerun (which run without
+    the page's own check at the top): re-read from the session and re-checked, so a user who was
+    logged out, deactivated or lost the role meanwhile cannot act from a tab still open.
+    Raises PermissionDenied."""
+    user = current_user()
+    if user is None:
+        raise PermissionDenied("your session has ended: log in again")
+    permissions.require(user, action)
     return user
 
 
@@ -111,7 +145,11 @@ def demo_banner() -> None:
     state = demo_status.read(get_settings())
     if state is None:
         return
-    if state.get("state") == "preparing":
+    if demo_status.interrupted(get_settings()):
+        st.warning(f"The demo was not finished ({state.get('step')}). The next "
+                   "`defectlens run` rebuilds it; an admin can also remove it "
+                   "(Administration, Demo data).")  # fmt: skip
+    elif state.get("state") == "preparing":
         st.info(f"The demo is being prepared: {state.get('step')} "
                 f"({state.get('progress', 0):.0%}). Pages fill in as it goes.",
                 icon=":material/hourglass_top:")  # fmt: skip

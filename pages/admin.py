@@ -7,7 +7,7 @@ from core.auth import accounts, audit
 from core.auth.permissions import ROLES, Action
 from core.demo import remove as demo_remove
 from core.errors import DefectLensError
-from pages._ui import get_db, get_settings, require_page
+from pages._ui import get_db, get_settings, literal, require_page
 
 user = require_page(Action.MANAGE_USERS)
 db = get_db()
@@ -42,9 +42,11 @@ with users_tab:
         if st.form_submit_button("Add user", type="primary"):
             try:
                 info, password = accounts.create_user(db, user, name, role, email=email or None)
-                st.success(f"Added {info.username}. Their password (shown once): {password}")
+                st.success(
+                    f"Added {literal(info.username)}. Their password (shown once): {password}"
+                )
             except DefectLensError as e:
-                st.error(str(e))
+                st.error(literal(e))
 
     st.subheader("Change a user")
     by_name = {u.username: u for u in users}
@@ -64,9 +66,9 @@ with users_tab:
                 st.rerun()
             if c3.button("Reset password"):
                 password = accounts.reset_password(db, user, target.id)
-                st.success(f"New password for {target.username} (shown once): {password}")
+                st.success(f"New password for {literal(target.username)} (shown once): {password}")
         except DefectLensError as e:
-            st.error(str(e))
+            st.error(literal(e))
 
 with audit_tab:
     c1, c2 = st.columns(2)
@@ -89,4 +91,4 @@ with demo_tab:
             rows = sum(done.removed.values())
             st.success(f"Removed {rows:,} demo rows and {done.files:,} files.")
             if done.kept:
-                st.warning(f"Kept because real data uses them: {done.kept}")
+                st.warning(f"Kept because real data uses them: {literal(done.kept)}")

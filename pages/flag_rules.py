@@ -9,7 +9,7 @@ from core.auth.permissions import Action
 from core.errors import DefectLensError, NotFound
 from core.quality import flag_rules
 from core.registry import catalog
-from pages._ui import get_db, get_settings, require_page
+from pages._ui import get_db, get_settings, literal, require_page
 
 user = require_page(Action.EDIT_FLAG_RULES)
 db, settings = get_db(), get_settings()
@@ -29,9 +29,14 @@ except NotFound:
 product = st.text_input("Product", value=flag_rules.DEFAULT_PRODUCT).strip()
 current = flag_rules.active_rule(db, product or flag_rules.DEFAULT_PRODUCT)
 st.write(
-    f"In force for **{product or flag_rules.DEFAULT_PRODUCT}**: good classes "
-    f"{', '.join(current.good_classes) or '(none)'}; threshold {current.min_confidence:.0%}"
-    + (f" (version {current.version} of `{current.product}`)" if current.id else " (built-in)")
+    f"In force for **{literal(product or flag_rules.DEFAULT_PRODUCT)}**: good classes "
+    f"{literal(', '.join(current.good_classes)) or '(none)'}; "
+    f"threshold {current.min_confidence:.0%}"
+    + (
+        f" (version {current.version} of {literal(current.product)})"
+        if current.id
+        else " (built-in)"
+    )
 )
 
 good = st.multiselect(
@@ -77,9 +82,9 @@ if good:
 if st.button("Save as a new version", type="primary", disabled=not good):
     try:
         rule = flag_rules.set_rule(db, user, product or flag_rules.DEFAULT_PRODUCT, good, threshold)
-        st.success(f"Saved version {rule.version} for {rule.product}.")
+        st.success(f"Saved version {rule.version} for {literal(rule.product)}.")
     except DefectLensError as e:
-        st.error(str(e))
+        st.error(literal(e))
 
 history = flag_rules.rule_history(db, product or flag_rules.DEFAULT_PRODUCT)
 if history:

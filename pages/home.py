@@ -1,7 +1,6 @@
 """Home: the plant overview for any logged-in user: headline numbers, then each line today
 against the last 30 days, its review backlog and open SPC signals."""
 
-import re
 from datetime import UTC, datetime, timedelta
 
 import streamlit as st
@@ -10,7 +9,7 @@ from core.auth import permissions
 from core.auth.permissions import Action
 from core.errors import DefectLensError
 from core.quality import overview, trends
-from pages._ui import get_db, get_settings, require_page
+from pages._ui import get_db, get_settings, literal, require_page
 
 user = require_page(Action.VIEW_TRENDS)
 settings = get_settings()
@@ -21,7 +20,7 @@ try:
     ov = overview.plant_overview(get_db(), user, hours=24, now=now)
     lines = overview.line_overview(get_db(), settings, user, now=now)
 except DefectLensError as e:
-    st.error(str(e))
+    st.error(literal(e))
     st.stop()
 
 
@@ -29,13 +28,9 @@ def _share(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
-def _literal(text: str) -> str:
-    """A line name as typed: markdown characters in it are escaped, never rendered."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~<>$:])", r"\\\1", text)
-
-
 st.caption(
-    f"Logged in as {user.username} ({user.role.value}). Plant-wide, the last 24 hours: since "
+    f"Logged in as {literal(user.username)} ({user.role.value}). Plant-wide, the last 24 hours: "
+    "since "
     f"{ov.since.astimezone(tz):%Y-%m-%d %H:%M} plant-local time ({settings.timezone})."
 )
 c1, c2, c3, c4 = st.columns(4)
@@ -76,7 +71,7 @@ st.caption(
 if not lines.lines:
     st.info("No inspections in the last 30 days, and nothing waits for review.")
 for status in lines.lines:
-    name = _literal(status.line) if status.line else "(no line)"
+    name = literal(status.line) if status.line else "(no line)"
     with st.container(border=True):
         if status.signals:
             rules = "; ".join(

@@ -11,7 +11,7 @@ from core.errors import DefectLensError, NotFound
 from core.quality import ingest, inspections, uploads
 from core.registry import catalog
 from db.queries.inspections import InspectionRecord
-from pages._ui import get_classifier, get_db, get_settings, require_page
+from pages._ui import get_classifier, get_db, get_settings, literal, require_page
 
 user = require_page(Action.INSPECT)
 db, settings = get_db(), get_settings()
@@ -22,7 +22,9 @@ try:
 except NotFound:
     st.warning("No active model yet. An engineer promotes one on the Models page.")
     st.stop()
-st.caption(f"Active model #{active.id}: {active.name}" + (" (demo)" if active.is_demo else ""))
+st.caption(
+    f"Active model #{active.id}: {literal(active.name)}" + (" (demo)" if active.is_demo else "")
+)
 
 with st.form("inspect", clear_on_submit=False):
     c1, c2, c3, c4, c5 = st.columns(5)
@@ -64,7 +66,7 @@ if submitted:
                     db, settings, user, batch, trace, classifier=(active, get_classifier(active))
                 )
         except DefectLensError as e:
-            st.error(str(e))
+            st.error(literal(e))
         else:
             st.session_state["inspect_ids"] = [r.id for r in result.processed]
             st.session_state["inspect_rejected"] = [

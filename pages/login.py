@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.auth import accounts
 from core.errors import AuthenticationError
-from pages._ui import get_db, get_settings, login_url, sign_in
+from pages._ui import get_db, get_settings, literal, login_url, sign_in
 
 settings = get_settings()
 st.title("DefectLens")
@@ -18,7 +18,7 @@ if settings.sso_enabled and getattr(st.user, "is_logged_in", False) and st.user.
         sign_in(accounts.user_for_email(get_db(), str(st.user.email)))
         st.rerun()
     except AuthenticationError as e:
-        st.error(str(e))
+        st.error(literal(e))
         if st.button("Sign out of single sign-on"):
             st.logout()
     st.stop()

@@ -8,7 +8,7 @@ import streamlit as st
 from core.auth.permissions import Action
 from core.errors import DefectLensError
 from core.registry import catalog, compare
-from pages._ui import get_db, get_settings, require_page
+from pages._ui import get_db, get_settings, literal, plot_text, require_page
 
 user = require_page(Action.MANAGE_MODELS)
 db, settings = get_db(), get_settings()
@@ -62,7 +62,7 @@ with c2:
             st.success(f"Model #{back.id} is active again.")
             st.rerun()
         except DefectLensError as e:
-            st.warning(str(e))
+            st.warning(literal(e))
 
 left, right = st.columns(2)
 with left:
@@ -76,7 +76,7 @@ with left:
     if spec.get("img_size_reason"):
         st.caption(f"Input size {spec['img_size_reason']}")
     st.write(
-        f"Trained on dataset **{ds.name if ds else 'unknown'}**"
+        f"Trained on dataset **{literal(ds.name) if ds else 'unknown'}**"
         + (f" (#{ds.id}, {ds.num_images} images)" if ds else "")
     )
     st.caption(f"Artifact SHA-256 {model.artifact_sha256}")
@@ -88,8 +88,8 @@ with right:
     if cm:
         fig = px.imshow(
             cm,
-            x=model.class_names,
-            y=model.class_names,
+            x=[plot_text(c) for c in model.class_names],
+            y=[plot_text(c) for c in model.class_names],
             text_auto=True,
             labels={"x": "predicted", "y": "true"},
             color_continuous_scale="Blues",
@@ -153,7 +153,7 @@ if model.status.value != "active" and b1.button("Promote to active", type="prima
         st.success(f"Model #{model.id} is now active; inspection uses it from the next image.")
         st.rerun()
     except DefectLensError as e:
-        st.error(str(e))
+        st.error(literal(e))
 
 
 @st.cache_data(max_entries=8, show_spinner="Exporting to ONNX…")
@@ -179,7 +179,7 @@ if active is not None and active.id != model.id and model.dataset_id is not None
                     compare.score_model(db, settings, m, model.dataset_id) for m in (model, active)
                 ]
         except DefectLensError as e:
-            st.warning(str(e))
+            st.warning(literal(e))
         else:
             rows = []
             for label, score in zip(("this model", "active"), scores, strict=True):

@@ -6,7 +6,7 @@ import streamlit as st
 from core.auth.permissions import Action
 from core.errors import Conflict, DefectLensError
 from core.quality import inspections, review
-from pages._ui import get_db, get_settings, require_page
+from pages._ui import acting_user, get_db, get_settings, literal, require_page
 
 user = require_page(Action.REVIEW)
 db, settings = get_db(), get_settings()
@@ -71,7 +71,7 @@ st.write("True class (keys 1–9):")
 cols = st.columns(min(len(class_names), 9))
 for i, name in enumerate(class_names[:9]):
     cols[i].button(
-        f"{i + 1} · {name}",
+        f"{i + 1} · {literal(name)}",
         key=f"cls_{i}",
         on_click=_choose,
         args=(name,),
@@ -81,6 +81,7 @@ for i, name in enumerate(class_names[:9]):
 st.radio(
     "True class",
     class_names,
+    format_func=literal,
     key="review_true_class",
     horizontal=True,
     label_visibility="collapsed",
@@ -96,7 +97,7 @@ def _save(disposition: str) -> None:
     try:
         review.record_review(
             db,
-            user,
+            acting_user(Action.REVIEW),
             seen_id,
             true_class=chosen,
             disposition=disposition,
@@ -104,13 +105,13 @@ def _save(disposition: str) -> None:
             expected_version=seen_version,
         )
     except Conflict as e:
-        st.session_state["review_flash"] = ("warning", str(e))
+        st.session_state["review_flash"] = ("warning", literal(e))
     except DefectLensError as e:
-        st.session_state["review_flash"] = ("error", str(e))
+        st.session_state["review_flash"] = ("error", literal(e))
     else:
         st.session_state["review_flash"] = (
             "success",
-            f"Part #{seen_id} saved: {chosen}, {disposition}.",
+            f"Part #{seen_id} saved: {literal(chosen)}, {disposition}.",
         )
     st.session_state.pop("review_item", None)
 

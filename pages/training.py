@@ -6,13 +6,13 @@ import streamlit as st
 
 from core.auth.permissions import Action
 from core.datasets import from_reviews, service
-from core.errors import DefectLensError
+from core.errors import DefectLensError, PermissionDenied
 from core.jobs import backend, queue
 from core.registry import catalog
 from core.training.balance import BALANCE_MODES
 from core.training.config import ARCHITECTURE_NAMES, DEFAULT_IMG_SIZES, TrainConfig
 from core.training.plan import DEFAULT_BUDGET_MINUTES
-from pages._ui import get_db, get_settings, require_page
+from pages._ui import acting_user, get_db, get_settings, literal, plot_text, require_page
 
 user = require_page(Action.TRAIN)
 db, settings = get_db(), get_settings()
@@ -30,7 +30,9 @@ with data_tab:
     for ds in datasets:
         health = ds.health
         warn = len(health.get("warnings", [])) + len(health.get("unreadable", []))
-        label = f"#{ds.id} {ds.name} · {ds.num_images} images · {len(ds.class_names)} classes"
+        label = (
+            f"#{ds.id} {literal(ds.name)} · {ds.num_images} images · {len(ds.class_names)} classes"
+        )
         label += " · demo" if ds.is_demo else ""
         with st.expander(label + (f" · {warn} warning(s)" if warn else "")):
             st.caption(f"Source: {ds.source} · imported {ds.created_at:%Y-%m-%d %H:%M} UTC")
@@ -62,8 +64,11 @@ with data_tab:
                         )
                     st.success(f"Dataset #{rec.id} {'imported' if created else 'already existed'}.")
                 except DefectLensError as e:
-                    st.error(str(e))
+                    st.error(literal(e))
     with folder_tab, st.form("folder_dataset"):
+        # The administrator's setting, not user text.
+        roots = ", ".join(f"`{r}`" for r in settings.import_dirs)
+        st.caption(f"A folder inside {roots} (DEFECTLENS_IMPORT_ROOTS), one sub-folder per class.")
         folder = st.text_input("Folder path on the server")
         folder_name = st.text_input("Dataset name", key="folder_name")
         if st.form_submit_button("Import folder", type="primary"):
@@ -74,7 +79,7 @@ with data_tab:
                     )
                 st.success(f"Dataset #{rec.id} {'imported' if created else 'already existed'}.")
             except DefectLensError as e:
-                st.error(str(e))
+                st.error(literal(e))
 
     st.subheader("Make a dataset from reviewed parts")
     st.caption(
@@ -97,9 +102,9 @@ with data_tab:
                     rec = from_reviews.snapshot_from_reviews(
                         db, settings, user, loop_name, merge_dataset_id=merge_id
                     )
-                st.success(f"Dataset #{rec.id} {rec.name}: {rec.num_images} images.")
+                st.success(f"Dataset #{rec.id} {literal(rec.name)}: {rec.num_images} images.")
             except DefectLensError as e:
-                st.error(str(e))
+                st.error(literal(e))
 
 with launch_tab:
     datasets = catalog.list_datasets(db)
@@ -187,7 +192,7 @@ with launch_tab:
                     st.success(f"Job #{job.id} queued; a worker picks it up shortly.")
                     st.session_state["training_job"] = job.id
                 except DefectLensError as e:
-                    st.error(str(e))
+                    st.error(literal(e))
 
 with jobs_tab:
     history = queue.list_jobs(db, limit=200)
@@ -220,15 +225,21 @@ with jobs_tab:
     )
 
     def live_view() -> None:
+        # Every 2 s rerun of this fragment skips the page's check above: check again.
+        try:
+            actor = acting_user(Action.TRAIN)
+        except PermissionDenied as e:
+            st.error(literal(e))
+            return
         job = queue.get_job(db, job_id)
         eta = "" if job.eta_seconds is None else f" · about {job.eta_seconds:.0f}s left"
         st.progress(
             min(max(job.progress, 0.0), 1.0), text=f"Job #{job.id}: {job.status.value}{eta}"
         )
         if job.error:
-            st.error(job.error)
+            st.error(literal(job.error))
         elif job.message:
-            st.caption(job.message)
+            st.caption(literal(job.message))
         metrics = queue.job_metrics(db, job.id)
         if metrics:
             df = pd.DataFrame([vars(m) for m in metrics])
@@ -263,7 +274,7 @@ with jobs_tab:
                 rec = pd.DataFrame(recall_rows)
                 fig = go.Figure()
                 for cls, part in rec.groupby("class", sort=True):
-                    fig.add_scatter(x=part.epoch, y=part.recall, name=str(cls))
+                    fig.add_scatter(x=part.epoch, y=part.recall, name=plot_text(cls))
                 fig.update_layout(
                     title="Validation recall per class (a rare class that drops shows here)",
                     height=300,
@@ -279,9 +290,9 @@ with jobs_tab:
                 st.dataframe(pd.DataFrame(per_class).T, width="stretch")
         if not job.is_finished and st.button("Cancel job", key=f"cancel_{job.id}"):
             try:
-                queue.cancel_job(db, user, job.id)
+                queue.cancel_job(db, actor, job.id)
             except DefectLensError as e:
-                st.warning(str(e))
+                st.warning(literal(e))
         with st.expander("Log"):
             st.code(queue.log_tail(settings, job, lines=40) or "(empty)", language=None)
         if job.is_finished and st.session_state.get("_live_polling") == job.id:

@@ -14,7 +14,7 @@ from core.errors import DefectLensError
 from core.quality import buckets, forecast, inspections, pdf_report, reports, spc, trends
 from pages import _trend_charts as charts
 from pages._trend_admin import annotations_panel, limits_panel
-from pages._ui import get_db, get_settings, require_page
+from pages._ui import get_db, get_settings, literal, require_page
 
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30),
            "90d": timedelta(days=90), "custom": None}  # fmt: skip
@@ -27,7 +27,7 @@ st.title("Trends")
 try:
     tz = buckets.plant_zone(settings)
 except DefectLensError as e:
-    st.error(str(e))
+    st.error(literal(e))
     st.stop()
 q = st.query_params
 
@@ -80,7 +80,7 @@ try:
     report = trends.trend_report(db, settings, user, since, until, where,
                                  None if by == "auto" else by)  # fmt: skip
 except DefectLensError as e:
-    st.error(str(e))
+    st.error(literal(e))
     st.stop()
 st.caption(
     f"{since.astimezone(tz):%Y-%m-%d %H:%M} to {until.astimezone(tz):%Y-%m-%d %H:%M} "

@@ -11,6 +11,7 @@ logged out lands on its page after login. Streamlit itself reads the cookie on e
 
 from __future__ import annotations
 
+import asyncio
 import html
 import secrets
 from functools import cached_property
@@ -25,9 +26,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core import setup
 from core.auth import accounts, sessions
+from core.auth.throttle import CONCURRENT_HASHES, HASH_QUEUE_WAIT_S, LoginThrottle, Refusal
 from core.config import Settings
 from core.errors import AuthenticationError
 from db.engine import Database
+from db.queries.audit import add_audit
 
 LOGIN_PATH = "/session/login"
 CSRF_COOKIE = "defectlens_login_csrf"
@@ -42,6 +45,9 @@ class WebAuth:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.throttle = LoginThrottle()
+        # At most this many argon2 checks at once (each holds 64 MiB); the rest queue briefly.
+        self._hash_slots = asyncio.Semaphore(CONCURRENT_HASHES)
 
     @cached_property
     def db(self) -> Database:
@@ -63,11 +69,28 @@ class WebAuth:
         if not expected or not secrets.compare_digest(sent, expected):
             return self._form(target, "The login form expired. Please try again.", 400)
         username, password = str(form.get("username") or ""), str(form.get("password") or "")
+        address = client_address(request, self.settings.trusted_proxies)
+        refusal = self.throttle.check(username, address, password)
+        if refusal is not None:
+            return self._refused(target, refusal, username)
         try:
-            user = await run_in_threadpool(accounts.authenticate, self.db, username, password,
-                                           delay_s=self.settings.login_delay_s)  # fmt: skip
+            await asyncio.wait_for(self._hash_slots.acquire(), HASH_QUEUE_WAIT_S)
+        except TimeoutError:
+            return self._refused(target, Refusal("busy", 5), username)
+        try:
+            try:
+                user = await run_in_threadpool(accounts.authenticate, self.db, username,
+                                               password, delay_s=0)  # fmt: skip
+            finally:
+                self._hash_slots.release()
         except AuthenticationError as e:
+            locked = self.throttle.failed(username, address)
+            if locked:
+                await run_in_threadpool(self._audit_lockout, username, address, locked)
+            # Slow down guessing, without holding a hashing slot or a thread meanwhile.
+            await asyncio.sleep(self.settings.login_delay_s)
             return self._form(target, str(e), 401, username)
+        self.throttle.succeeded(username, address)
         token = await run_in_threadpool(sessions.start_session, self.db, self.settings, user)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
@@ -76,6 +99,19 @@ class WebAuth:
         )  # fmt: skip
         response.delete_cookie(CSRF_COOKIE, path=LOGIN_PATH)
         return response
+
+    def _refused(self, target: str, refusal: Refusal, name: str) -> Response:
+        status = {"too long": 400, "busy": 503}.get(refusal.reason, 429)
+        response = self._form(target, refusal.message, status, name)
+        if refusal.retry_after_s:
+            response.headers["Retry-After"] = str(refusal.retry_after_s)
+        return response
+
+    def _audit_lockout(self, username: str, address: str, locked: list[str]) -> None:
+        with self.db.write() as session:
+            add_audit(session, user_id=None, username=username.strip()[:64],
+                      action="login_locked", entity="user",
+                      details={"address": address, "locked": locked})  # fmt: skip
 
     def _form(self, target: str, error: str = "", status: int = 200, name: str = "") -> Response:
         csrf = secrets.token_urlsafe(24)
@@ -120,6 +156,17 @@ class WebAuth:
         token = request.cookies.get(sessions.COOKIE_NAME)
         user = await run_in_threadpool(sessions.resolve_session, self.db, self.settings, token)
         return user is None
+
+
+def client_address(request: Request, trusted_proxies: tuple[str, ...]) -> str:
+    """The browser's address: the peer, or behind a trusted proxy the address that proxy saw
+    (the last X-Forwarded-For entry, which the proxy itself appends)."""
+    peer = request.client.host if request.client else "unknown"
+    if peer in trusted_proxies:
+        forwarded = [a.strip() for a in request.headers.get("x-forwarded-for", "").split(",")]
+        if forwarded and forwarded[-1]:
+            return forwarded[-1][:64]
+    return peer
 
 
 def safe_next(value: str | None) -> str:

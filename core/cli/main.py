@@ -5,6 +5,7 @@ traceback)."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -39,6 +40,9 @@ app.command("demo")(demo.demo)
 
 def main() -> None:
     """Run the CLI; errors become one line on stderr and a non-zero exit code."""
+    # Owner-only files: the database and its WAL (password hashes, e-mails, the audit log), job
+    # logs, images. Every process `defectlens` starts (web server, worker, training) inherits it.
+    os.umask(0o077)
     try:
         # Inside the try: a bad setting is a one-line error like any other.
         logging.basicConfig(

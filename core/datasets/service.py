@@ -112,6 +112,16 @@ def import_server_folder(
     path = Path(text).expanduser()
     if not path.is_absolute():
         raise DatasetError(f"{text}: give an absolute path (it is read on the server)")
-    if not path.is_dir():
+    # Symlinks followed before the check, and the check before any look at the folder itself,
+    # so the answer for a path outside the roots says nothing about what lies there.
+    real = path.resolve()
+    roots = [r.resolve() for r in settings.import_dirs]
+    if not any(real == r or r in real.parents for r in roots):
+        allowed = ", ".join(str(r) for r in settings.import_dirs)
+        raise DatasetError(
+            f"{text}: outside the folders the server imports from ({allowed}); copy the dataset "
+            "into one of them, or ask an administrator to add its folder to DEFECTLENS_IMPORT_ROOTS"
+        )
+    if not real.is_dir():
         raise DatasetError(f"{text}: no such folder on the server")
-    return import_dataset(db, settings, actor, path, name)
+    return import_dataset(db, settings, actor, real, name)

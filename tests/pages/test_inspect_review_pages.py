@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core.auth import audit, permissions
+from core.auth import accounts, audit, permissions
 from core.quality import ingest, inspections, review
 from core.registry import catalog
 from db.queries.inspections import InspectionRecord
@@ -131,3 +131,17 @@ def test_viewer_cannot_open_inspect_or_review(app_env, make_user) -> None:  # ty
     for path in ("pages/inspect.py", "pages/review.py"):
         with pytest.raises(ValueError):
             at.switch_page(path)
+
+
+def test_a_deactivated_reviewers_open_tab_cannot_save_a_review(
+    app_env, make_user, db, settings, active_model
+) -> None:  # type: ignore[no-untyped-def]
+    reviewer, _ = make_user("rita", "reviewer")
+    rec = _flag_one(db, settings)
+    at = _page(reviewer, "pages/review.py")
+    assert any(s.value == f"Part #{rec.id}" for s in at.subheader)
+    accounts.set_active(db, permissions.SYSTEM, reviewer.id, False)  # while her tab is open
+    next(b for b in at.button if b.label.startswith("Accept")).click().run()
+    assert not at.exception
+    assert review.history(db, rec.id) == []  # the button's callback acted as no one
+    assert not any(s.value == f"Part #{rec.id}" for s in at.subheader)

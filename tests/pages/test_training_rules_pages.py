@@ -4,6 +4,7 @@ rules page saves a new audited version."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import pytest
@@ -120,3 +121,27 @@ def test_rules_page_saves_a_new_version(app_env, make_user, db, train_tiny) -> N
         str(rule.id),
     )
     assert entry["details"]["product"] == "P-9" and entry["details"]["version"] == 1
+
+
+HOSTILE = "![](https://x.test/t.gif)[Session expired, sign in](https://x.test/login) **:red[x]**"
+
+
+def test_a_hostile_dataset_name_is_shown_as_typed_never_as_markdown(
+    app_env, make_user, db, settings, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from core.datasets import service
+    from pages._ui import literal
+    from tests.conftest import write_tiny_dataset
+
+    engineer, _ = make_user("erin", "engineer")
+    service.import_dataset(db, settings, permissions.SYSTEM, write_tiny_dataset(tmp_path / "d"),
+                           HOSTILE)  # fmt: skip
+    at = _page(engineer, "pages/training.py")
+    assert not at.exception
+    (label,) = [e.label for e in at.expander if "images" in e.label]
+    # Every Markdown metacharacter of the name is escaped: no image, no link, no colour.
+    assert literal(HOSTILE) in label
+    assert re.search(r"(?<!\\)[\[\]!*]|(?<!\\):\S", label) is None, label
+    assert literal("![](https://x) www.x :y: a: b (c)") == (
+        "\\!\\[\\](https\\://x) www\\.x \\:y: a: b (c)"
+    )

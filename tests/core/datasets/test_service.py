@@ -52,13 +52,45 @@ def test_reviewer_may_not_import(tmp_path: Path, db, settings, make_user) -> Non
 
 
 def test_server_folder_must_be_an_absolute_existing_folder(db, settings) -> None:  # type: ignore[no-untyped-def]
+    inside = settings.home / "import"
     for bad, reason in (
         ("", "give the folder"),
         ("relative/path", "absolute"),
-        ("/no/such/folder", "no such folder"),
+        (str(inside / "no" / "such" / "folder"), "no such folder"),
     ):
         with pytest.raises(DatasetError, match=reason):
             service.import_server_folder(db, settings, permissions.SYSTEM, bad, "x")
+
+
+def test_server_folder_import_reads_only_inside_the_import_roots(  # type: ignore[no-untyped-def]
+    tmp_path: Path, db, settings
+) -> None:
+    settings.ensure_dirs()
+    inside = write_tiny_dataset(settings.home / "import" / "line3")
+    outside = write_tiny_dataset(tmp_path / "elsewhere")
+    (settings.home / "import" / "sneaky").symlink_to(outside)  # a link out of the root
+    for path in (outside, settings.home / "import" / "sneaky", Path("/home"), Path("/"),
+                 Path("/no/such/folder"), settings.home / "import" / ".." / "images"):  # fmt: skip
+        with pytest.raises(DatasetError, match="outside the folders the server imports from"):
+            service.import_server_folder(db, settings, permissions.SYSTEM, str(path), "x")
+    assert catalog.list_datasets(db) == []  # nothing was read, nothing half-stored
+    record, _snap, _ = service.import_server_folder(
+        db, settings, permissions.SYSTEM, str(inside), "line 3"
+    )
+    assert record.num_images == 32
+
+
+def test_import_roots_are_a_setting(tmp_path: Path) -> None:
+    from core.config import load_settings
+    from core.errors import ValidationError
+
+    env = {"DEFECTLENS_HOME": str(tmp_path / "h"), "DEFECTLENS_IMPORT_ROOTS": "/srv/a:/mnt/b"}
+    assert load_settings(env).import_dirs == (Path("/srv/a"), Path("/mnt/b"))
+    assert load_settings({"DEFECTLENS_HOME": str(tmp_path / "h")}).import_dirs == (
+        tmp_path / "h" / "import",
+    )
+    with pytest.raises(ValidationError, match="not an absolute path"):
+        load_settings({**env, "DEFECTLENS_IMPORT_ROOTS": "relative/x"})
 
 
 def test_upload_error_names_the_uploaded_file_not_the_temp_file(db, settings) -> None:  # type: ignore[no-untyped-def]
