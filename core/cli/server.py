@@ -15,8 +15,13 @@ import typer
 
 from core import setup
 from core.cli.common import JsonOpt, emit_json, fail, settings
+from core.config import Settings
+from core.demo import status as demo_status
+from core.files import write_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Where the first admin's password goes when stdout is not a terminal (systemd, a container).
+ADMIN_PASSWORD_FILE = "initial-admin-password.txt"
 
 # Runs in the server's own process, never in core: DefectLens builds its navigation with
 # st.navigation, per role. Streamlit's legacy multipage mode would turn every script in the
@@ -53,15 +58,30 @@ def init(
     typer.echo(f"data directory: {result.home}")
     typer.echo(f"database: {result.db_url} (schema {result.revision})")
     if result.admin_password:
-        typer.echo(
-            f"created admin '{result.admin_username}' with password: {result.admin_password}\n"
-            "This password is shown only once. Log in and keep it safe."
-        )
+        _announce_admin(settings(), result.admin_username, result.admin_password)
     else:
         typer.echo("users already exist; no account created")
 
 
-def _streamlit_command(port: int, max_upload_mb: int) -> list[str]:
+def _announce_admin(s: Settings, username: str | None, password: str) -> None:
+    """The first admin's password, once: printed on a terminal; otherwise (systemd, a container,
+    a pipe: output that ends up in a log) written to an owner-only file in the data directory."""
+    if sys.stdout.isatty():
+        typer.echo(
+            f"created admin '{username}' with password: {password}\n"
+            "This password is shown only once. Log in and keep it safe."
+        )
+        return
+    path = s.home / ADMIN_PASSWORD_FILE
+    write_atomic(path, f"username: {username}\npassword: {password}\n".encode())
+    os.chmod(path, 0o600)
+    typer.echo(
+        f"created admin '{username}'; the password is in {path} (readable by this user only; "
+        "delete the file after the first login)"
+    )
+
+
+def _streamlit_command(port: int, max_upload_mb: int, address: str) -> list[str]:
     return [
         sys.executable,
         "-c",
@@ -71,6 +91,8 @@ def _streamlit_command(port: int, max_upload_mb: int) -> list[str]:
         str(REPO_ROOT / "pages" / "_server.py"),
         "--server.port",
         str(port),
+        "--server.address",
+        address,
         "--server.headless",
         "true",
         "--server.maxUploadSize",
@@ -99,6 +121,16 @@ def _network_url(port: int) -> str:
     except OSError:
         address = socket.gethostname()
     return f"http://{address}:{port}"
+
+
+def serving_urls(address: str, port: int) -> str:
+    """The startup line: where the dashboard really answers for this listen address."""
+    if address in ("0.0.0.0", "::", ""):
+        return f"http://localhost:{port} and {_network_url(port)} (every interface)"
+    if address in ("127.0.0.1", "localhost", "::1"):
+        return f"http://localhost:{port} (this machine only; put a TLS proxy in front)"
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{port}"
 
 
 def _supervise(
@@ -133,6 +165,10 @@ def _supervise(
 
 def run(
     port: Annotated[int | None, typer.Option(help="HTTP port (default DEFECTLENS_PORT).")] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Listen address (default DEFECTLENS_LISTEN_ADDRESS, 0.0.0.0: all)."),
+    ] = None,
     no_demo: Annotated[
         bool,
         typer.Option("--no-demo", help="Do not seed the demo on a first start (empty database)."),
@@ -142,23 +178,26 @@ def run(
     s = settings()
     result = setup.initialise(s)
     if result.admin_password:
-        typer.echo(
-            f"created admin '{result.admin_username}' with password: {result.admin_password}\n"
-            "This password is shown only once."
-        )
+        _announce_admin(s, result.admin_username, result.admin_password)
     port = port or s.port
+    address = address or s.listen_address
     env = dict(os.environ, DEFECTLENS_HOME=str(s.home), DEFECTLENS_DB_URL=s.db_url)
     children = [
-        subprocess.Popen(_streamlit_command(port, s.max_upload_mb), env=env, cwd=REPO_ROOT),
+        subprocess.Popen(
+            _streamlit_command(port, s.max_upload_mb, address), env=env, cwd=REPO_ROOT
+        ),
         # The training worker: pages only queue jobs, this process runs them.
         subprocess.Popen(_worker_command(), env=env, cwd=REPO_ROOT),
     ]
     # A first start on an empty database seeds the demo beside the running dashboard (its
     # progress goes to this terminal; the pages say it is being prepared).
-    tasks = [] if no_demo or not setup.is_empty(s) else [
-        subprocess.Popen([*_cli_command(), "demo"], env=env, cwd=REPO_ROOT)
+    # A seeding that a stop interrupted is rebuilt from scratch.
+    resume = not no_demo and demo_status.interrupted(s)
+    tasks = [] if no_demo or not (resume or setup.is_empty(s)) else [
+        subprocess.Popen([*_cli_command(), "demo", *(["--fresh"] if resume else [])], env=env,
+                         cwd=REPO_ROOT)
     ]  # fmt: skip
-    typer.echo(f"DefectLens on http://localhost:{port} and {_network_url(port)} (Ctrl-C to stop)")
+    typer.echo(f"DefectLens on {serving_urls(address, port)} (Ctrl-C to stop)")
     if tasks:
         typer.echo("seeding the demo (a few minutes; the dashboard is usable meanwhile)")
     stopping = _supervise(children, tasks)
