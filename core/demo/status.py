@@ -29,6 +29,21 @@ def read(settings: Settings) -> dict[str, Any] | None:
         return None
 
 
+def interrupted(settings: Settings) -> bool:
+    """Whether a seeding stopped half-way: the state says preparing (or failed), and its process
+    is gone (the server was stopped meanwhile, Ctrl-C, a restart of the machine)."""
+    state = read(settings)
+    if state is None or state.get("state") not in ("preparing", "failed"):
+        return False
+    try:
+        os.kill(int(state.get("pid") or 0), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OverflowError):
+        return False  # a process of another user holds the pid: not ours to judge
+    return int(state.get("pid") or 0) <= 0
+
+
 def clear(settings: Settings) -> None:
     """Forget the demo's state (after it was removed)."""
     (settings.home / FILE).unlink(missing_ok=True)

@@ -19,6 +19,7 @@ from db.models import (
     Inspection,
     Model,
     Review,
+    SpcBaseline,
     TrainingJob,
     User,
 )
@@ -50,7 +51,14 @@ def counts(session: Session) -> dict[str, int]:
     out["inspections"] = int(
         session.scalar(select(func.count()).select_from(Inspection).where(Inspection.is_demo)) or 0
     )
+    out["baselines"] = int(session.scalar(select(func.count()).select_from(SpcBaseline).where(
+        SpcBaseline.created_by.in_(_demo_users()))) or 0)  # fmt: skip
     return out
+
+
+def _demo_users() -> Any:
+    """The ids of demo users, as a subquery (limits the demo's engineer froze are demo data)."""
+    return select(User.id).where(User.is_demo)
 
 
 def demo_inspection_ids(session: Session) -> list[int]:
@@ -60,7 +68,8 @@ def demo_inspection_ids(session: Session) -> list[int]:
 
 def delete_demo(session: Session, inspection_ids: Sequence[int]) -> DemoFiles:
     """Delete the demo inspections (given) with their reviews, then every demo model, dataset,
-    annotation and user nothing real still points at; the files they leave behind."""
+    annotation, the limits demo users froze, and every demo user nothing real still points at;
+    the files they leave behind."""
     heatmaps: list[str] = []
     image_ids: set[int] = set()
     for start in range(0, len(inspection_ids), 500):
@@ -80,8 +89,10 @@ def delete_demo(session: Session, inspection_ids: Sequence[int]) -> DemoFiles:
     manifests = list(session.scalars(select(Dataset.manifest_path).where(Dataset.id.in_(datasets))))
     session.execute(delete(Dataset).where(Dataset.id.in_(datasets)))
     session.execute(delete(Annotation).where(Annotation.is_demo))
+    session.execute(delete(SpcBaseline).where(SpcBaseline.created_by.in_(_demo_users())))
     users = _free(session, User, [Review.reviewer_id, Model.promoted_by, Annotation.created_by,
-                                  FlagRule.created_by, TrainingJob.created_by])  # fmt: skip
+                                  FlagRule.created_by, TrainingJob.created_by,
+                                  SpcBaseline.retired_by])  # fmt: skip
     # The audit trail keeps what demo users did, by name; only the link to the row goes.
     session.execute(update(AuditEntry).where(AuditEntry.user_id.in_(users)).values(user_id=None))
     session.execute(delete(User).where(User.id.in_(users)))

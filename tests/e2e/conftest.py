@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
+# Assertions wait up to 30 s (Playwright's default is 5 s): on a loaded 2-core CI machine a
+# page rerun with charts can take longer than that.
+expect.set_options(timeout=30_000)
+
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -61,13 +67,14 @@ class Server:
     log: Path
 
 
-def _serve(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """`defectlens run` on the port, once it answers its health check."""
+def _serve(home: Path, port: int, log: Path, demo: bool = False) -> subprocess.Popen[bytes]:
+    """`defectlens run` on the port, once it answers its health check (with `demo`, a first
+    start on an empty database seeds the demo meanwhile, as `make run` does)."""
     env = dict(os.environ, DEFECTLENS_HOME=str(home), DEFECTLENS_LOGIN_DELAY_S="0.1")
     env.pop("DEFECTLENS_DB_URL", None)
     with log.open("ab") as log_file:
         proc = subprocess.Popen(
-            [_cli(), "run", "--port", str(port), "--no-demo"],
+            [_cli(), "run", "--port", str(port), *([] if demo else ["--no-demo"])],
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,

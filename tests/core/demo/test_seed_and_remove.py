@@ -15,7 +15,7 @@ from core.demo import remove, seed, status
 from core.errors import PermissionDenied
 from core.quality import rollup
 from db.engine import Database
-from db.models import AuditEntry, Inspection, Model, Review, Role, User
+from db.models import AuditEntry, Inspection, Model, Review, Role, SpcBaseline, User
 from db.queries import rollups
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,8 @@ def test_the_demo_seeds_marked_data_and_is_removed_without_touching_real_data(
 
     made = seed.seed_demo(db, settings, TINY)
 
-    assert made["datasets"] == 1 and made["models"] == 2 and made["users"] == 2
+    assert made["datasets"] == 1 and made["models"] == 2 and made["users"] == 3
+    assert made["baselines"] > 0  # the demo engineer's frozen phase I limits
     assert made["annotations"] == 3 and made["inspections"] > 200 and made["reviews"] > 0
     assert status.read(settings)["state"] == "ready"  # type: ignore[index]
     with db.read() as s:
@@ -58,6 +59,7 @@ def test_the_demo_seeds_marked_data_and_is_removed_without_touching_real_data(
         assert s.query(Review).count() == 0
         assert {u.username for u in s.query(User)} == {"vic"}
         assert s.query(Model).count() == 0
+        assert s.query(SpcBaseline).count() == 0
         assert "demo_removed" in {a.action for a in s.query(AuditEntry)}
         cells = {k: v.parts for k, v in rollups.all_cells(s).items() if v.parts}
     assert sum(cells.values()) == 1  # only the real part is still counted ...
