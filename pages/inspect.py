@@ -139,6 +139,6 @@ if heat is not None:
     mid.image(heat, caption="Grad-CAM heatmap: where the model looked", width="stretch")
 right.bar_chart(pd.Series(rec.probabilities, name="probability"), horizontal=True)
 right.write(
-    f"**{rec.predicted_class}** at {rec.confidence:.1%}"
-    + (f" · flagged ({rec.flag_reason})" if rec.flagged else " · not flagged")
+    f"**{literal(rec.predicted_class)}** at {rec.confidence:.1%}"
+    + (f" · flagged ({literal(rec.flag_reason)})" if rec.flagged else " · not flagged")
 )

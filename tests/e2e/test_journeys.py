@@ -256,6 +256,13 @@ def test_2_reviewer_uploads_good_and_bad_files_and_opens_a_heatmap(
     expect(page.get_by_role("heading", name="Results")).to_be_visible()
     # The rejected table is a canvas grid; its rows are checked through the count above.
     expect(page.get_by_test_id("stDataFrame")).to_have_count(2)  # rejected files, results
+    # Open a result's heatmap: stored for a flagged part, computed on request for the others.
+    page.get_by_label("Open a result").click()
+    page.get_by_role("option", name=re.compile(r"scratched\.png")).click()
+    settle(page)
+    compute = page.get_by_role("button", name="Compute heatmap")
+    if compute.count():
+        compute.click()
     expect(page.get_by_text("Grad-CAM heatmap: where the model looked")).to_be_visible()
     shot(page, "inspect", height=1600)
     session_survives_then_logout(page, demo, "/review", "Review queue")
