@@ -145,7 +145,7 @@ def demo_banner() -> None:
     state = demo_status.read(get_settings())
     if state is None:
         return
-    if demo_status.interrupted(get_settings()):
+    if demo_status.unfinished(state):  # the state already read: no second read
         st.warning(f"The demo was not finished ({state.get('step')}). The next "
                    "`defectlens run` rebuilds it; an admin can also remove it "
                    "(Administration, Demo data).")  # fmt: skip

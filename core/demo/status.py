@@ -30,18 +30,25 @@ def read(settings: Settings) -> dict[str, Any] | None:
 
 
 def interrupted(settings: Settings) -> bool:
-    """Whether a seeding stopped half-way: the state says preparing (or failed), and its process
-    is gone (the server was stopped meanwhile, Ctrl-C, a restart of the machine)."""
-    state = read(settings)
+    """Whether a seeding stopped half-way (see unfinished)."""
+    return unfinished(read(settings))
+
+
+def unfinished(state: dict[str, Any] | None) -> bool:
+    """Whether this state is a seeding that stopped half-way: it says preparing (or failed), and
+    its process is gone (the server was stopped meanwhile, Ctrl-C, a restart of the machine)."""
     if state is None or state.get("state") not in ("preparing", "failed"):
         return False
+    pid = int(state.get("pid") or 0)
+    if pid <= 0:
+        return True
     try:
-        os.kill(int(state.get("pid") or 0), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    except (PermissionError, ValueError, OverflowError):
+    except (PermissionError, OverflowError):
         return False  # a process of another user holds the pid: not ours to judge
-    return int(state.get("pid") or 0) <= 0
+    return False
 
 
 def clear(settings: Settings) -> None:
