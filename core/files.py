@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+from core.errors import InvalidImageError
 
 
 def fsync_dir(folder: Path) -> None:
@@ -39,3 +43,48 @@ def write_atomic(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
         raise
     if sync_dir:
         fsync_dir(path.parent)
+
+
+def read_bounded(path: Path, max_bytes: int, *, label: str, follow_symlinks: bool = True) -> bytes:
+    """Read an input file's bytes, refusing it (InvalidImageError naming label) when it is over
+    max_bytes or not a regular file. With follow_symlinks=False a symbolic link is refused when
+    it is opened (O_NOFOLLOW), so a file swapped for a link after it was checked is not followed."""
+    # O_NONBLOCK: a FIFO put in the file's place is refused below instead of hanging the open.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise InvalidImageError(f"{label}: file not found") from None
+    except IsADirectoryError:
+        raise InvalidImageError(f"{label}: is a folder, not a file") from None
+    except PermissionError:
+        raise InvalidImageError(f"{label}: permission denied") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP and not follow_symlinks:
+            raise InvalidImageError(f"{label}: is a symbolic link, not followed") from None
+        raise InvalidImageError(f"{label}: cannot read file ({e.strerror or e})") from None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(f.fileno())
+            if stat.S_ISDIR(info.st_mode):
+                raise InvalidImageError(f"{label}: is a folder, not a file")
+            if not stat.S_ISREG(info.st_mode):
+                raise InvalidImageError(f"{label}: not a regular file")
+            if info.st_size > max_bytes:
+                raise InvalidImageError(
+                    f"{label}: {megabytes(info.st_size)} exceeds the {megabytes(max_bytes)} limit"
+                )
+            # Read one byte past the limit: the file may have grown since the stat.
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise InvalidImageError(f"{label}: cannot read file ({e.strerror or e})") from None
+    if len(data) > max_bytes:
+        raise InvalidImageError(f"{label}: exceeds the {megabytes(max_bytes)} limit")
+    return data
+
+
+def megabytes(n: int) -> str:
+    """A byte count for a message: 1.5 MB below 10 MiB, 12 MB above."""
+    return f"{n / (1024 * 1024):.1f} MB" if n < 10 * 1024 * 1024 else f"{n // (1024 * 1024)} MB"

@@ -203,7 +203,9 @@ class FolderWatcher:
         for path in paths:
             shown = uploads.display_name(path.name)
             try:
-                data = images.read_file_limited(path, self._limits, name=shown)
+                data = images.read_file_limited(
+                    path, self._limits, name=shown, follow_symlinks=False
+                )
             except InvalidImageError as e:
                 early.append(Rejection.from_error(shown, e))
                 by_name[shown] = path
@@ -264,11 +266,12 @@ class FolderWatcher:
     def _recover(self) -> None:
         if not self.inflight.is_dir():
             return
-        leftovers = sorted(p for p in self.inflight.iterdir() if p.is_file())
+        # Whatever was swapped in (a link, a FIFO) is taken too, and rejected with its reason.
+        leftovers = sorted(p for p in self.inflight.iterdir() if p.is_symlink() or not p.is_dir())
         redo: list[Path] = []
         for path in leftovers:
             try:
-                data = images.read_file_limited(path, self._limits)
+                data = images.read_file_limited(path, self._limits, follow_symlinks=False)
             except InvalidImageError:
                 redo.append(path)  # rejected again, with its reason
                 continue

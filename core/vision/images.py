@@ -25,6 +25,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.config import Settings
 from core.errors import InvalidImageError
+from core.files import megabytes as _mb
+from core.files import read_bounded
 from core.vision.formats import FORMAT_ALIASES, describe_unknown, sniff
 
 log = logging.getLogger(__name__)
@@ -89,10 +91,6 @@ class ImageInfo:
     mode: str
     nbytes: int
     frames: int
-
-
-def _mb(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MB" if n < 10 * 1024 * 1024 else f"{n // (1024 * 1024)} MB"
 
 
 def _mpx(n: int) -> str:
@@ -290,30 +288,19 @@ def decode_file(
 
 
 def read_file_limited(
-    path: Path, limits: DecodeLimits = DecodeLimits(), *, name: str | None = None
+    path: Path,
+    limits: DecodeLimits = DecodeLimits(),
+    *,
+    name: str | None = None,
+    follow_symlinks: bool = True,
 ) -> bytes:
-    """Read a file's bytes, refusing it (InvalidImageError) when it is over the byte limit."""
-    label = str(path) if name is None else name
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > limits.max_bytes:
-                raise InvalidImageError(
-                    f"{label}: {_mb(size)} exceeds the {_mb(limits.max_bytes)} limit"
-                )
-            # Read one byte past the limit: the file may have grown since the stat.
-            data = f.read(limits.max_bytes + 1)
-    except FileNotFoundError:
-        raise InvalidImageError(f"{label}: file not found") from None
-    except IsADirectoryError:
-        raise InvalidImageError(f"{label}: is a folder, not a file") from None
-    except PermissionError:
-        raise InvalidImageError(f"{label}: permission denied") from None
-    except OSError as e:
-        raise InvalidImageError(f"{label}: cannot read file ({e.strerror or e})") from None
-    if len(data) > limits.max_bytes:
-        raise InvalidImageError(f"{label}: exceeds the {_mb(limits.max_bytes)} limit")
-    return data
+    """A file's bytes within the decode byte limit (see core.files.read_bounded)."""
+    return read_bounded(
+        path,
+        limits.max_bytes,
+        label=str(path) if name is None else name,
+        follow_symlinks=follow_symlinks,
+    )
 
 
 def is_grayscale_content(rgb: np.ndarray, *, tolerance: int = 6) -> bool:

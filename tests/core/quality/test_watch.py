@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from core.auth import permissions
 from core.config import Settings
-from core.quality import ingest, inspections
+from core.quality import ingest, inspections, watch
 from core.quality.ingest import Traceability
 from core.quality.watch import INFLIGHT, FolderWatcher
 from db.engine import Database
@@ -184,3 +184,55 @@ def test_watcher_picks_up_a_newly_promoted_model(
     models = [r.model_id for r in inspections.list_inspections(db)]
     assert models == [second.id, first.id]
     assert not os.listdir(folder / INFLIGHT)
+
+
+def test_a_file_swapped_for_a_symlink_after_the_check_is_not_followed(
+    db: Database, settings: Settings, folder: Path, active: Active, tmp_path: Path, monkeypatch
+) -> None:
+    # The window the watcher cannot close by checking: the file passed the symlink check on both
+    # polls and is swapped for a link to another user's image just before it is taken.
+    secret = tmp_path / "elsewhere" / "secret.png"
+    secret.parent.mkdir()
+    secret.write_bytes(png(5))
+    (folder / "part.png").write_bytes(png(1))
+    real_target = watch._unique_target
+
+    def swap_then_target(where: Path, name: str) -> Path:
+        if where.name == INFLIGHT and name == "part.png":
+            (folder / name).unlink()
+            (folder / name).symlink_to(secret)
+        return real_target(where, name)
+
+    monkeypatch.setattr(watch, "_unique_target", swap_then_target)
+    w = _watcher(db, settings, folder, active)
+    w.poll()
+    result = w.poll()
+    assert result is not None and result.processed == []
+    assert [(r.file, r.reason) for r in result.rejected] == [
+        ("part.png", "is a symbolic link, not followed")
+    ]
+    assert _inspections(db) == 0
+    assert (folder / "rejected" / "part.png").is_symlink()
+    assert "symbolic link" in (folder / "rejected" / "part.png.reason.txt").read_text()
+
+
+def test_a_symlink_left_in_inflight_is_rejected_on_recovery(
+    db: Database, settings: Settings, folder: Path, active: Active, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(png(6))
+    (folder / INFLIGHT).mkdir()
+    (folder / INFLIGHT / "left.png").symlink_to(secret)
+    (folder / INFLIGHT / "fifo.png").unlink(missing_ok=True)
+    os.mkfifo(folder / INFLIGHT / "fifo.png")  # would hang a plain open()
+    w = _watcher(db, settings, folder, active)
+    w.poll()
+    assert _inspections(db) == 0
+    assert sorted(p.name for p in (folder / "rejected").iterdir()) == [
+        "fifo.png",
+        "fifo.png.reason.txt",
+        "left.png",
+        "left.png.reason.txt",
+    ]
+    assert "not a regular file" in (folder / "rejected" / "fifo.png.reason.txt").read_text()
+    assert list((folder / INFLIGHT).iterdir()) == []
