@@ -204,7 +204,9 @@ def _ordered(rows: np.ndarray) -> np.ndarray:
 
 
 def _expit(v: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-v))
+    """The logistic function; the logit is clipped so a level far below any rate (a line with
+    no defect in months) reads as a rate of about 1e-217, not an overflow warning."""
+    return 1.0 / (1.0 + np.exp(-np.clip(v, -500.0, 500.0)))
 
 
 def _pmf_quantiles(pmf: np.ndarray, n: int) -> np.ndarray:
@@ -297,7 +299,7 @@ def local_level(s: _Series) -> np.ndarray:
         # Extended Kalman step: the binomial linearised at the predicted rate (West, Harrison
         # and Migon's dynamic GLM), so a day with no defects pulls down instead of being
         # read as the logit of 0.5 / n, which is biased up when n·p < 1.
-        p = 1.0 / (1.0 + np.exp(-m))
+        p = _expit(m)
         info = s.n[i] * p * (1 - p)
         e = s.x[i] - s.n[i] * p
         pred_var = info * (1 + info * (var + tau2)) + 1e-300
@@ -338,7 +340,7 @@ def _update(
     v = var + tau2
     day = m
     for _ in range(4):
-        p = 1.0 / (1.0 + np.exp(-day))
+        p = _expit(day)
         info, e = n * p * (1 - p), x - n * p
         day = m + v * (info * (day - m) + e) / (1 + info * v)  # no division by info, it may be 0
     # The day's logit is level plus day effect; the level takes its share var / v of the move.
