@@ -108,6 +108,9 @@ class Settings:
     secure_cookies: bool = False
     ray_address: str = ""
     sso_enabled: bool = False
+    # Refuse an SSO login whose e-mail the provider does not vouch for (email_verified). Off only
+    # for a provider that sends no such claim and whose every address is the plant's own.
+    sso_require_email_verified: bool = True
     # A running job whose heartbeat is older than this is marked failed by any worker's sweep.
     job_heartbeat_timeout_s: float = 30.0
     # How often an idle worker looks for queued jobs.
@@ -195,6 +198,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secure_cookies=(env.get("DEFECTLENS_SECURE_COOKIES") or "").lower() in ("1", "true", "yes"),
         ray_address=env.get("DEFECTLENS_RAY_ADDRESS") or "",
         sso_enabled=(env.get("DEFECTLENS_SSO") or "").lower() in ("1", "true", "yes"),
+        sso_require_email_verified=(env.get("DEFECTLENS_SSO_REQUIRE_EMAIL_VERIFIED") or "1").lower()
+        not in ("0", "false", "no"),
         job_heartbeat_timeout_s=_float(env, "DEFECTLENS_JOB_HEARTBEAT_TIMEOUT_S", 30.0),
         worker_poll_s=_float(env, "DEFECTLENS_WORKER_POLL_S", 2.0),
         log_level=_log_level(env),

@@ -105,6 +105,23 @@ class User(Base):
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
+class SsoIdentity(Base):
+    """The single sign-on identity an account is bound to: the provider (issuer) and its stable
+    subject, set on the account's first SSO login. Later logins match on these, never on the
+    e-mail, which a provider may let its users change."""
+
+    __tablename__ = "sso_identities"
+    __table_args__ = (
+        UniqueConstraint("issuer", "subject", name="uq_sso_identities_issuer_subject"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    issuer: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255))
+    bound_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class UserSession(Base):
     """One login: the SHA-256 of the opaque token in the browser's cookie (never the token), its
     user, and when it began, was last used, expires and was ended. Nothing about the role."""

@@ -69,6 +69,17 @@ with users_tab:
                 st.success(f"New password for {literal(target.username)} (shown once): {password}")
         except DefectLensError as e:
             st.error(literal(e))
+        with st.form("set_email"):
+            new_email = st.text_input(
+                "E-mail for single sign-on (empty: none)", value=target.email or ""
+            )
+            st.caption("A changed address also unlinks the account's single sign-on identity.")
+            if st.form_submit_button("Change e-mail"):
+                try:
+                    accounts.set_email(db, user, target.id, new_email)
+                    st.rerun()
+                except DefectLensError as e:
+                    st.error(literal(e))
 
 with audit_tab:
     c1, c2 = st.columns(2)

@@ -5,7 +5,7 @@ import html
 
 import streamlit as st
 
-from core.auth import accounts
+from core.auth import sso
 from core.errors import AuthenticationError
 from pages._ui import get_db, get_settings, literal, login_url, sign_in
 
@@ -13,9 +13,15 @@ settings = get_settings()
 st.title("DefectLens")
 st.caption("Visual quality inspection.")
 
-if settings.sso_enabled and getattr(st.user, "is_logged_in", False) and st.user.email:
+if settings.sso_enabled and getattr(st.user, "is_logged_in", False):
     try:
-        sign_in(accounts.user_for_email(get_db(), str(st.user.email)))
+        sign_in(
+            sso.user_for_claims(
+                get_db(),
+                st.user.to_dict(),
+                require_email_verified=settings.sso_require_email_verified,
+            )
+        )
         st.rerun()
     except AuthenticationError as e:
         st.error(literal(e))

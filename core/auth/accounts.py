@@ -1,4 +1,4 @@
-"""Accounts: argon2id passwords, login, single sign-on mapping and user administration."""
+"""Accounts: argon2id passwords, login and user administration (single sign-on: core.auth.sso)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def _acting(user: User) -> CurrentUser:
     return CurrentUser(id=user.id, username=user.username, role=Role(user.role))
 
 
-def _logged_in(session: Session, user: User, method: str | None = None) -> CurrentUser:
+def record_login(session: Session, user: User, method: str | None = None) -> CurrentUser:
     """Stamp and audit a successful login (password or SSO) in the caller's transaction."""
     user.last_login_at = utcnow()
     add_audit(
@@ -103,28 +103,10 @@ def authenticate(
         else:
             if _hasher.check_needs_rehash(user.password_hash):
                 user.password_hash = _hasher.hash(password)
-            return _logged_in(session, user)
+            return record_login(session, user)
     # Slow down guessing; the audit entry is already committed.
     time.sleep(delay_s)
     raise AuthenticationError(LOGIN_REFUSED)
-
-
-def user_for_email(db: Database, email: str) -> CurrentUser:
-    """The active user an SSO e-mail maps to; refused when unknown or inactive."""
-    with db.write() as session:
-        user = users.get_user_by_email(session, email)
-        if user is None or not user.active:
-            add_audit(
-                session,
-                user_id=None,
-                username=email[:64],
-                action="login_failed",
-                entity="user",
-                details={"reason": "sso user unknown or inactive"},
-            )
-        else:
-            return _logged_in(session, user, method="sso")
-    raise AuthenticationError(f"No active DefectLens account for {email}; ask an administrator.")
 
 
 def record_logout(db: Database, user: CurrentUser) -> None:
@@ -263,7 +245,8 @@ def reset_password(
 
 
 def set_email(db: Database, actor: CurrentUser, user_id: int, email: str | None) -> UserInfo:
-    """Set the e-mail used to map single sign-on to this account (admin only)."""
+    """Set the e-mail used to map single sign-on to this account (admin only). A changed
+    address also unlinks the account's SSO identity, so the next SSO login binds anew."""
     require(actor, Action.MANAGE_USERS)
     email = (email or "").strip() or None
     with db.write() as session:
@@ -272,6 +255,12 @@ def set_email(db: Database, actor: CurrentUser, user_id: int, email: str | None)
             other = users.get_user_by_email(session, email)
             if other is not None and other.id != user.id:
                 raise Conflict(f"e-mail {email!r} already belongs to {other.username}")
+        details: dict[str, object] = {"username": user.username, "email": email}
+        if (user.email or "").lower() != (email or "").lower():
+            # The SSO binding was made through the old address: the next SSO login binds anew.
+            unbound = users.unbind_sso_identity(session, user.id)
+            if unbound is not None:
+                details["sso_unlinked"] = {"issuer": unbound.issuer, "subject": unbound.subject}
         user.email = email
         record_audit(
             session,
@@ -279,7 +268,7 @@ def set_email(db: Database, actor: CurrentUser, user_id: int, email: str | None)
             action="user_email_changed",
             entity="user",
             entity_id=user.id,
-            details={"username": user.username, "email": email},
+            details=details,
         )
         return to_user_info(user)
 

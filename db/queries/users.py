@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Role, User
+from db.models import Role, SsoIdentity, User
 
 
 @dataclass(frozen=True)
@@ -86,3 +86,32 @@ def count_other_active_admins(session: Session, user_id: int) -> int:
         )
         or 0
     )
+
+
+def get_sso_identity(session: Session, issuer: str, subject: str) -> SsoIdentity | None:
+    """The SSO identity with this provider and subject, or None."""
+    return session.scalar(
+        select(SsoIdentity).where(SsoIdentity.issuer == issuer, SsoIdentity.subject == subject)
+    )
+
+
+def get_sso_identity_of(session: Session, user_id: int) -> SsoIdentity | None:
+    """The SSO identity this user is bound to, or None."""
+    return session.scalar(select(SsoIdentity).where(SsoIdentity.user_id == user_id))
+
+
+def bind_sso_identity(session: Session, user_id: int, issuer: str, subject: str) -> SsoIdentity:
+    """Bind the user to a provider's subject (the caller checked neither is bound yet)."""
+    row = SsoIdentity(user_id=user_id, issuer=issuer, subject=subject)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def unbind_sso_identity(session: Session, user_id: int) -> SsoIdentity | None:
+    """Remove the user's SSO binding; the removed row, or None when there was none."""
+    row = get_sso_identity_of(session, user_id)
+    if row is not None:
+        session.delete(row)
+        session.flush()
+    return row

@@ -43,9 +43,10 @@ TABLES = {
     "spc_baselines",
     "annotations",
     "sessions",
+    "sso_identities",
 }
 # The tables later revisions add, newest last.
-SINCE_0004 = {"spc_baselines", "annotations", "sessions"}
+SINCE_0004 = {"spc_baselines", "annotations", "sessions", "sso_identities"}
 
 # table -> {index name: indexed columns}; trend pages and queues depend on these.
 INDEXES = {
@@ -68,6 +69,7 @@ UNIQUE = {
     "datasets": [{"content_hash"}],
     "flag_rules": [{"product", "version"}],
     "job_metrics": [{"job_id", "epoch"}],
+    "sso_identities": [{"user_id"}, {"issuer", "subject"}],
 }
 
 
@@ -379,6 +381,7 @@ _LATER_0004 = {
     # 0007's markers on tables that exist already (annotations arrives with its marker)
     *(("add_column", t, "is_demo") for t in ("datasets", "models", "users")),
     *(("add_index", f"ix_rollups_{c}", None) for c in ("line", "station", "product", "model_id")),
+    ("add_table", "sso_identities", None),
 }
 
 
@@ -399,6 +402,8 @@ _DEMO_COLUMNS = {("add_column is_demo", t) for t in ("datasets", "models", "user
 _FILTER_INDEXES = {
     ("add_index", f"ix_rollups_{c}") for c in ("line", "station", "product", "model_id")
 }
+# 0009's table, missing at every revision before it.
+_SSO = {("add_table", "sso_identities")}
 
 
 def test_0003_and_0004_add_recall_and_the_rollup_and_downgrade_drops_them(
@@ -414,6 +419,7 @@ def test_0003_and_0004_add_recall_and_the_rollup_and_downgrade_drops_them(
         == {(a, t) for a, t, _ in _LATER_0004 if a != "add_column"}
         | (_DEMO_COLUMNS - {("add_column is_demo", "annotations")})  # annotations: not yet
         | _FILTER_INDEXES
+        | _SSO
     )
     migrate.downgrade(blank_url, "0003")
     assert "rollups" not in _tables(engine)
@@ -466,6 +472,7 @@ def test_0005_adds_baselines_and_annotations_and_downgrade_drops_them(
         }
         | _DEMO_COLUMNS
         | _FILTER_INDEXES
+        | _SSO
     )
     migrate.downgrade(blank_url, "0004")
     assert not SINCE_0004 & _tables(engine)
@@ -474,7 +481,7 @@ def test_0005_adds_baselines_and_annotations_and_downgrade_drops_them(
 
 def test_0006_adds_sessions_and_downgrade_drops_them(blank_url: str, engine: Engine) -> None:
     migrate.upgrade(blank_url, "0006")
-    assert _names_of(_schema_diff(engine, Base.metadata)) == _DEMO_COLUMNS | _FILTER_INDEXES
+    assert _names_of(_schema_diff(engine, Base.metadata)) == _DEMO_COLUMNS | _FILTER_INDEXES | _SSO
     uniques = [set(u["column_names"]) for u in inspect(engine).get_unique_constraints("sessions")]
     assert {"token_hash"} in uniques
     migrate.downgrade(blank_url, "0005")
@@ -489,7 +496,7 @@ def test_0007_marks_demo_rows_and_downgrade_drops_the_markers(
         conn.execute(text("INSERT INTO users (username, password_hash, role, active, created_at)"
                           " VALUES ('old', 'x', 'viewer', true, CURRENT_TIMESTAMP)"))  # fmt: skip
     migrate.upgrade(blank_url, "0007")
-    assert _names_of(_schema_diff(engine, Base.metadata)) == _FILTER_INDEXES
+    assert _names_of(_schema_diff(engine, Base.metadata)) == _FILTER_INDEXES | _SSO
     with engine.connect() as conn:
         assert conn.execute(text("SELECT is_demo FROM users")).scalar_one() in (False, 0)
     migrate.downgrade(blank_url, "0006")
@@ -500,10 +507,25 @@ def test_0008_indexes_the_rollup_filters_and_downgrade_drops_them(
     blank_url: str, engine: Engine
 ) -> None:
     migrate.upgrade(blank_url, "0008")
-    assert _schema_diff(engine, Base.metadata) == []
+    assert _names_of(_schema_diff(engine, Base.metadata)) == _SSO
     names = {ix["name"] for ix in inspect(engine).get_indexes("rollups")}
     assert {n for _, n in _FILTER_INDEXES} <= names
     migrate.downgrade(blank_url, "0007")
     assert not {n for _, n in _FILTER_INDEXES} & {
         ix["name"] for ix in inspect(engine).get_indexes("rollups")
     }
+
+
+def test_0009_adds_sso_identities_and_downgrade_drops_them(blank_url: str, engine: Engine) -> None:
+    migrate.upgrade(blank_url, "0009")
+    assert _schema_diff(engine, Base.metadata) == []
+    uniques = [
+        set(u["column_names"]) for u in inspect(engine).get_unique_constraints("sso_identities")
+    ]
+    assert {"user_id"} in uniques and {"issuer", "subject"} in uniques
+    fks = inspect(engine).get_foreign_keys("sso_identities")
+    assert [(f["referred_table"], f["options"].get("ondelete")) for f in fks] == [
+        ("users", "CASCADE")
+    ]
+    migrate.downgrade(blank_url, "0008")
+    assert "sso_identities" not in _tables(engine)

@@ -44,6 +44,38 @@ def test_admin_navigation_has_admin_page(app_env: Settings, make_user) -> None: 
     assert any(t.value == "Administration" for t in at.title)
 
 
+def test_admin_changes_a_users_sso_email_and_unlinks_it(app_env: Settings, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    from core.auth import sso
+    from db.queries import users
+
+    admin, _ = make_user("root", "admin")
+    bob, _ = make_user("bob", "reviewer")
+    claims = {
+        "iss": "https://idp",
+        "sub": "b1",
+        "email": "bob@plant.example",
+        "email_verified": True,
+    }
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["defectlens_user"] = admin
+    at.run()
+    at.switch_page("pages/admin.py").run()
+    at.selectbox(key="edit_user").set_value("bob").run()
+    email_box = next(t for t in at.text_input if t.label.startswith("E-mail for single sign-on"))
+    email_box.input("bob@plant.example")
+    next(b for b in at.button if b.label == "Change e-mail").click().run()
+    assert not at.exception and not at.error
+    assert sso.user_for_claims(db, claims).id == bob.id  # bound now
+    email_box = next(t for t in at.text_input if t.label.startswith("E-mail for single sign-on"))
+    assert email_box.value == "bob@plant.example"
+    email_box.input("robert@plant.example")
+    next(b for b in at.button if b.label == "Change e-mail").click().run()
+    assert not at.exception
+    with db.read() as session:
+        assert users.get_sso_identity_of(session, bob.id) is None
+        assert users.get_user(session, bob.id).email == "robert@plant.example"
+
+
 def test_admin_page_refuses_viewer_even_when_opened_directly(app_env: Settings, make_user) -> None:  # type: ignore[no-untyped-def]
     viewer, _ = make_user("vera", "viewer")
     page = str(Path(APP).parent / "pages" / "admin.py")

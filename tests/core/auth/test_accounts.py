@@ -1,4 +1,4 @@
-"""Accounts: passwords, login, SSO mapping and user administration, against a real migrated
+"""Accounts: passwords, login and user administration, against a real migrated
 SQLite database."""
 
 from __future__ import annotations
@@ -248,25 +248,3 @@ def test_reset_password_replaces_the_old_one(db: Database, make_user) -> None:  
         accounts.reset_password(db, permissions.SYSTEM, alice.id, "short")
     assert accounts.authenticate(db, "alice", chosen, delay_s=0).id == alice.id
     assert len(_audit(db, "password_reset")) == 2
-
-
-def test_user_for_email_maps_active_users_only(db: Database) -> None:
-    info, _ = accounts.create_user(
-        db, permissions.SYSTEM, "alice", Role.REVIEWER, email="alice@plant.example"
-    )
-
-    user = accounts.user_for_email(db, "Alice@Plant.example")
-    assert user == CurrentUser(id=info.id, username="alice", role=Role.REVIEWER)
-    (login,) = _audit(db, "login")
-    assert login.details == {"method": "sso"}
-    assert _row(db, info.id).last_login_at is not None
-
-    with pytest.raises(AuthenticationError):
-        accounts.user_for_email(db, "stranger@plant.example")
-    accounts.set_active(db, permissions.SYSTEM, info.id, False)
-    with pytest.raises(AuthenticationError):
-        accounts.user_for_email(db, "alice@plant.example")
-    assert [e.username for e in _audit(db, "login_failed")] == [
-        "alice@plant.example",
-        "stranger@plant.example",
-    ]

@@ -174,3 +174,19 @@ def test_reset_password_of_unknown_user_is_one_line_on_stderr(
     proc = cli.run("user", "reset-password", "nobody", "--json")
     _assert_one_line_error(proc)
     assert "nobody" in proc.stderr
+
+
+@pytest.mark.slow
+def test_set_email_changes_the_sso_address_and_refuses_one_taken(
+    initialised: tuple[Cli, str],
+) -> None:
+    cli, _ = initialised
+    cli.json("user", "add", "bob", "--role", "reviewer", "--email", "bob@plant.example")
+    assert cli.json("user", "set-email", "admin", "boss@plant.example") == {
+        "username": "admin",
+        "email": "boss@plant.example",
+    }
+    proc = cli.run("user", "set-email", "admin", "BOB@plant.example", "--json")
+    _assert_one_line_error(proc)
+    assert "bob" in proc.stderr
+    assert cli.json("user", "set-email", "admin", "")["email"] is None
