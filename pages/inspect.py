@@ -131,10 +131,16 @@ chosen = st.selectbox(
 )
 rec = next(r for r in records if r.id == chosen)
 left, mid, right = st.columns(3)
-left.image(inspections.image_bytes(settings, rec), caption="Image", width="stretch")
-heat = inspections.heatmap_png(settings, rec)
+left.image(
+    inspections.image_bytes(settings, rec), caption=f"Image: {rec.source_name}", width="stretch"
+)
+# A flagged part's heatmap is stored; another part's is computed on request and kept for this
+# browser session, so the next click elsewhere on the page does not take it away again.
+computed = st.session_state.setdefault("computed_heatmaps", {})
+heat = inspections.heatmap_png(settings, rec) or computed.get(rec.id)
 if heat is None and mid.button("Compute heatmap"):
     heat = get_classifier(active).explain(inspections.image_bytes(settings, rec)).overlay_png
+    computed[rec.id] = heat
 if heat is not None:
     mid.image(heat, caption="Grad-CAM heatmap: where the model looked", width="stretch")
 right.bar_chart(pd.Series(rec.probabilities, name="probability"), horizontal=True)

@@ -259,11 +259,14 @@ def test_2_reviewer_uploads_good_and_bad_files_and_opens_a_heatmap(
     # Open a result's heatmap: stored for a flagged part, computed on request for the others.
     page.get_by_label("Open a result").click()
     page.get_by_role("option", name=re.compile(r"scratched\.png")).click()
+    # Wait for the chosen part itself: the script run may not have started yet when the option
+    # is clicked, and until it has, the first result's heatmap is still on the page.
+    expect(page.get_by_text(re.compile(r"^Image: scratched\.png$"))).to_be_visible()
     settle(page)
     compute = page.get_by_role("button", name="Compute heatmap")
     if compute.count():
         compute.click()
-    expect(page.get_by_text("Grad-CAM heatmap: where the model looked")).to_be_visible()
+    expect(page.get_by_text("Grad-CAM heatmap: where the model looked")).to_have_count(1)
     shot(page, "inspect", height=1600)
     session_survives_then_logout(page, demo, "/review", "Review queue")
 
