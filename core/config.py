@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.engine import URL, make_url
+
 from core.errors import ValidationError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -119,6 +121,20 @@ class Settings:
     log_level: str | None = None
 
     @property
+    def db_url_without_password(self) -> str:
+        """The database URL with its password left out: what may travel to other machines
+        (a Ray job's runtime env, which the Ray dashboard shows to anyone who reaches it)."""
+        url = make_url(self.db_url)
+        return URL.create(
+            url.drivername,
+            username=url.username,
+            host=url.host,
+            port=url.port,
+            database=url.database,
+            query=url.query,
+        ).render_as_string(hide_password=False)
+
+    @property
     def import_dirs(self) -> tuple[Path, ...]:
         """Where a server-folder import may read: the configured roots, else home/import."""
         return self.import_roots or (self.home / "import",)
@@ -163,11 +179,39 @@ def _import_roots(text: str) -> tuple[Path, ...]:
     return tuple(roots)
 
 
+def _with_password_file(db_url: str, password_file: str) -> str:
+    """DEFECTLENS_DB_PASSWORD_FILE: the database password read from a file only its owner can
+    read (a Ray node's or a systemd credential), put into a URL that has none. Without it, a
+    PostgreSQL URL with no password still finds one in libpq's ~/.pgpass or PGPASSWORD."""
+    if not password_file.strip():
+        return db_url
+    path = Path(password_file.strip()).expanduser()
+    try:
+        mode = path.stat().st_mode
+        password = path.read_text(encoding="utf-8").strip("\r\n")
+    except OSError as e:
+        raise ValidationError(
+            f"DEFECTLENS_DB_PASSWORD_FILE: cannot read {path} ({e.strerror or e})"
+        ) from None
+    if mode & 0o077:
+        raise ValidationError(
+            f"DEFECTLENS_DB_PASSWORD_FILE: {path} can be read by other users; chmod 600 it"
+        )
+    url = make_url(db_url)
+    if url.password is not None:
+        raise ValidationError(
+            "DEFECTLENS_DB_PASSWORD_FILE is set but DEFECTLENS_DB_URL has a password too; "
+            "leave the password out of the URL"
+        )
+    return url.set(password=password).render_as_string(hide_password=False)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from the environment (or the mapping given, for tests)."""
     env = os.environ if env is None else env
     home = Path(env.get("DEFECTLENS_HOME") or "data").expanduser().resolve()
     db_url = env.get("DEFECTLENS_DB_URL") or f"sqlite:///{home / 'defectlens.db'}"
+    db_url = _with_password_file(db_url, env.get("DEFECTLENS_DB_PASSWORD_FILE") or "")
     device = (env.get("DEFECTLENS_DEVICE") or "auto").lower()
     if device not in DEVICES:
         raise ValidationError(f"DEFECTLENS_DEVICE={device!r} must be one of {', '.join(DEVICES)}")

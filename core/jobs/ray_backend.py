@@ -74,6 +74,18 @@ def check_settings(settings: Settings) -> None:
         )
 
 
+def node_env(settings: Settings) -> dict[str, str]:
+    """The environment a Ray job starts with. It is job metadata: the Ray dashboard and
+    `ray job list` show it to anyone who reaches the cluster, so the database URL goes without
+    its password; each node supplies that itself (DEFECTLENS_DB_PASSWORD_FILE in the node's
+    own environment, or libpq's ~/.pgpass or PGPASSWORD; README: Ray backend)."""
+    return {
+        "DEFECTLENS_DB_URL": settings.db_url_without_password,
+        "DEFECTLENS_HOME": str(settings.home),
+        "DEFECTLENS_JOB_HEARTBEAT_TIMEOUT_S": str(settings.job_heartbeat_timeout_s),
+    }
+
+
 def submit(db: Database, settings: Settings, job_id: int) -> str:
     """Hand a queued job to Ray; the submission id (stored as the job's backend_ref)."""
     with db.read() as session:
@@ -81,11 +93,7 @@ def submit(db: Database, settings: Settings, job_id: int) -> str:
     config = job.config if job is not None else {}
     wants_gpu = str(config.get("device", "auto")).lower() == "cuda"
     submission_id = f"defectlens-job-{job_id}-{utcnow().strftime('%Y%m%d%H%M%S')}"
-    env = {
-        "DEFECTLENS_DB_URL": settings.db_url,
-        "DEFECTLENS_HOME": str(settings.home),
-        "DEFECTLENS_JOB_HEARTBEAT_TIMEOUT_S": str(settings.job_heartbeat_timeout_s),
-    }
+    env = node_env(settings)
     try:
         client = _client(settings.ray_address)
         with _refusals():

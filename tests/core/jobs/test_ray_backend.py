@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from core import setup
 from core.auth import permissions
@@ -59,6 +60,13 @@ def ray_head() -> Iterator[str]:
     # The job entrypoint runs `python`: put the interpreter that has DefectLens first on PATH.
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ.get('PATH', '')}")
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    # The node's own credential, as README's Ray steps set it up: the job's env carries none.
+    password = make_url(os.environ.get("DEFECTLENS_TEST_PG_URL") or "sqlite://").password
+    if password:
+        secret = Path(temp) / "db-password"
+        secret.write_text(password)
+        secret.chmod(0o600)
+        env["DEFECTLENS_DB_PASSWORD_FILE"] = str(secret)
     log = open(Path(temp) / "ray_start.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [f"{bin_dir}/ray", "start", "--head", "--block", f"--port={_free_port()}",
@@ -136,6 +144,14 @@ def test_ray_job_runs_reports_progress_and_cancels(
             ray_backend.ray_logs(job.backend_ref),
         )
         assert done.worker_id and done.worker_id.startswith("ray:")
+        # The job's runtime env is what the Ray dashboard shows: no database password in it.
+        from ray.job_submission import JobSubmissionClient
+
+        shown = JobSubmissionClient(ray_head).get_job_info(job.backend_ref.split()[0])
+        sent = shown.runtime_env["env_vars"]
+        assert make_url(sent["DEFECTLENS_DB_URL"]).password is None
+        password = make_url(fresh_pg_url).password
+        assert password and f":{password}@" not in repr(shown.runtime_env) + repr(shown.metadata)
         assert done.model_id is not None
         assert [m.epoch for m in queue.job_metrics(db, job.id)] == [1, 2]
         assert "epoch 2/2" in queue.log_tail(s, done)
