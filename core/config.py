@@ -100,6 +100,8 @@ class Settings:
     max_image_pixels: int = 50_000_000
     max_zip_entries: int = 100_000
     max_zip_total_bytes: int = 4 * 1024**3
+    # What one Inspect-page submission may upload in all (each file: max_upload_mb).
+    max_request_mb: int = 1024
     max_zip_ratio: int = 200
     num_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     login_delay_s: float = 0.5
@@ -235,6 +237,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_zip_entries=_int(env, "DEFECTLENS_MAX_ZIP_ENTRIES", 100_000),
         max_zip_total_bytes=_int(env, "DEFECTLENS_MAX_ZIP_BYTES", 4 * 1024**3),
         max_zip_ratio=_int(env, "DEFECTLENS_MAX_ZIP_RATIO", 200),
+        max_request_mb=_int(env, "DEFECTLENS_MAX_REQUEST_MB", 1024),
         num_threads=_int(env, "DEFECTLENS_NUM_THREADS", os.cpu_count() or 1),
         login_delay_s=_float(env, "DEFECTLENS_LOGIN_DELAY_S", 0.5),
         session_idle_hours=_positive(env, "DEFECTLENS_SESSION_IDLE_HOURS", 12.0),

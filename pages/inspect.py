@@ -7,11 +7,13 @@ import pandas as pd
 import streamlit as st
 
 from core.auth.permissions import Action
-from core.errors import DefectLensError, NotFound
+from core.errors import DefectLensError, NotFound, ValidationError
 from core.quality import ingest, inspections, uploads
 from core.registry import catalog
 from db.queries.inspections import InspectionRecord
 from pages._ui import get_classifier, get_db, get_settings, literal, require_page
+
+RESULTS_SHOWN = 200  # rows with thumbnails in the results table
 
 user = require_page(Action.INSPECT)
 db, settings = get_db(), get_settings()
@@ -44,14 +46,14 @@ with st.form("inspect", clear_on_submit=False):
     submitted = st.form_submit_button("Inspect", type="primary")
 
 if submitted:
-    if not files:
-        st.error("Choose at least one image or zip.")
-    else:
-        batch, rejected = [], []
-        for f in files:
-            items, bad = uploads.expand_upload(f.name, f.getvalue(), settings)
-            batch += items
-            rejected += bad
+    try:
+        if not files:
+            raise ValidationError("Choose at least one image or zip.")
+        uploads.check_request_size([f.size for f in files], settings)
+    except ValidationError as e:
+        st.error(literal(e))
+        files = []
+    if files:
         trace = ingest.Traceability(
             line=line or None,
             station=station or None,
@@ -60,22 +62,22 @@ if submitted:
             serial=serial or None,
             captured_at=datetime.combine(day, at_time, tzinfo=UTC),
         )
+        # Zips are read entry by entry from the upload and inspected a group at a time, so
+        # memory holds the uploads themselves and one group, not every image unpacked.
+        items = (item for f in files for item in uploads.iter_upload(f.name, f, settings))
         try:
-            with st.spinner(f"Inspecting {len(batch)} image(s)…"):
-                result = ingest.ingest(
-                    db, settings, user, batch, trace, classifier=(active, get_classifier(active))
+            with st.spinner(f"Inspecting {len(files)} upload(s)…"):
+                result = ingest.ingest_many(
+                    db, settings, user, items, trace, classifier=(active, get_classifier(active))
                 )
         except DefectLensError as e:
             st.error(literal(e))
         else:
-            st.session_state["inspect_ids"] = [r.id for r in result.processed]
-            st.session_state["inspect_rejected"] = [
-                (r.file, r.reason) for r in rejected + result.rejected
-            ]
+            st.session_state["inspect_ids"] = result.processed_ids
+            st.session_state["inspect_rejected"] = [(r.file, r.reason) for r in result.rejected]
             st.success(
-                f"{len(result.processed)} inspected, {result.flagged} flagged, "
-                f"{len(rejected) + len(result.rejected)} rejected "
-                f"({result.images_per_second:.0f} images/s)."
+                f"{len(result.processed_ids)} inspected, {result.flagged} flagged, "
+                f"{len(result.rejected)} rejected ({result.images_per_second:.0f} images/s)."
             )
 
 ids = st.session_state.get("inspect_ids", [])
@@ -88,11 +90,16 @@ if rejected_rows:
 if not ids:
     st.stop()
 
-records = [inspections.get_inspection(db, i) for i in ids]
+if len(ids) > RESULTS_SHOWN:
+    st.caption(
+        f"Showing the first {RESULTS_SHOWN} of {len(ids):,} results; every one is stored "
+        "(the flagged ones are in the review queue, all of them in Trends)."
+    )
+records = [inspections.get_inspection(db, i) for i in ids[:RESULTS_SHOWN]]
 
 
 def _thumb(rec: InspectionRecord) -> str:
-    png = inspections.thumbnail_png(settings, rec, size=72)
+    png = inspections.thumbnail_png(settings, user, rec, size=72)
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
@@ -132,14 +139,16 @@ chosen = st.selectbox(
 rec = next(r for r in records if r.id == chosen)
 left, mid, right = st.columns(3)
 left.image(
-    inspections.image_bytes(settings, rec), caption=f"Image: {rec.source_name}", width="stretch"
+    inspections.image_bytes(settings, user, rec),
+    caption=f"Image: {rec.source_name}",
+    width="stretch",
 )
 # A flagged part's heatmap is stored; another part's is computed on request and kept for this
 # browser session, so the next click elsewhere on the page does not take it away again.
 computed = st.session_state.setdefault("computed_heatmaps", {})
-heat = inspections.heatmap_png(settings, rec) or computed.get(rec.id)
+heat = inspections.heatmap_png(settings, user, rec) or computed.get(rec.id)
 if heat is None and mid.button("Compute heatmap"):
-    heat = get_classifier(active).explain(inspections.image_bytes(settings, rec)).overlay_png
+    heat = get_classifier(active).explain(inspections.image_bytes(settings, user, rec)).overlay_png
     computed[rec.id] = heat
 if heat is not None:
     mid.image(heat, caption="Grad-CAM heatmap: where the model looked", width="stretch")

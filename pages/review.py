@@ -51,8 +51,8 @@ st.text(
 )
 img_col, heat_col, prob_col = st.columns([2, 2, 1.4])
 caption = "Image (demo part)" if item.is_demo else "Image"
-img_col.image(inspections.image_bytes(settings, item), caption=caption, width="stretch")
-heat = inspections.heatmap_png(settings, item)
+img_col.image(inspections.image_bytes(settings, user, item), caption=caption, width="stretch")
+heat = inspections.heatmap_png(settings, user, item)
 if heat is not None:
     heat_col.image(heat, caption="Heatmap (stored at inspection)", width="stretch")
 else:
@@ -123,7 +123,7 @@ d1.button(
 d2.button("Rework (W)", shortcut="W", width="stretch", on_click=_save, args=("rework",))
 d3.button("Scrap (S)", shortcut="S", width="stretch", on_click=_save, args=("scrap",))
 
-past = review.history(db, item.id)
+past = review.history(db, user, item.id)
 if past:
     with st.expander("History of this part"):
         st.dataframe(

@@ -294,7 +294,7 @@ with jobs_tab:
             except DefectLensError as e:
                 st.warning(literal(e))
         with st.expander("Log"):
-            st.code(queue.log_tail(settings, job, lines=40) or "(empty)", language=None)
+            st.code(queue.log_tail(settings, actor, job, lines=40) or "(empty)", language=None)
         if job.is_finished and st.session_state.get("_live_polling") == job.id:
             st.session_state.pop("_live_polling")
             st.rerun()

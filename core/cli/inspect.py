@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -81,70 +81,76 @@ def _is_zip(path: Path) -> bool:
 
 @dataclass
 class _Batch:
-    """One ingest run over many files: what waits to be inspected, and the running totals."""
+    """One ingest run over many files: what to inspect them with, and the totals."""
 
     db: Database
     settings: Settings
     trace: ingest.Traceability
     active: tuple[ModelRecord, Classifier]
     with_heatmaps: bool
-    group: list[tuple[str, bytes]] = field(default_factory=list)
-    processed: int = 0
-    flagged: int = 0
-    heatmaps: int = 0
-    rejected: list[uploads.Rejection] = field(default_factory=list)
+    summary: ingest.IngestSummary | None = None
 
-    def read(self, path: Path, limits: DecodeLimits) -> None:
-        """Queue one file (a zip's images, or the file itself); unreadable files are rejected."""
-        shown = str(path)
-        if _is_zip(path):
-            try:
-                data = path.read_bytes()
-            except OSError as e:
-                self.rejected.append(uploads.Rejection(shown, f"cannot read ({e.strerror})"))
-                return
-            files, bad = uploads.expand_upload(shown, data, self.settings)
-            self.rejected.extend(bad)
-            self.group.extend(files)
-            return
+    @property
+    def processed(self) -> int:
+        return len(self.summary.processed_ids) if self.summary else 0
+
+    @property
+    def flagged(self) -> int:
+        return self.summary.flagged if self.summary else 0
+
+    @property
+    def heatmaps(self) -> int:
+        return self.summary.heatmaps if self.summary else 0
+
+    @property
+    def rejected(self) -> list[uploads.Rejection]:
+        return self.summary.rejected if self.summary else []
+
+
+def _read(
+    path: Path, limits: DecodeLimits, settings: Settings
+) -> Iterator[tuple[str, bytes] | uploads.Rejection]:
+    """One file's images: a zip's entries one at a time (read from the open archive, never
+    copied into memory), or the file itself; an unreadable file becomes a rejection."""
+    shown = str(path)
+    if _is_zip(path):
         try:
-            self.group.append((shown, read_file_limited(path, limits, name=shown)))
-        except InvalidImageError as e:
-            self.rejected.append(uploads.Rejection.from_error(shown, e))
-
-    def flush(self) -> None:
-        """Inspect and record what is queued."""
-        if not self.group:
-            return
-        result = ingest.ingest(
-            self.db,
-            self.settings,
-            permissions.SYSTEM,
-            self.group,
-            self.trace,
-            classifier=self.active,
-            with_heatmaps=self.with_heatmaps,
-        )
-        self.processed += len(result.processed)
-        self.flagged += result.flagged
-        self.heatmaps += result.heatmaps
-        self.rejected.extend(result.rejected)
-        self.group.clear()
+            with open(path, "rb") as f:
+                yield from uploads.iter_upload(shown, f, settings, browser=False)
+        except OSError as e:
+            yield uploads.Rejection(shown, f"cannot read ({e.strerror})")
+        return
+    try:
+        yield (shown, read_file_limited(path, limits, name=shown))
+    except InvalidImageError as e:
+        yield uploads.Rejection.from_error(shown, e)
 
 
 def _ingest_all(batch: _Batch, sources: list[Path | uploads.Rejection], quiet: bool) -> None:
-    """Read and inspect every source in groups of READ_GROUP files."""
+    """Read and inspect every source, READ_GROUP images at a time (ingest.ingest_many)."""
     limits = DecodeLimits.from_settings(batch.settings)
-    with progress("inspecting", quiet) as on_progress:
-        for done, item in enumerate(sources, start=1):
+    done = [0]
+
+    def items() -> Iterator[tuple[str, bytes] | uploads.Rejection]:
+        for item in sources:
             if isinstance(item, uploads.Rejection):
-                batch.rejected.append(item)
-                continue
-            batch.read(item, limits)
-            if len(batch.group) >= READ_GROUP:
-                batch.flush()
-                on_progress(done, len(sources))
-        batch.flush()
+                yield item
+            else:
+                yield from _read(item, limits, batch.settings)
+            done[0] += 1
+
+    with progress("inspecting", quiet) as on_progress:
+        batch.summary = ingest.ingest_many(
+            batch.db,
+            batch.settings,
+            permissions.SYSTEM,
+            items(),
+            batch.trace,
+            classifier=batch.active,
+            with_heatmaps=batch.with_heatmaps,
+            group_size=READ_GROUP,
+            on_group=lambda _summary: on_progress(done[0], len(sources)),
+        )
         on_progress(len(sources), len(sources))
 
 

@@ -112,7 +112,7 @@ def show(
     s, db = open_database()
     job = queue.get_job(db, job_id)
     metrics = queue.job_metrics(db, job_id)
-    tail = queue.log_tail(s, job, log_lines)
+    tail = queue.log_tail(s, permissions.SYSTEM, job, log_lines)
     # The finished job's model: its per-class precision, recall and F1 (None before it exists).
     per_class = None
     if job.model_id is not None:

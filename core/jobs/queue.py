@@ -178,8 +178,10 @@ def cancel_job(db: Database, actor: CurrentUser, job_id: int) -> JobRecord:
     return get_job(db, job_id)
 
 
-def log_tail(settings: Settings, job: JobRecord, lines: int = 50) -> str:
-    """The last lines of the job's log ("" before the worker has started it)."""
+def log_tail(settings: Settings, actor: CurrentUser, job: JobRecord, lines: int = 50) -> str:
+    """The last lines of the job's log ("" before the worker has started it); engineers only,
+    a log quotes file names, paths and errors from the training data."""
+    require(actor, Action.TRAIN)
     path = log_path(settings, job.id)
     try:
         with path.open("rb") as f:

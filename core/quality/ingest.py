@@ -10,8 +10,9 @@ missing file (see core.quality.image_store; recording writes a chunk).
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from core.vision.classifier import Classifier
 
 CHUNK_SIZE = 64  # images per classification batch and per write transaction
+# Images read and inspected together by ingest_many: what is held in memory at once.
+GROUP_SIZE = 256
 MAX_FIELD_LENGTH = 100
 # Above this share of flagged parts, one torch pass that classifies and explains every image is
 # faster than ONNX Runtime for all plus a Grad-CAM pass for the flagged ones (measured on the
@@ -57,6 +60,23 @@ class IngestResult:
     def images_per_second(self) -> float:
         """Processed images per wall-clock second of the whole call."""
         return len(self.processed) / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class IngestSummary:
+    """What ingest_many did so far: ids and counts only, so a long stream does not pile up
+    records in memory (the Inspect page reads the records of the ids it shows)."""
+
+    processed_ids: list[int]
+    rejected: list[Rejection]
+    flagged: int = 0
+    heatmaps: int = 0
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        """Processed images per wall-clock second of the whole call."""
+        return len(self.processed_ids) / self.seconds if self.seconds > 0 else 0.0
 
 
 def _clean_trace(trace: Traceability) -> Traceability:
@@ -155,6 +175,47 @@ def ingest(
         seconds=time.perf_counter() - started,
         heatmaps=heatmaps,
     )
+
+
+def ingest_many(
+    db: Database,
+    settings: Settings,
+    actor: CurrentUser,
+    items: Iterable[tuple[str, bytes] | Rejection],
+    trace: Traceability,
+    *,
+    classifier: tuple[ModelRecord, Classifier] | None = None,
+    with_heatmaps: bool = True,
+    group_size: int = GROUP_SIZE,
+    on_group: Callable[[IngestSummary], None] | None = None,
+) -> IngestSummary:
+    """Inspect a stream of (display name, bytes), with rejections from reading passed through,
+    group_size images at a time: memory holds one group, however long the stream (a zip of
+    100,000 images read entry by entry, every file under a folder). Each group is committed
+    when it is done; on_group sees the running totals after each."""
+    require(actor, Action.INSPECT)
+    started = time.perf_counter()
+    model = classifier if classifier is not None else load_active(db, settings)
+    summary = IngestSummary(processed_ids=[], rejected=[])
+    stream = iter(items)
+    while group := list(itertools.islice(stream, group_size)):
+        files = [i for i in group if not isinstance(i, Rejection)]
+        summary.rejected += [i for i in group if isinstance(i, Rejection)]
+        del group
+        if files:
+            result = ingest(
+                db, settings, actor, files, trace, classifier=model, with_heatmaps=with_heatmaps
+            )
+            del files
+            summary.processed_ids += [r.id for r in result.processed]
+            summary.rejected += result.rejected
+            summary.flagged += result.flagged
+            summary.heatmaps += result.heatmaps
+        summary.seconds = time.perf_counter() - started
+        if on_group is not None:
+            on_group(summary)
+    summary.seconds = time.perf_counter() - started
+    return summary
 
 
 def _check(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from core.auth.permissions import Action, CurrentUser, can, require
 from core.config import Settings
 from core.errors import InvalidImageError, NotFound
 from core.quality import image_store
@@ -63,28 +64,37 @@ def get_inspection(db: Database, inspection_id: int) -> InspectionRecord:
     return record
 
 
-def image_bytes(settings: Settings, record: InspectionRecord) -> bytes:
-    """The original bytes of an inspected image."""
+def image_bytes(settings: Settings, actor: CurrentUser, record: InspectionRecord) -> bytes:
+    """The original bytes of an inspected image (reviewers and up)."""
+    require(actor, Action.INSPECT)
     if not record.image_path:
         raise NotFound(f"inspection {record.id} has no stored image")
     return image_store.read_stored(settings, record.image_path, "image")
 
 
-def heatmap_png(settings: Settings, record: InspectionRecord) -> bytes | None:
+def heatmap_png(settings: Settings, actor: CurrentUser, record: InspectionRecord) -> bytes | None:
     """The Grad-CAM overlay (PNG) from the stored map, or None when the part has none.
 
     Never calls the model: the map was computed at ingest.
     """
+    require(actor, Action.INSPECT)
     if not record.heatmap_path:
         return None
     cam = image_store.read_stored(settings, record.heatmap_path, "heatmap")
     limits = images.DecodeLimits.from_settings(settings)
-    return gradcam.render_overlay(image_bytes(settings, record), cam, limits)
+    return gradcam.render_overlay(image_bytes(settings, actor, record), cam, limits)
 
 
-def thumbnail_png(settings: Settings, record: InspectionRecord, size: int = 96) -> bytes:
-    """A PNG of the image scaled to fit size x size (for result tables)."""
-    data = image_bytes(settings, record)
+def thumbnail_png(
+    settings: Settings, actor: CurrentUser, record: InspectionRecord, size: int = 96
+) -> bytes:
+    """A PNG of the image scaled to fit size x size: for result tables (reviewers) and the
+    trend PDF's recent flagged parts, which a viewer may download (DOWNLOAD_REPORTS)."""
+    if not can(actor, Action.DOWNLOAD_REPORTS):
+        require(actor, Action.INSPECT)
+    if not record.image_path:
+        raise NotFound(f"inspection {record.id} has no stored image")
+    data = image_store.read_stored(settings, record.image_path, "image")
     limits = images.DecodeLimits.from_settings(settings)
     arr = images.decode(data, name=record.source_name or "image", limits=limits, max_side=size)
     h, w = arr.shape[:2]

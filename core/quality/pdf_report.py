@@ -50,7 +50,7 @@ def trend_pdf(db: Database, settings: Settings, actor: CurrentUser, report: Tren
         _image(pdf, charts["forecast"], "Forecast (not a measurement)")
         _text(pdf, report.forecast.reason if report.forecast else "", size=8)
     _events(pdf, report, tz)
-    _recent(pdf, db, settings, report, tz)
+    _recent(pdf, db, settings, actor, report, tz)
     return bytes(pdf.output())
 
 
@@ -172,7 +172,14 @@ def _events(pdf: FPDF, report: TrendReport, tz: ZoneInfo) -> None:
     _table(pdf, ("When", "Kind", "Line", "What"), rows, (32, 25, 25, 108))
 
 
-def _recent(pdf: FPDF, db: Database, settings: Settings, report: TrendReport, tz: ZoneInfo) -> None:
+def _recent(
+    pdf: FPDF,
+    db: Database,
+    settings: Settings,
+    actor: CurrentUser,
+    report: TrendReport,
+    tz: ZoneInfo,
+) -> None:
     w = report.where
     recent = inspections.list_inspections(
         db, limit=RECENT_FLAGGED, flagged_only=True, line=w.line, product=w.product,
@@ -187,7 +194,9 @@ def _recent(pdf: FPDF, db: Database, settings: Settings, report: TrendReport, tz
             pdf.add_page()
         y = pdf.get_y()
         try:
-            pdf.image(io.BytesIO(inspections.thumbnail_png(settings, r, size=96)), x=10, y=y, h=18)
+            pdf.image(
+                io.BytesIO(inspections.thumbnail_png(settings, actor, r, size=96)), x=10, y=y, h=18
+            )
         except Exception as e:  # a missing or unreadable image file must not stop the report
             log.warning("no thumbnail for inspection %s: %s", r.id, e)
         pdf.set_xy(32, y)

@@ -79,8 +79,9 @@ def _class_names(target: ReviewTarget) -> list[str]:
     return sorted({str(k) for k in target.probabilities} | {target.predicted_class})
 
 
-def class_names_for(db: Database, inspection_id: int) -> list[str]:
+def class_names_for(db: Database, actor: CurrentUser, inspection_id: int) -> list[str]:
     """The classes a reviewer may choose for a part: those of the model that judged it."""
+    require(actor, Action.REVIEW)
     with db.read() as session:
         return _class_names(_target(session, inspection_id))
 
@@ -174,8 +175,10 @@ def _conflict(session: Session, inspection_id: int) -> Conflict:
     )
 
 
-def history(db: Database, inspection_id: int) -> list[ReviewEntry]:
-    """Every decision on a part, newest first (the first is the current one)."""
+def history(db: Database, actor: CurrentUser, inspection_id: int) -> list[ReviewEntry]:
+    """Every decision on a part, newest first (the first is the current one); reviewers and
+    up, since it names who decided what."""
+    require(actor, Action.REVIEW)
     with db.read() as session:
         _target(session, inspection_id)
         return reviews.review_history(session, inspection_id)

@@ -1,4 +1,5 @@
-"""What arrives to be inspected: display-safe names, rejections, and zip uploads expanded.
+"""What arrives to be inspected: display-safe names, rejections, and zip uploads read entry by
+entry.
 
 File names given by users or cameras are display text only (stored paths come from the
 content's SHA-256). A zip upload is checked with the same archive rules as a dataset import
@@ -10,11 +11,13 @@ from __future__ import annotations
 import io
 import unicodedata
 import zipfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from core.config import Settings
 from core.datasets.archives import is_ignored, read_zip_entry, validate_zip, zip_parts
-from core.errors import DatasetError, InvalidImageError
+from core.errors import DatasetError, InvalidImageError, ValidationError
 from core.vision import images
 
 MAX_SOURCE_NAME = 255
@@ -56,54 +59,99 @@ def _zip_entry_parts(name: str) -> list[str] | None:
     return parts
 
 
+def check_request_size(sizes: Sequence[int], settings: Settings) -> None:
+    """Refuse (ValidationError) a submission whose files hold more than DEFECTLENS_MAX_REQUEST_MB
+    in all, before any is read: nothing is inspected."""
+    total = sum(sizes)
+    if total > settings.max_request_mb * 1024 * 1024:
+        raise ValidationError(
+            f"these {len(sizes)} files hold {total / 1024**2:,.0f} MB, more than the "
+            f"{settings.max_request_mb:,} MB one inspection takes (DEFECTLENS_MAX_REQUEST_MB); "
+            "nothing was inspected. Send them in smaller batches, or drop them into a watched "
+            "folder"
+        )
+
+
 def expand_upload(
     name: str, data: bytes, settings: Settings
 ) -> tuple[list[tuple[str, bytes]], list[Rejection]]:
-    """A .zip upload -> its image entries (validated like dataset import); else [(name, data)].
-
-    The archive is checked entry by entry before anything is read (no '..', absolute paths,
-    links; entry count, size and ratio caps). Entry names are display text only.
-    """
-    shown = display_name(name)
-    if not data.startswith(_ZIP_MAGIC):
-        return [(name, data)], []
-    if len(data) > settings.max_upload_mb * 1024 * 1024:
-        return [], [Rejection(shown, f"larger than the {settings.max_upload_mb} MB upload limit")]
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            validate_zip(zf, settings)
-            files, rejected = _read_entries(zf, shown, settings)
-    except DatasetError as e:
-        return [], [Rejection(shown, f"archive refused: {e}")]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
-        return [], [Rejection(shown, f"damaged zip archive ({e})")]
-    if not files and not rejected:
-        rejected.append(Rejection(shown, "archive holds no files"))
+    """iter_upload, collected: (images, rejections). For small uploads and tests; a long
+    stream goes to ingest.ingest_many without being collected."""
+    files: list[tuple[str, bytes]] = []
+    rejected: list[Rejection] = []
+    for item in iter_upload(name, data, settings):
+        (rejected if isinstance(item, Rejection) else files).append(item)  # type: ignore[arg-type]
     return files, rejected
 
 
-def _read_entries(
+def iter_upload(
+    name: str, source: bytes | BinaryIO, settings: Settings, *, browser: bool = True
+) -> Iterator[tuple[str, bytes] | Rejection]:
+    """A .zip upload -> its image entries one at a time, read from the file as they are asked
+    for (the archive is never copied or unpacked into memory); anything else -> (name, bytes).
+
+    source is the bytes or a seekable binary file (an uploaded file, an open zip on disk).
+    The archive is checked entry by entry before anything is read (no '..', absolute paths,
+    links; entry count, size and ratio caps), as a dataset import is. Entry names are display
+    text only. An archive found damaged part-way ends with a rejection naming it; the entries
+    before it were whole images and stay inspected. A browser upload is capped at
+    DEFECTLENS_MAX_UPLOAD_MB; a zip the operator names on the command line (browser=False)
+    only by the archive caps.
+    """
+    shown = display_name(name)
+    f = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    head = f.read(4)
+    f.seek(0)
+    if head not in _ZIP_MAGIC:
+        yield (name, source if isinstance(source, bytes) else f.read())
+        return
+    size = f.seek(0, io.SEEK_END)
+    f.seek(0)
+    if browser and size > settings.max_upload_mb * 1024 * 1024:
+        yield Rejection(shown, f"larger than the {settings.max_upload_mb} MB upload limit")
+        return
+    try:
+        zf = zipfile.ZipFile(f)
+        validate_zip(zf, settings)
+    except DatasetError as e:
+        yield Rejection(shown, f"archive refused: {e}")
+        return
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
+        yield Rejection(shown, f"damaged zip archive ({e})")
+        return
+    with zf:
+        yield from _entries(zf, shown, settings)
+
+
+def _entries(
     zf: zipfile.ZipFile, shown: str, settings: Settings
-) -> tuple[list[tuple[str, bytes]], list[Rejection]]:
+) -> Iterator[tuple[str, bytes] | Rejection]:
     """Every file entry of a validated archive, named shown/entry; unreadable ones rejected."""
     limits = images.DecodeLimits.from_settings(settings)
     budget = [settings.max_zip_total_bytes]
-    files: list[tuple[str, bytes]] = []
-    rejected: list[Rejection] = []
+    any_file = False
     for info in zf.infolist():
         if info.is_dir():
             continue
         parts = _zip_entry_parts(info.filename)
         if parts is None:
             continue
+        any_file = True
         entry_name = display_name(f"{shown}/{'/'.join(parts)}")
         if info.flag_bits & 0x1:
-            rejected.append(Rejection(entry_name, "encrypted entry"))
+            yield Rejection(entry_name, "encrypted entry")
             continue
         try:
-            files.append(
-                (entry_name, read_zip_entry(zf, info.filename, entry_name, limits, budget))
-            )
+            data = read_zip_entry(zf, info.filename, entry_name, limits, budget)
         except InvalidImageError as e:
-            rejected.append(Rejection.from_error(entry_name, e))
-    return files, rejected
+            yield Rejection.from_error(entry_name, e)
+            continue
+        except DatasetError as e:
+            yield Rejection(shown, f"archive refused: {e}")
+            return
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
+            yield Rejection(shown, f"damaged zip archive ({e})")
+            return
+        yield (entry_name, data)
+    if not any_file:
+        yield Rejection(shown, "archive holds no files")

@@ -91,7 +91,7 @@ def test_review_writes_review_and_audit(app_env, make_user, db, settings, active
     at.text_input(key=f"note_{rec.id}").input("<b>burr</b> on edge").run()
     next(b for b in at.button if b.label.startswith("Scrap")).click().run()
     assert not at.exception
-    (entry,) = review.history(db, rec.id)
+    (entry,) = review.history(db, permissions.SYSTEM, rec.id)
     assert (entry.true_class, entry.disposition, entry.note) == (
         "ok",
         "scrap",
@@ -119,7 +119,7 @@ def test_two_sessions_same_part_second_gets_conflict(
     next(x for x in b.button if x.label.startswith("Rework")).click().run()
     assert not b.exception
     assert any("rita" in w.value for w in b.warning), [w.value for w in b.warning]
-    history = review.history(db, rec.id)
+    history = review.history(db, permissions.SYSTEM, rec.id)
     assert [(h.reviewer, h.disposition) for h in history] == [("rita", "accept")]
 
 
@@ -143,5 +143,7 @@ def test_a_deactivated_reviewers_open_tab_cannot_save_a_review(
     accounts.set_active(db, permissions.SYSTEM, reviewer.id, False)  # while her tab is open
     next(b for b in at.button if b.label.startswith("Accept")).click().run()
     assert not at.exception
-    assert review.history(db, rec.id) == []  # the button's callback acted as no one
+    assert (
+        review.history(db, permissions.SYSTEM, rec.id) == []
+    )  # the button's callback acted as no one
     assert not any(s.value == f"Part #{rec.id}" for s in at.subheader)

@@ -255,3 +255,21 @@ def test_bad_captured_at_is_a_one_line_error_and_stores_nothing(home: Path, tmp_
     finally:
         db.dispose()
     assert stored_files(settings) == []
+
+
+def test_a_zip_named_on_the_command_line_is_streamed_past_the_browser_upload_cap(
+    home: Path, tmp_path: Path
+) -> None:
+    # 3 MB stored: over a 1 MB browser cap, which does not apply to the operator's own files.
+    pad = bytes(range(256)) * 4000
+    with zipfile.ZipFile(tmp_path / "shift.zip", "w", compression=zipfile.ZIP_STORED) as zf:
+        for i in range(3):
+            zf.writestr(f"shift/{i}.png", png(i) + pad)
+    env = _env(home) | {"DEFECTLENS_MAX_UPLOAD_MB": "1"}
+    proc = subprocess.run(
+        [CLI, "ingest", str(tmp_path / "shift.zip"), "--json"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = _json(proc)
+    assert (out["processed"], out["rejected"]) == (3, [])

@@ -75,7 +75,7 @@ def test_log_stop_and_sync_survive_an_unreachable_cluster(
         ray_backend.ray_status(ref)
     # No job folder on this machine: the page asks Ray, and shows nothing rather than failing.
     assert not queue.log_path(settings, job.id).exists()
-    assert queue.log_tail(settings, job) == ""
+    assert queue.log_tail(settings, permissions.SYSTEM, job) == ""
     with caplog.at_level(logging.WARNING, logger="core.jobs.ray_backend"):
         ray.stop(job)  # the cancel flag still stops the run at its next batch
         assert ray.sync(db) == []  # retried at the next poll

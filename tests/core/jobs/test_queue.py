@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 
 from core import setup
 from core.auth import permissions
+from core.auth.permissions import CurrentUser
 from core.config import Settings, load_settings
 from core.errors import Conflict, DatasetError, NotFound, PermissionDenied, ValidationError
 from core.jobs import backend, lifecycle, queue
@@ -201,11 +202,18 @@ def test_sweep_fails_only_jobs_with_a_stale_heartbeat(db, settings, dataset) -> 
 
 def test_log_tail_returns_the_last_lines(db, settings, dataset) -> None:
     job = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, SMALL)
-    assert queue.log_tail(settings, job) == ""
+    assert queue.log_tail(settings, permissions.SYSTEM, job) == ""
     path = queue.log_path(settings, job.id)
     path.parent.mkdir(parents=True)
     path.write_text("".join(f"line {i}\n" for i in range(500)))
-    assert queue.log_tail(settings, job, lines=3) == "line 497\nline 498\nline 499"
+    assert (
+        queue.log_tail(settings, permissions.SYSTEM, job, lines=3) == "line 497\nline 498\nline 499"
+    )
+    # The log quotes the training data's paths and errors: engineers and admins only.
+    for role in ("viewer", "reviewer"):
+        with pytest.raises(PermissionDenied):
+            queue.log_tail(settings, CurrentUser(id=None, username=role, role=Role(role)), job)
+    assert queue.log_tail(settings, CurrentUser(id=None, username="e", role=Role.ENGINEER), job)
 
 
 def _race_claims(url: str, n_threads: int) -> list[list[int]]:

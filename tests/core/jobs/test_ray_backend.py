@@ -154,7 +154,7 @@ def test_ray_job_runs_reports_progress_and_cancels(
         assert password and f":{password}@" not in repr(shown.runtime_env) + repr(shown.metadata)
         assert done.model_id is not None
         assert [m.epoch for m in queue.job_metrics(db, job.id)] == [1, 2]
-        assert "epoch 2/2" in queue.log_tail(s, done)
+        assert "epoch 2/2" in queue.log_tail(s, permissions.SYSTEM, done)
         wait_for(
             lambda: ray_backend.ray_status(job.backend_ref)[0] == "SUCCEEDED", 60, "Ray status"
         )

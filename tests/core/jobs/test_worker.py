@@ -78,7 +78,7 @@ def test_a_job_runs_to_a_candidate_model_with_metrics_and_log(db, settings, data
         m.class_recall is not None and set(m.class_recall) == set(model.class_names)
         for m in queue.job_metrics(db, job.id)
     )
-    assert "epoch 2/2" in queue.log_tail(settings, done)
+    assert "epoch 2/2" in queue.log_tail(settings, permissions.SYSTEM, done)
     ckpt = queue.job_dir(settings, job.id)
     assert load_file(ckpt / "checkpoint.safetensors")  # the atomic checkpoint is readable
     assert json.loads((ckpt / "checkpoint.json").read_text())["epoch"] >= 1
@@ -179,7 +179,7 @@ def test_models_dir_unwritable_fails_the_job_and_registers_nothing(db, settings,
     ckpt = queue.job_dir(settings, job.id)
     assert load_file(ckpt / "checkpoint.safetensors")
     assert not list(ckpt.glob(".*.tmp")), "no temp file left behind"
-    assert "Traceback" in queue.log_tail(settings, done, 200)
+    assert "Traceback" in queue.log_tail(settings, permissions.SYSTEM, done, 200)
 
 
 @pytest.fixture

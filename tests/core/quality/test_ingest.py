@@ -71,7 +71,7 @@ def test_ingest_records_traceability_and_stores_images_by_content(
         assert sha is not None and rec.image_path is not None
         assert rec.image_path.startswith(f"{sha[:2]}/{sha}.")
         assert (settings.images_dir / rec.image_path).read_bytes() == data
-        assert inspections.image_bytes(settings, rec) == data
+        assert inspections.image_bytes(settings, permissions.SYSTEM, rec) == data
     assert result.processed[1].image_path.endswith(".jpg")  # type: ignore[union-attr]
 
     listed = inspections.list_inspections(db)
@@ -302,13 +302,13 @@ def test_heatmaps_are_stored_for_flagged_parts_only_and_match_explain(
         classifier=active,
     )
     assert flagged.heatmaps == 3 and clean.heatmaps == 0
-    assert inspections.heatmap_png(settings, clean.processed[0]) is None
+    assert inspections.heatmap_png(settings, permissions.SYSTEM, clean.processed[0]) is None
     _model, clf = active
     for rec, (_n, data) in zip(flagged.processed, files, strict=True):
         assert rec.heatmap_path is not None and rec.heatmap_path.startswith("heatmaps/")
         stored = image_store.read_stored(settings, rec.heatmap_path, "heatmap")
         assert np.asarray(PILImage.open(io.BytesIO(stored))).max() == 255  # a real map
-        overlay = inspections.heatmap_png(settings, rec)
+        overlay = inspections.heatmap_png(settings, permissions.SYSTEM, rec)
         assert overlay is not None
         got = np.asarray(PILImage.open(io.BytesIO(overlay)))
         assert got.shape == (60, 80, 3)
@@ -349,7 +349,11 @@ def test_large_mostly_flagged_batch_explains_every_flagged_part(
         assert rec.predicted_class == pred.class_name  # both paths classify alike
         assert rec.confidence == pytest.approx(pred.confidence, abs=1e-4)
     last, data = result.processed[-1], files[-1][1]
-    got = np.asarray(PILImage.open(io.BytesIO(inspections.heatmap_png(settings, last) or b"")))
+    got = np.asarray(
+        PILImage.open(
+            io.BytesIO(inspections.heatmap_png(settings, permissions.SYSTEM, last) or b"")
+        )
+    )
     want = np.asarray(PILImage.open(io.BytesIO(clf.explain(data).overlay_png)))
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 3
 
@@ -392,7 +396,7 @@ def test_stored_heatmaps_of_a_letterboxing_model_lie_on_the_image(
             heat, _ = gradcam.overlay(files[i][1], cam, limits)
             py, px = peak(heat)
             assert abs(py - at[0]) <= 2 and abs(px - at[1]) <= 2
-        overlay = inspections.heatmap_png(settings, shown.processed[i])
+        overlay = inspections.heatmap_png(settings, permissions.SYSTEM, shown.processed[i])
         want = clf.explain(files[i][1]).overlay_png
         got = np.asarray(PILImage.open(io.BytesIO(overlay or b"")))
         assert np.abs(got.astype(int) - np.asarray(PILImage.open(io.BytesIO(want)))).max() <= 3

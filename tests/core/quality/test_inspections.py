@@ -65,8 +65,10 @@ def test_no_heatmaps_then_backfill(db: Database, settings: Settings, make_user: 
         (other_class,) = gradcam.cam_batch(clf, [clf.prepare(pixels)], [1 - target])
         assert not np.array_equal(got, other_class)
         assert rec.heatmap_path == at_ingest.heatmap_path  # same bytes, same content address
-        overlay = inspections.heatmap_png(settings, rec)
-        assert overlay is not None and overlay == inspections.heatmap_png(settings, at_ingest)
+        overlay = inspections.heatmap_png(settings, permissions.SYSTEM, rec)
+        assert overlay is not None and overlay == inspections.heatmap_png(
+            settings, permissions.SYSTEM, at_ingest
+        )
         maps.append(got)
     # The maps tell the parts apart: a map stored on the wrong part would not match.
     assert not np.array_equal(maps[0], maps[1]) and not np.array_equal(maps[1], maps[2])
@@ -81,7 +83,9 @@ def test_thumbnail_fits_the_box(db: Database, settings: Settings, active: Active
         Traceability(),
         classifier=active,
     ).processed[0]
-    thumb = PILImage.open(io.BytesIO(inspections.thumbnail_png(settings, rec, size=64)))
+    thumb = PILImage.open(
+        io.BytesIO(inspections.thumbnail_png(settings, permissions.SYSTEM, rec, size=64))
+    )
     assert max(thumb.size) == 64 and thumb.size == (43, 64)
 
 

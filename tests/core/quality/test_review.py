@@ -132,7 +132,7 @@ def test_second_reviewer_with_the_same_version_gets_a_conflict(
         "scrap",
         "anna",
     )
-    assert [e.id for e in review.history(db, part.id)] == [saved.id]
+    assert [e.id for e in review.history(db, permissions.SYSTEM, part.id)] == [saved.id]
     audit = _audit(db, "part_reviewed")
     assert len(audit) == 1 and audit[0].username == "anna"
     assert audit[0].details["true_class"] == "scratch" and audit[0].entity_id == str(part.id)
@@ -147,7 +147,7 @@ def test_second_reviewer_with_the_same_version_gets_a_conflict(
         note="<script>x</script>",
         expected_version=current.review_version,
     )
-    hist = review.history(db, part.id)
+    hist = review.history(db, permissions.SYSTEM, part.id)
     assert [(e.reviewer, e.true_class, e.version) for e in hist] == [
         ("ben", "ok", 2),
         ("anna", "scratch", 1),
@@ -218,9 +218,9 @@ def test_review_is_validated(
         review.record_review(db, viewer, part.id, true_class="ok", disposition="accept", **kwargs)
     with pytest.raises(NotFound):
         review.record_review(db, rev, 999, true_class="ok", disposition="accept", **kwargs)
-    assert review.history(db, part.id) == []
+    assert review.history(db, permissions.SYSTEM, part.id) == []
     assert inspections.get_inspection(db, part.id).review_version == 0
-    assert review.class_names_for(db, part.id) == ["ok", "scratch"]
+    assert review.class_names_for(db, permissions.SYSTEM, part.id) == ["ok", "scratch"]
     entry = review.record_review(
         db, rev, part.id, true_class="ok", disposition=" SCRAP ", note="  ", expected_version=0
     )
@@ -256,7 +256,7 @@ def test_unknown_parts_are_not_found_and_an_empty_queue_is_empty(
 ) -> None:
     rev, _ = make_user("rita", Role.REVIEWER)
     with pytest.raises(NotFound):
-        review.history(db, 999)
+        review.history(db, permissions.SYSTEM, 999)
     with pytest.raises(NotFound):
-        review.class_names_for(db, 999)
+        review.class_names_for(db, permissions.SYSTEM, 999)
     assert review.queue(db, rev) == [] and review.queue_size(db, rev) == 0

@@ -11,7 +11,8 @@ import pytest
 from core.auth import permissions
 from core.config import Settings
 from core.datasets import archives
-from core.quality import ingest, uploads
+from core.errors import ValidationError
+from core.quality import ingest, inspections, uploads
 from core.quality.ingest import Traceability
 from core.quality.uploads import Rejection
 from db.engine import Database
@@ -121,3 +122,93 @@ def test_display_name_replaces_control_characters(name: str, shown: str) -> None
 def test_display_name_caps_the_length() -> None:
     long = uploads.display_name("x" * 1000)
     assert len(long) == uploads.MAX_SOURCE_NAME and long.endswith("…")
+
+
+class _CountingFile(io.RawIOBase):
+    """A file that counts the bytes read from it."""
+
+    def __init__(self, data: bytes) -> None:
+        self._f = io.BytesIO(data)
+        self.total = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def read(self, n: int = -1) -> bytes:
+        out = self._f.read(n)
+        self.total += len(out)
+        return out
+
+
+def test_a_zip_is_read_entry_by_entry_as_it_is_consumed(settings: Settings) -> None:
+    # Stored entries of 40 KB each: the archive is 2 MB, the first image is at its start.
+    pad = bytes(range(256)) * 160
+    entries = {f"lot/{i:03d}.png": png(i) + pad for i in range(50)}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    source = _CountingFile(buf.getvalue())
+    stream = uploads.iter_upload("lot.zip", source, settings)  # type: ignore[arg-type]
+    first = next(stream)
+    assert first == ("lot.zip/lot/000.png", entries["lot/000.png"])
+    # The central directory (at the end) and the first entry: not the 49 other entries.
+    size = len(buf.getvalue())
+    assert source.total < size / 10
+    rest = list(stream)
+    assert len(rest) == 49 and all(not isinstance(r, Rejection) for r in rest)
+    assert size <= source.total < 1.2 * size  # each entry read once
+
+
+def test_a_submission_over_the_request_cap_is_refused_before_anything_is_read(
+    settings: Settings,
+) -> None:
+    capped = dataclasses.replace(settings, max_request_mb=2)
+    uploads.check_request_size([1024**2, 1024**2], capped)  # exactly 2 MB: taken
+    with pytest.raises(ValidationError, match=r"these 3 files hold 3 MB, more than the 2 MB"):
+        uploads.check_request_size([1024**2, 1024**2, 1024**2], capped)
+
+
+def test_ingest_many_holds_one_group_at_a_time_and_commits_each(
+    db: Database, settings: Settings, active: Active
+) -> None:
+    consumed = [0]
+
+    def items():  # type: ignore[no-untyped-def]
+        for i in range(10):
+            consumed[0] += 1
+            yield (f"p{i}.png", png(i))
+            if i == 4:
+                consumed[0] += 1
+                yield Rejection("unreadable.png", "permission denied")
+
+    seen: list[tuple[int, int]] = []
+
+    def on_group(summary: ingest.IngestSummary) -> None:
+        seen.append((consumed[0], len(summary.processed_ids)))
+        assert len(inspections.list_inspections(db)) == len(summary.processed_ids)  # committed
+
+    summary = ingest.ingest_many(
+        db,
+        settings,
+        permissions.SYSTEM,
+        items(),
+        Traceability(line="L1"),
+        classifier=active,
+        group_size=4,
+        on_group=on_group,
+    )
+    # Each group pulled only its 4 items from the stream before being inspected.
+    assert seen == [(4, 4), (8, 7), (11, 10)]
+    assert len(summary.processed_ids) == 10
+    assert summary.rejected == [Rejection("unreadable.png", "permission denied")]
+    assert summary.images_per_second > 0
