@@ -86,7 +86,7 @@ if st.button("Save as a new version", type="primary", disabled=not good):
     except DefectLensError as e:
         st.error(literal(e))
 
-history = flag_rules.rule_history(db, product or flag_rules.DEFAULT_PRODUCT)
+history = flag_rules.rule_history(db, user, product or flag_rules.DEFAULT_PRODUCT)
 if history:
     st.subheader("History")
     st.dataframe(

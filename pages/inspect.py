@@ -95,7 +95,7 @@ if len(ids) > RESULTS_SHOWN:
         f"Showing the first {RESULTS_SHOWN} of {len(ids):,} results; every one is stored "
         "(the flagged ones are in the review queue, all of them in Trends)."
     )
-records = [inspections.get_inspection(db, i) for i in ids[:RESULTS_SHOWN]]
+records = [inspections.get_inspection(db, user, i) for i in ids[:RESULTS_SHOWN]]
 
 
 def _thumb(rec: InspectionRecord) -> str:

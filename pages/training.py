@@ -195,7 +195,7 @@ with launch_tab:
                     st.error(literal(e))
 
 with jobs_tab:
-    history = queue.list_jobs(db, limit=200)
+    history = queue.list_jobs(db, user, limit=200)
     if not history:
         st.info("No training jobs yet.")
         st.stop()

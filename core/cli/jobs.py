@@ -92,7 +92,7 @@ def list_cmd(
 ) -> None:
     """List training jobs, newest first."""
     _s, db = open_database()
-    rows = queue.list_jobs(db, limit=limit, statuses=status or None)
+    rows = queue.list_jobs(db, permissions.SYSTEM, limit=limit, statuses=status or None)
     if as_json:
         emit_json({"jobs": [_job_dict(j) for j in rows]})
         return

@@ -125,9 +125,14 @@ def submit_job(
 
 
 def list_jobs(
-    db: Database, *, limit: int = 100, statuses: Sequence[str] | None = None
+    db: Database,
+    actor: CurrentUser,
+    *,
+    limit: int = 100,
+    statuses: Sequence[str] | None = None,
 ) -> list[JobRecord]:
-    """Jobs, newest first, optionally only some statuses."""
+    """Jobs, newest first, optionally only some statuses (engineers and up)."""
+    require(actor, Action.TRAIN)
     with db.read() as session:
         return jobs.list_jobs(session, limit=limit, statuses=statuses)
 

@@ -200,14 +200,16 @@ def set_rule(
         ) from None
 
 
-def rule_history(db: Database, product: str) -> list[FlagRuleRecord]:
-    """Every version of a product's rule, newest first."""
+def rule_history(db: Database, actor: CurrentUser, product: str) -> list[FlagRuleRecord]:
+    """Every version of a product's rule, newest first (engineers and up)."""
+    require(actor, Action.EDIT_FLAG_RULES)
     with db.read() as session:
         return rule_queries.rule_versions(session, _normalise_product(product))
 
 
-def list_products(db: Database) -> list[str]:
-    """Every product that has a rule of its own ("*" first when set)."""
+def list_products(db: Database, actor: CurrentUser) -> list[str]:
+    """Every product that has a rule of its own ("*" first when set; engineers and up)."""
+    require(actor, Action.EDIT_FLAG_RULES)
     with db.read() as session:
         names = rule_queries.rule_products(session)
     return sorted(names, key=lambda n: (n != DEFAULT_PRODUCT, n.lower()))

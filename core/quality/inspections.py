@@ -55,8 +55,9 @@ def list_inspections(
         )
 
 
-def get_inspection(db: Database, inspection_id: int) -> InspectionRecord:
-    """One inspection by id, with its newest review; NotFound otherwise."""
+def get_inspection(db: Database, actor: CurrentUser, inspection_id: int) -> InspectionRecord:
+    """One inspection by id, with its newest review; NotFound otherwise (reviewers and up)."""
+    require(actor, Action.INSPECT)
     with db.read() as session:
         record = inspection_queries.get_inspection(session, inspection_id)
     if record is None:

@@ -40,7 +40,7 @@ def test_launch_form_queues_a_job(app_env, make_user, db, tiny_dataset) -> None:
     at.selectbox(key="launch_balance").set_value("weights")
     next(b for b in at.button if b.label == "Queue training job").click().run()
     assert not at.exception
-    (job,) = queue.list_jobs(db)
+    (job,) = queue.list_jobs(db, permissions.SYSTEM)
     assert job.status.value == "queued" and job.dataset_id == tiny_dataset.id
     assert job.config["epochs"] == 2 and job.config["img_size"] == 32
     assert job.config["balance"] == "weights"
@@ -55,7 +55,7 @@ def test_launch_size_defaults_to_auto(app_env, make_user, db, tiny_dataset) -> N
     at.selectbox(key="launch_device").set_value("cpu")
     next(b for b in at.button if b.label == "Queue training job").click().run()
     assert not at.exception
-    (job,) = queue.list_jobs(db)
+    (job,) = queue.list_jobs(db, permissions.SYSTEM)
     assert job.config["img_size"] is None and job.config["resize"] == "letterbox"
 
 

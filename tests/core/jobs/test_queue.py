@@ -42,7 +42,7 @@ def test_submit_queues_a_row_with_config_and_audit(db, settings, dataset, make_u
     assert job.dataset_name == dataset.name and job.created_by == "eve"
     assert job.config["epochs"] == 1 and job.config["img_size"] == 32
     assert job.backend == "local" and job.model_id is None and job.eta_seconds is None
-    assert [j.id for j in queue.list_jobs(db, statuses=["queued"])] == [job.id]
+    assert [j.id for j in queue.list_jobs(db, permissions.SYSTEM, statuses=["queued"])] == [job.id]
     with db.read() as s:
         audit = s.scalars(select(AuditEntry).where(AuditEntry.action == "job_submitted")).all()
     assert [a.entity_id for a in audit] == [str(job.id)] and audit[0].username == "eve"
@@ -60,14 +60,14 @@ def test_reviewer_may_not_submit_or_cancel(db, settings, dataset, make_user) -> 
 def test_submit_refuses_a_missing_dataset(db, settings) -> None:
     with pytest.raises(DatasetError, match="dataset 999 does not exist"):
         queue.submit_job(db, settings, permissions.SYSTEM, 999, SMALL)
-    assert queue.list_jobs(db) == []
+    assert queue.list_jobs(db, permissions.SYSTEM) == []
 
 
 def test_submit_refuses_a_dataset_deleted_from_disk(db, settings, dataset) -> None:
     shutil.rmtree(dataset.snapshot_dir)
     with pytest.raises(DatasetError, match="deleted from disk.*import it again"):
         queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, SMALL)
-    assert queue.list_jobs(db) == []
+    assert queue.list_jobs(db, permissions.SYSTEM) == []
 
 
 def test_submit_refuses_a_one_class_dataset(db, settings, dataset) -> None:

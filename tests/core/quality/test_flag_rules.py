@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from core.auth import permissions
 from core.config import Settings
 from core.errors import PermissionDenied, ValidationError
 from core.quality import flag_rules
@@ -80,8 +81,8 @@ def test_rules_are_versioned_per_product_and_audited(db: Database, make_user: An
     assert flag_rules.active_rule(db, "pump") == v2
     assert flag_rules.active_rule(db, "valve") == star  # no rule of its own
     assert flag_rules.active_rule(db, None) == star
-    assert flag_rules.rule_history(db, "pump") == [v2, v1]
-    assert flag_rules.list_products(db) == ["*", "pump"]
+    assert flag_rules.rule_history(db, permissions.SYSTEM, "pump") == [v2, v1]
+    assert flag_rules.list_products(db, permissions.SYSTEM) == ["*", "pump"]
 
     with db.read() as s:
         rows = s.scalars(select(FlagRule).order_by(FlagRule.id)).all()
@@ -111,7 +112,7 @@ def test_set_rule_validates_and_needs_an_engineer(db: Database, make_user: Any) 
         flag_rules.set_rule(db, eng, "*", ["  "], 0.9)
     with pytest.raises(ValidationError):
         flag_rules.set_rule(db, eng, "p" * 101, ["ok"], 0.9)
-    assert flag_rules.rule_history(db, "*") == []
+    assert flag_rules.rule_history(db, permissions.SYSTEM, "*") == []
     ok = flag_rules.set_rule(db, eng, "", ["<b>ok</b>"], 1.0)  # blank product means "*"
     assert ok.product == "*" and ok.good_classes == ["<b>ok</b>"]  # stored verbatim
 

@@ -76,10 +76,10 @@ def test_ingest_records_traceability_and_stores_images_by_content(
 
     listed = inspections.list_inspections(db)
     assert {r.id for r in listed} == {r.id for r in result.processed}
-    one = inspections.get_inspection(db, result.processed[0].id)
+    one = inspections.get_inspection(db, permissions.SYSTEM, result.processed[0].id)
     assert one == result.processed[0]
     with pytest.raises(NotFound):
-        inspections.get_inspection(db, 10_000)
+        inspections.get_inspection(db, permissions.SYSTEM, 10_000)
 
 
 def test_same_bytes_are_stored_once_and_inspected_twice(
@@ -388,7 +388,10 @@ def test_stored_heatmaps_of_a_letterboxing_model_lie_on_the_image(
     _model, clf = active
     limits = DecodeLimits.from_settings(settings)
     for i, at in enumerate(spots):
-        for rec in (shown.processed[i], inspections.get_inspection(db, later.processed[i].id)):
+        for rec in (
+            shown.processed[i],
+            inspections.get_inspection(db, permissions.SYSTEM, later.processed[i].id),
+        ):
             assert rec.heatmap_path is not None
             stored = image_store.read_stored(settings, rec.heatmap_path, "heatmap")
             cam = np.asarray(PILImage.open(io.BytesIO(stored)))

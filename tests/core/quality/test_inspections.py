@@ -55,7 +55,7 @@ def test_no_heatmaps_then_backfill(db: Database, settings: Settings, make_user: 
     for part, at_ingest, (_name, data) in zip(
         result.processed, explained.processed, files, strict=True
     ):
-        rec = inspections.get_inspection(db, part.id)
+        rec = inspections.get_inspection(db, permissions.SYSTEM, part.id)
         got = _stored_map(settings, rec.heatmap_path)
         pixels = images.decode(data, limits=limits, grayscale=True, max_side=clf.img_size)
         target = clf.class_names.index(rec.predicted_class)

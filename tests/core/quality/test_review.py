@@ -91,7 +91,7 @@ def test_queue_lists_flagged_unreviewed_parts_in_order(
         db, rev, first.id, true_class="ok", disposition="accept", note=None, expected_version=0
     )
     assert first.id not in [r.id for r in review.queue(db, rev)]
-    done = inspections.get_inspection(db, first.id)
+    done = inspections.get_inspection(db, permissions.SYSTEM, first.id)
     assert done.reviewed and done.true_class == "ok" and done.disposition == "accept"
     assert done.reviewer == "rita" and done.review_version == 1
 
@@ -126,7 +126,7 @@ def test_second_reviewer_with_the_same_version_gets_a_conflict(
     msg = str(err.value)
     assert "anna" in msg and "while you were looking; reload" in msg
 
-    current = inspections.get_inspection(db, part.id)
+    current = inspections.get_inspection(db, permissions.SYSTEM, part.id)
     assert (current.true_class, current.disposition, current.reviewer) == (
         "scratch",
         "scrap",
@@ -219,7 +219,7 @@ def test_review_is_validated(
     with pytest.raises(NotFound):
         review.record_review(db, rev, 999, true_class="ok", disposition="accept", **kwargs)
     assert review.history(db, permissions.SYSTEM, part.id) == []
-    assert inspections.get_inspection(db, part.id).review_version == 0
+    assert inspections.get_inspection(db, permissions.SYSTEM, part.id).review_version == 0
     assert review.class_names_for(db, permissions.SYSTEM, part.id) == ["ok", "scratch"]
     entry = review.record_review(
         db, rev, part.id, true_class="ok", disposition=" SCRAP ", note="  ", expected_version=0
