@@ -28,9 +28,6 @@ from db.queries.catalog import ModelRecord
 if TYPE_CHECKING:
     from core.vision.classifier import Classifier
 
-# Files read and inspected together: bounds memory, while chunks inside stay full-size.
-READ_GROUP = 256
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 # A backfill's capture time may run this far ahead of our clock (camera and server clocks drift).
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -74,7 +71,7 @@ def checked_capture_time(text: str, tz: ZoneInfo, now: datetime) -> datetime:
 def _is_zip(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
-            return f.read(4) in _ZIP_MAGIC
+            return f.read(4) in uploads.ZIP_MAGIC
     except OSError:
         return False
 
@@ -127,7 +124,7 @@ def _read(
 
 
 def _ingest_all(batch: _Batch, sources: list[Path | uploads.Rejection], quiet: bool) -> None:
-    """Read and inspect every source, READ_GROUP images at a time (ingest.ingest_many)."""
+    """Read and inspect every source, ingest.GROUP_SIZE images at a time (ingest_many)."""
     limits = DecodeLimits.from_settings(batch.settings)
     done = [0]
 
@@ -148,7 +145,6 @@ def _ingest_all(batch: _Batch, sources: list[Path | uploads.Rejection], quiet: b
             batch.trace,
             classifier=batch.active,
             with_heatmaps=batch.with_heatmaps,
-            group_size=READ_GROUP,
             on_group=lambda _summary: on_progress(done[0], len(sources)),
         )
         on_progress(len(sources), len(sources))

@@ -201,12 +201,11 @@ def ingest_many(
     while group := list(itertools.islice(stream, group_size)):
         files = [i for i in group if not isinstance(i, Rejection)]
         summary.rejected += [i for i in group if isinstance(i, Rejection)]
-        del group
         if files:
             result = ingest(
                 db, settings, actor, files, trace, classifier=model, with_heatmaps=with_heatmaps
             )
-            del files
+            del files, group  # the group's bytes go before the next group is read
             summary.processed_ids += [r.id for r in result.processed]
             summary.rejected += result.rejected
             summary.flagged += result.flagged

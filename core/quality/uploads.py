@@ -21,7 +21,7 @@ from core.errors import DatasetError, InvalidImageError, ValidationError
 from core.vision import images
 
 MAX_SOURCE_NAME = 255
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip file starts with one of these
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,10 @@ def expand_upload(
     files: list[tuple[str, bytes]] = []
     rejected: list[Rejection] = []
     for item in iter_upload(name, data, settings):
-        (rejected if isinstance(item, Rejection) else files).append(item)  # type: ignore[arg-type]
+        if isinstance(item, Rejection):
+            rejected.append(item)
+        else:
+            files.append(item)
     return files, rejected
 
 
@@ -102,7 +105,7 @@ def iter_upload(
     f = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
     head = f.read(4)
     f.seek(0)
-    if head not in _ZIP_MAGIC:
+    if head not in ZIP_MAGIC:
         yield (name, source if isinstance(source, bytes) else f.read())
         return
     size = f.seek(0, io.SEEK_END)
@@ -113,14 +116,22 @@ def iter_upload(
     try:
         zf = zipfile.ZipFile(f)
         validate_zip(zf, settings)
-    except DatasetError as e:
-        yield Rejection(shown, f"archive refused: {e}")
-        return
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
-        yield Rejection(shown, f"damaged zip archive ({e})")
+    except (DatasetError, *_DAMAGED) as e:
+        yield _archive_refusal(shown, e)
         return
     with zf:
         yield from _entries(zf, shown, settings)
+
+
+# What zipfile raises for an archive it cannot read (a DatasetError is one our rules refused).
+_DAMAGED = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError)
+
+
+def _archive_refusal(shown: str, err: Exception) -> Rejection:
+    """The whole archive's rejection: refused by the archive rules, or damaged."""
+    if isinstance(err, DatasetError):
+        return Rejection(shown, f"archive refused: {err}")
+    return Rejection(shown, f"damaged zip archive ({err})")
 
 
 def _entries(
@@ -146,11 +157,8 @@ def _entries(
         except InvalidImageError as e:
             yield Rejection.from_error(entry_name, e)
             continue
-        except DatasetError as e:
-            yield Rejection(shown, f"archive refused: {e}")
-            return
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
-            yield Rejection(shown, f"damaged zip archive ({e})")
+        except (DatasetError, *_DAMAGED) as e:
+            yield _archive_refusal(shown, e)
             return
         yield (entry_name, data)
     if not any_file:

@@ -24,8 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.config import Settings
 from core.errors import InvalidImageError
-from core.files import megabytes as _mb
-from core.files import read_bounded
+from core.files import megabytes, read_bounded
 from core.vision.formats import FORMAT_ALIASES, describe_unknown, sniff
 
 log = logging.getLogger(__name__)
@@ -111,7 +110,7 @@ def _open(data: bytes, name: str, limits: DecodeLimits) -> tuple[Image.Image, st
         raise InvalidImageError(f"{name}: file is empty")
     if len(data) > limits.max_bytes:
         raise InvalidImageError(
-            f"{name}: {_mb(len(data))} exceeds the {_mb(limits.max_bytes)} limit"
+            f"{name}: {megabytes(len(data))} exceeds the {megabytes(limits.max_bytes)} limit"
         )
     fmt = sniff(data)
     if fmt is None:
