@@ -119,6 +119,9 @@ class Settings:
     job_heartbeat_timeout_s: float = 30.0
     # How often an idle worker looks for queued jobs.
     worker_poll_s: float = 2.0
+    # How many times a job may start: one whose training process or worker died is queued again
+    # and resumes from its last finished epoch until it has started this many times (1: never).
+    job_max_attempts: int = 3
     # DEFECTLENS_LOG_LEVEL; None when unset: the CLI then logs warnings, the worker also info.
     log_level: str | None = None
 
@@ -249,5 +252,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         not in ("0", "false", "no"),
         job_heartbeat_timeout_s=_float(env, "DEFECTLENS_JOB_HEARTBEAT_TIMEOUT_S", 30.0),
         worker_poll_s=_float(env, "DEFECTLENS_WORKER_POLL_S", 2.0),
+        job_max_attempts=_int(env, "DEFECTLENS_JOB_MAX_ATTEMPTS", 3),
         log_level=_log_level(env),
     )

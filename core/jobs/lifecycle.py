@@ -8,7 +8,7 @@ the transaction, the clock and the audit entry. Pages never call it (they use ``
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -111,8 +111,55 @@ def finish(
         )
 
 
-def sweep_stale(db: Database, timeout_s: float) -> list[int]:
-    """Mark failed every running job whose heartbeat is older than timeout_s; their ids."""
+def end_interrupted(
+    db: Database,
+    job_id: int,
+    worker_id: str | None,
+    reason: str,
+    max_attempts: int,
+    *,
+    cutoff: datetime | None = None,
+) -> JobStatus | None:
+    """A running job whose training died: queued again to resume, or failed after its last try.
+
+    A job a worker runs (not a remote backend's) that has started fewer than ``max_attempts``
+    times goes back to the queue; the next start resumes from its last finished epoch
+    (core.training.resume). Otherwise it fails with the reason. Audited either way; None when
+    the job was no longer running (ours, or still stale with a cutoff) by the time we wrote.
+    """
+    with db.write() as session:  # one short transaction: the lock is held briefly
+        job = jobs.get_job(session, job_id)
+        if job is None:
+            return None
+        retry = job.backend in WORKER_BACKENDS and job.attempts < max_attempts
+        if retry:
+            text = (f"{reason}; queued again to resume from its last finished epoch "
+                    f"(start {job.attempts + 1} of {max_attempts})")  # fmt: skip
+            if not jobs.requeue(session, job_id, worker_id, text, cutoff=cutoff):
+                return None
+            status, action = JobStatus.QUEUED, "job_requeued"
+        else:
+            if job.attempts > 1:
+                reason = f"{reason} (start {job.attempts} of {max_attempts}; no more retries)"
+            text = reason
+            if cutoff is not None:
+                ended = jobs.fail_stale(session, job_id, cutoff, reason, utcnow())
+            else:
+                ended = jobs.finish(session, job_id, worker_id, JobStatus.FAILED, utcnow(),
+                                    message="failed", error=reason)  # fmt: skip
+            if not ended:
+                return None
+            status = JobStatus.FAILED
+            action = "job_failed_stale" if cutoff is not None else "job_failed"
+        audit.add_audit(session, user_id=None, username="worker", action=action,
+                        entity="training_job", entity_id=job_id,
+                        details={"reason": reason, "attempts": job.attempts})  # fmt: skip
+    log.warning("job %s: %s", job_id, text)
+    return status
+
+
+def sweep_stale(db: Database, timeout_s: float, max_attempts: int = 1) -> list[int]:
+    """End every running job whose heartbeat is older than timeout_s (end_interrupted); ids."""
     cutoff = utcnow() - timedelta(seconds=timeout_s)
     with db.read() as session:
         stale = jobs.find_stale(session, cutoff)
@@ -120,20 +167,8 @@ def sweep_stale(db: Database, timeout_s: float) -> list[int]:
     for job in stale:
         when = job.heartbeat_at.isoformat(timespec="seconds") if job.heartbeat_at else "never"
         reason = f"worker stopped responding (no heartbeat since {when} from {job.worker_id})"
-        with db.write() as session:  # one short transaction per job: the lock is held briefly
-            if not jobs.fail_stale(session, job.id, cutoff, reason, utcnow()):
-                continue  # it beat (or ended) since we looked
-            audit.add_audit(
-                session,
-                user_id=None,
-                username="worker",
-                action="job_failed_stale",
-                entity="training_job",
-                entity_id=job.id,
-                details={"reason": reason},
-            )
-        swept.append(job.id)
-        log.warning("job %s: %s", job.id, reason)
+        if end_interrupted(db, job.id, None, reason, max_attempts, cutoff=cutoff) is not None:
+            swept.append(job.id)  # else it beat (or ended) since we looked
     return swept
 
 

@@ -24,7 +24,7 @@ from core.datasets import service
 from core.errors import DefectLensError
 from core.jobs import lifecycle, queue
 from core.jobs.lifecycle import DB_HICCUPS, heartbeat_interval
-from core.training import plan, register
+from core.training import plan, register, resume
 from core.training.config import EpochReport, TrainConfig
 from core.training.register import TrainOutcome
 from db.engine import Database
@@ -214,10 +214,14 @@ def _run(
         log.exception("job %s failed", job.id)
         reason = failure_reason(e)
         lifecycle.finish(db, job.id, worker_id, JobStatus.FAILED, error=reason, message="failed")
+        resume.discard(queue.job_dir(settings, job.id))  # an error, not a kill: no retry
         return 1
     finally:
         watch.finished.set()
-    return _conclude(db, job.id, worker_id, config, outcome, watch.interrupted.is_set())
+    code = _conclude(db, settings, job.id, worker_id, outcome, watch.interrupted.is_set())
+    if queue.get_job(db, job.id).is_finished:
+        resume.discard(queue.job_dir(settings, job.id))
+    return code
 
 
 def _train(
@@ -251,9 +255,9 @@ def _train(
 
 def _conclude(
     db: Database,
+    settings: Settings,
     job_id: int,
     worker_id: str,
-    config: TrainConfig,
     outcome: TrainOutcome,
     interrupted: bool,
 ) -> int:
@@ -274,9 +278,8 @@ def _conclude(
         lifecycle.finish(db, job_id, worker_id, JobStatus.CANCELLED, message=text)
         log.info("job %s %s", job_id, text)
     elif interrupted and current.status == JobStatus.RUNNING:
-        reason = "interrupted: the worker was shut down while the job ran; submit it again"
-        lifecycle.finish(db, job_id, worker_id, JobStatus.FAILED, error=reason, message="failed")
-        log.info("job %s %s", job_id, reason)
+        reason = "interrupted: the worker was shut down while the job ran"
+        lifecycle.end_interrupted(db, job_id, worker_id, reason, settings.job_max_attempts)
     else:
         log.warning("job %s stopped: it is %s under %s", job_id, current.status, current.worker_id)
     return 0

@@ -2,9 +2,11 @@
 
 Each job trains in a child process (``core.jobs.run``). The worker heartbeats for it while the
 child lives, turns a cancel into a SIGTERM (then SIGKILL) when the child does not stop by
-itself, and ends the job failed with the exit code when the child dies without ending it.
-Every poll it also sweeps: any running job whose heartbeat is older than the timeout, from
-this worker or one that died, is marked failed. Nothing stays ``running`` forever.
+itself, and when the child dies without ending the job (killed, crashed, the worker shut down)
+queues it again to resume from its last finished epoch, or fails it with the exit code once it
+has started DEFECTLENS_JOB_MAX_ATTEMPTS times. Every poll it also sweeps: any running job whose
+heartbeat is older than the timeout, from this worker or one that died, is queued again or
+failed the same way. Nothing stays ``running`` forever.
 """
 
 from __future__ import annotations
@@ -188,12 +190,10 @@ def supervise(
             )
         else:
             if watch.why_stopped == "shutdown":
-                reason = "interrupted: the worker was shut down while the job ran; submit it again"
+                reason = "interrupted: the worker was shut down while the job ran"
             else:
                 reason = _exit_reason(rc)
-            lifecycle.finish(
-                db, job.id, worker_id, JobStatus.FAILED, error=reason, message="failed"
-            )
+            lifecycle.end_interrupted(db, job.id, worker_id, reason, settings.job_max_attempts)
             _append_log(log_file, f"worker: {reason}")
         current = queue.get_job(db, job.id)
     log.info("job %s ended %s (exit code %s)", job.id, current.status, rc)
@@ -254,7 +254,9 @@ def run_worker(
                 next_orphan_sweep = time.monotonic() + ORPHAN_SWEEP_INTERVAL_S
                 _sweep_orphan_files(db, settings)
             try:
-                lifecycle.sweep_stale(db, settings.job_heartbeat_timeout_s)
+                lifecycle.sweep_stale(
+                    db, settings.job_heartbeat_timeout_s, settings.job_max_attempts
+                )
                 chosen.sync(db)  # a remote backend's runs that ended without ending their row
                 job = lifecycle.claim_next(db, worker_id)
             except SQLAlchemyError:

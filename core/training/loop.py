@@ -26,7 +26,7 @@ from torch import nn
 from core.errors import DatasetError
 from core.files import write_atomic
 from core.training import metrics as ev
-from core.training import plan, speed
+from core.training import plan, resume, speed
 from core.training.balance import choose_balance
 from core.training.config import EpochReport, TrainConfig, TrainResult, resolve_img_size
 from core.training.data import SnapshotLike, TrainingData, augment, load_training_data
@@ -130,11 +130,21 @@ def fit(
         counts = torch.bincount(data.y_train.cpu(), minlength=len(class_names)).tolist()
         balance = choose_balance(cfg.balance, dict(zip(class_names, counts, strict=True)))
         log.info("class balance: %s", balance.reason)
-        epochs = speed.plan_epochs(cfg, device, len(class_names), in_channels, data, balance)
+        n_val = 0 if data.x_val is None else int(data.x_val.shape[0])
+        key = resume.fingerprint(config, class_names, int(data.x_train.shape[0]), n_val)
+        earlier = resume.load_state(checkpoint_dir, key)
+        if earlier is None:
+            epochs = speed.plan_epochs(cfg, device, len(class_names), in_channels, data, balance)
+        else:  # the plan of the first attempt: the schedule goes on where it stopped
+            epochs = plan.EpochChoice.from_dict(earlier.epochs_choice)
         log.info("epochs: %s", epochs.reason)
         cfg = dataclasses.replace(cfg, epochs=epochs.epochs)
         torch.manual_seed(cfg.seed)  # the same initial weights whether or not the plan probed
         step = prepare(cfg, device, len(class_names), in_channels, data, balance)
+        if earlier is not None:
+            resume.restore(earlier, step.model, step.opt, step.sched, gen)
+            log.warning("resuming after epoch %d of %d from %s (%.0f s trained before)",
+                        earlier.epoch, cfg.epochs, checkpoint_dir, earlier.seconds)  # fmt: skip
         # A given epoch count runs in full unless a budget was given too.
         guard = (
             epochs.budget_seconds
@@ -142,7 +152,8 @@ def fit(
             else None
         )
         run = _run_epochs(cfg, step, data, gen, class_names, on_progress, should_stop,
-                          checkpoint_dir, guard)  # fmt: skip
+                          checkpoint_dir, guard,
+                          _Resumable(key, epochs.to_dict(), earlier))  # fmt: skip
         if run.best_state is not None:
             step.model.load_state_dict(run.best_state)
         temperature, calibration_report = calibrate(
@@ -196,6 +207,31 @@ class _Epochs:
     seconds: float = 0.0
 
 
+@dataclass
+class _Resumable:
+    """What the loop needs to write resume states, and the state of an earlier attempt."""
+
+    key: str
+    epochs_choice: dict[str, Any]
+    earlier: resume.ResumeState | None
+
+
+def _start(
+    resumable: _Resumable | None, on_progress: Callable[[EpochReport], None] | None
+) -> tuple[_Epochs, int, float]:
+    """(the run so far, the first epoch to train, seconds trained before) of this attempt."""
+    run = _Epochs()
+    earlier = resumable.earlier if resumable is not None else None
+    if earlier is None:
+        return run, 1, 0.0
+    run.history = list(earlier.history)
+    run.best_score, run.best_epoch = earlier.best_score, earlier.best_epoch
+    run.best_metrics, run.best_state = earlier.best_metrics, earlier.best_model
+    if on_progress is not None and run.history:
+        on_progress(run.history[-1])  # the job's row catches up with the restored epoch
+    return run, earlier.epoch + 1, earlier.seconds
+
+
 def _run_epochs(
     cfg: TrainConfig,
     step: Step,
@@ -206,16 +242,19 @@ def _run_epochs(
     should_stop: Callable[[], bool] | None,
     checkpoint_dir: Path | None,
     budget_s: float | None = None,
+    resumable: _Resumable | None = None,
 ) -> _Epochs:
     """Train epoch by epoch, evaluating each and keeping (and checkpointing) the best.
 
     Past ``budget_s`` seconds the loop ends after the current epoch, keeping the best so far.
+    With a checkpoint folder, the state after each epoch is saved there for a resumed attempt
+    (core.training.resume), which goes on from ``resumable.earlier``.
     """
     assert cfg.epochs is not None  # fit has planned them
     batch, steps_per_epoch = _batching(cfg, data)
-    run = _Epochs()
-    t_train = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    run, first, before_s = _start(resumable, on_progress)
+    t_train = time.perf_counter() - before_s
+    for epoch in range(first, cfg.epochs + 1):
         t_epoch = time.perf_counter()
         train_loss, seen, run.stopped = train_one_epoch(
             step, data, cfg, gen, batch, steps_per_epoch, should_stop
@@ -250,6 +289,15 @@ def _run_epochs(
                     Path(checkpoint_dir), step.model, epoch, cfg,
                     metrics.to_dict() if metrics else {},
                 )  # fmt: skip
+        if checkpoint_dir is not None and resumable is not None and not run.stopped:
+            resume.save_state(
+                Path(checkpoint_dir), resumable.key, epoch=epoch,
+                epochs_choice=resumable.epochs_choice, history=run.history,
+                best_score=run.best_score, best_epoch=run.best_epoch,
+                best_metrics=run.best_metrics, seconds=time.perf_counter() - t_train,
+                model=step.model, best_model=run.best_state, opt=step.opt, sched=step.sched,
+                generator=gen,
+            )  # fmt: skip
         log.info(
             "epoch %d/%d loss %.4f val_acc %s f1 %s %.0f img/s %.1f s",
             epoch, cfg.epochs, report.train_loss, report.val_accuracy, report.macro_f1,

@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 # The benchmarked recipes: 30 epochs on the CPU (NEU 99.2 %); with bf16 numerics on CUDA the same
 # recipe peaks at 98.6-98.9 % on NEU while 40 epochs reach 99 % (seconds on an H200).
@@ -46,6 +47,12 @@ class EpochChoice:
             "budget_seconds": self.budget_seconds,
             "estimated_seconds": self.estimated_seconds,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EpochChoice:
+        """The inverse of to_dict (a resumed run keeps its first attempt's plan)."""
+        return cls(int(d["value"]), str(d["reason"]), d.get("budget_seconds"),
+                   d.get("estimated_seconds"))  # fmt: skip
 
 
 DEFAULT_ARCH = "defectnet"

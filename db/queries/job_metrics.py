@@ -39,7 +39,10 @@ def add_metric(
     images_per_second: float | None,
     class_recall: dict[str, float] | None = None,
 ) -> None:
-    """Store one epoch's metrics (one row per job and epoch)."""
+    """Store one epoch's metrics (one row per job and epoch: a resumed run's replay is a no-op)."""
+    seen = select(JobMetric.id).where(JobMetric.job_id == job_id, JobMetric.epoch == epoch)
+    if session.scalar(seen) is not None:
+        return
     session.add(
         JobMetric(
             job_id=job_id,

@@ -50,6 +50,7 @@ class JobRecord:
     model_id: int | None  # the model registered from this job
     eta_seconds: float | None
     backend_ref: str | None = None  # e.g. the Ray submission id
+    attempts: int = 0  # how many times a worker has started it
 
     @property
     def is_finished(self) -> bool:
@@ -111,6 +112,7 @@ def _to_record(
         model_id=model_id,
         eta_seconds=_eta(row, now),
         backend_ref=row.backend_ref,
+        attempts=int(row.attempts or 0),
     )
 
 
@@ -244,8 +246,8 @@ def claim_job(session: Session, job_id: int, worker_id: str, now: datetime) -> b
         worker_id=worker_id,
         started_at=now,
         heartbeat_at=now,
-        progress=0.0,
         message="starting",
+        attempts=TrainingJob.attempts + 1,
     )
 
 
@@ -326,6 +328,24 @@ def finish(
     if worker_id is not None:
         where.append(TrainingJob.worker_id == worker_id)
     return _guarded(session, *where, **values)
+
+
+def requeue(
+    session: Session, job_id: int, worker_id: str | None, message: str, *, cutoff: datetime | None
+) -> bool:
+    """running -> queued again, for another start that resumes it (core.jobs.lifecycle decides).
+
+    Guarded like ``finish`` (this worker's, unless None) and, with a cutoff, like ``fail_stale``
+    (only while the job is still stale: a late beat wins). The progress stays: it resumes there.
+    """
+    where = [TrainingJob.id == job_id, TrainingJob.status == JobStatus.RUNNING.value,
+             TrainingJob.cancel_requested.is_(False)]  # fmt: skip
+    if worker_id is not None:
+        where.append(TrainingJob.worker_id == worker_id)
+    if cutoff is not None:
+        where.append(_last_seen() < cutoff)
+    return _guarded(session, *where, status=JobStatus.QUEUED.value, worker_id=None,
+                    heartbeat_at=None, message=message[:MESSAGE_MAX])  # fmt: skip
 
 
 def _last_seen() -> Any:

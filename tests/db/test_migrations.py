@@ -382,6 +382,7 @@ _LATER_0004 = {
     *(("add_column", t, "is_demo") for t in ("datasets", "models", "users")),
     *(("add_index", f"ix_rollups_{c}", None) for c in ("line", "station", "product", "model_id")),
     ("add_table", "sso_identities", None),
+    ("add_column", "training_jobs", "attempts"),
 }
 
 
@@ -404,6 +405,8 @@ _FILTER_INDEXES = {
 }
 # 0009's table, missing at every revision before it.
 _SSO = {("add_table", "sso_identities")}
+# 0010's column, missing at every revision before it.
+_ATTEMPTS = {("add_column attempts", "training_jobs")}
 
 
 def test_0003_and_0004_add_recall_and_the_rollup_and_downgrade_drops_them(
@@ -420,6 +423,7 @@ def test_0003_and_0004_add_recall_and_the_rollup_and_downgrade_drops_them(
         | (_DEMO_COLUMNS - {("add_column is_demo", "annotations")})  # annotations: not yet
         | _FILTER_INDEXES
         | _SSO
+        | _ATTEMPTS
     )
     migrate.downgrade(blank_url, "0003")
     assert "rollups" not in _tables(engine)
@@ -473,6 +477,7 @@ def test_0005_adds_baselines_and_annotations_and_downgrade_drops_them(
         | _DEMO_COLUMNS
         | _FILTER_INDEXES
         | _SSO
+        | _ATTEMPTS
     )
     migrate.downgrade(blank_url, "0004")
     assert not SINCE_0004 & _tables(engine)
@@ -481,7 +486,10 @@ def test_0005_adds_baselines_and_annotations_and_downgrade_drops_them(
 
 def test_0006_adds_sessions_and_downgrade_drops_them(blank_url: str, engine: Engine) -> None:
     migrate.upgrade(blank_url, "0006")
-    assert _names_of(_schema_diff(engine, Base.metadata)) == _DEMO_COLUMNS | _FILTER_INDEXES | _SSO
+    assert (
+        _names_of(_schema_diff(engine, Base.metadata))
+        == _DEMO_COLUMNS | _FILTER_INDEXES | _SSO | _ATTEMPTS
+    )
     uniques = [set(u["column_names"]) for u in inspect(engine).get_unique_constraints("sessions")]
     assert {"token_hash"} in uniques
     migrate.downgrade(blank_url, "0005")
@@ -496,7 +504,7 @@ def test_0007_marks_demo_rows_and_downgrade_drops_the_markers(
         conn.execute(text("INSERT INTO users (username, password_hash, role, active, created_at)"
                           " VALUES ('old', 'x', 'viewer', true, CURRENT_TIMESTAMP)"))  # fmt: skip
     migrate.upgrade(blank_url, "0007")
-    assert _names_of(_schema_diff(engine, Base.metadata)) == _FILTER_INDEXES | _SSO
+    assert _names_of(_schema_diff(engine, Base.metadata)) == _FILTER_INDEXES | _SSO | _ATTEMPTS
     with engine.connect() as conn:
         assert conn.execute(text("SELECT is_demo FROM users")).scalar_one() in (False, 0)
     migrate.downgrade(blank_url, "0006")
@@ -507,7 +515,7 @@ def test_0008_indexes_the_rollup_filters_and_downgrade_drops_them(
     blank_url: str, engine: Engine
 ) -> None:
     migrate.upgrade(blank_url, "0008")
-    assert _names_of(_schema_diff(engine, Base.metadata)) == _SSO
+    assert _names_of(_schema_diff(engine, Base.metadata)) == _SSO | _ATTEMPTS
     names = {ix["name"] for ix in inspect(engine).get_indexes("rollups")}
     assert {n for _, n in _FILTER_INDEXES} <= names
     migrate.downgrade(blank_url, "0007")
@@ -518,7 +526,7 @@ def test_0008_indexes_the_rollup_filters_and_downgrade_drops_them(
 
 def test_0009_adds_sso_identities_and_downgrade_drops_them(blank_url: str, engine: Engine) -> None:
     migrate.upgrade(blank_url, "0009")
-    assert _schema_diff(engine, Base.metadata) == []
+    assert _names_of(_schema_diff(engine, Base.metadata)) == _ATTEMPTS
     uniques = [
         set(u["column_names"]) for u in inspect(engine).get_unique_constraints("sso_identities")
     ]
@@ -529,3 +537,19 @@ def test_0009_adds_sso_identities_and_downgrade_drops_them(blank_url: str, engin
     ]
     migrate.downgrade(blank_url, "0008")
     assert "sso_identities" not in _tables(engine)
+
+
+def test_0010_counts_job_attempts_from_zero_and_downgrade_drops_the_column(
+    blank_url: str, engine: Engine
+) -> None:
+    migrate.upgrade(blank_url, "0009")
+    with engine.begin() as conn:  # a job from before: it has been started no times yet
+        conn.execute(text("INSERT INTO training_jobs (status, config, backend, progress,"
+                          " cancel_requested, created_at) VALUES ('queued', '{}', 'local', 0,"
+                          " false, CURRENT_TIMESTAMP)"))  # fmt: skip
+    migrate.upgrade(blank_url, "0010")
+    assert _schema_diff(engine, Base.metadata) == []
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT attempts FROM training_jobs")).scalar_one() == 0
+    migrate.downgrade(blank_url, "0009")
+    assert "attempts" not in {c["name"] for c in inspect(engine).get_columns("training_jobs")}

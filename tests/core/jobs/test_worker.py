@@ -85,9 +85,11 @@ def test_a_job_runs_to_a_candidate_model_with_metrics_and_log(db, settings, data
 
 
 def test_sigkill_of_the_worker_fails_the_job_and_the_next_one_runs(db, settings, dataset, tmp_path):
+    # One start only: the sweep fails the job (test_resume_jobs.py: with retries it resumes).
+    once = {"DEFECTLENS_JOB_MAX_ATTEMPTS": "1"}
     victim = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, LONG)
     nxt = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, QUICK)
-    first = start_worker(settings, tmp_path / "w1.log", "--poll-seconds", "0.2")
+    first = start_worker(settings, tmp_path / "w1.log", "--poll-seconds", "0.2", **once)
     try:
         wait_for(lambda: queue.job_metrics(db, victim.id), 90, "the first epoch")  # mid-training
         child = _training_pid(settings, victim.id)
@@ -96,7 +98,7 @@ def test_sigkill_of_the_worker_fails_the_job_and_the_next_one_runs(db, settings,
         # The orphaned training process notices its worker is gone and stops by itself.
         wait_for(lambda: not pid_alive(child), 15, "the orphaned training process to exit")
         killed_at = time.monotonic()
-        second = start_worker(settings, tmp_path / "w2.log", "--poll-seconds", "0.2")
+        second = start_worker(settings, tmp_path / "w2.log", "--poll-seconds", "0.2", **once)
         try:
             failed = wait_for(lambda: _finished(db, victim.id), 60, "the sweep to fail the job")
             assert time.monotonic() - killed_at < 60
