@@ -66,7 +66,7 @@ def main() -> None:
             report["postgresql"] = _report(run_race(work / "pg", url, args.images), args.images)
         finally:
             with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
             admin.dispose()
     shutil.rmtree(work, ignore_errors=True)
     emit(report)
