@@ -35,3 +35,13 @@ class NotFound(DefectLensError):
 
 class ValidationError(DefectLensError):
     """An argument a person typed is out of range or malformed."""
+
+
+class StorageError(DefectLensError):
+    """The disk or the database refused a write (full, read-only, locked too long, away).
+
+    The message says where, why and what was kept; nothing of the failed step was stored.
+    ``kept`` counts the parts an ingest had committed before the fault.
+    """
+
+    kept: int = 0

@@ -11,6 +11,7 @@ import sys
 import click
 import typer
 
+from core import storage_faults
 from core.cli import datasets, demo, inspect, jobs, models, server, train, trends, users
 from core.cli.common import settings
 from core.errors import DefectLensError
@@ -66,6 +67,10 @@ def main() -> None:
         sys.exit(e.exit_code)
     except Exception as e:  # noqa: BLE001 - the CLI contract: one line, never a traceback
         logging.getLogger("defectlens").debug("unexpected error", exc_info=True)
+        explained = storage_faults.explain(e)
+        if explained is not None:  # a full disk, a read-only directory, a locked database
+            sys.stderr.write(f"error: {explained}\n")
+            sys.exit(1)
         sys.stderr.write(f"error: {type(e).__name__}: {e}\n")
         sys.exit(2)
     # standalone_mode=False makes Click return a typer.Exit's code instead of raising it.

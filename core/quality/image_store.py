@@ -36,7 +36,7 @@ def heatmap_path(sha: str) -> str:
     return f"{HEATMAPS_DIR}/{sha[:2]}/{sha}.png"
 
 
-def _store_file(root: Path, rel: str, data: bytes) -> Path:
+def _store_file(root: Path, rel: str, data: bytes, created: list[Path]) -> Path:
     """Write content-addressed bytes once (temp, fsync, replace); returns the folder touched."""
     path = root / rel
     folder = path.parent
@@ -50,14 +50,25 @@ def _store_file(root: Path, rel: str, data: bytes) -> Path:
         pass
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(path, data, sync_dir=False)
+    created.append(path)
     return folder
 
 
 def store_all(settings: Settings, files: dict[str, bytes], pool: ThreadPoolExecutor) -> None:
-    """Write every (store path -> bytes) durably, renames included, before any row exists."""
+    """Write every (store path -> bytes) durably, renames included, before any row exists.
+
+    When a write fails (a full disk) the files this call created are removed before the error
+    goes on: no row will point at them, and a full disk gets its space back at once.
+    """
     root = settings.images_dir
-    folders = set(pool.map(lambda kv: _store_file(root, kv[0], kv[1]), files.items()))
-    list(pool.map(fsync_dir, folders))
+    created: list[Path] = []  # list.append is atomic under the GIL
+    try:
+        folders = set(pool.map(lambda kv: _store_file(root, kv[0], kv[1], created), files.items()))
+        list(pool.map(fsync_dir, folders))
+    except BaseException:
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def read_stored(settings: Settings, rel: str, what: str) -> bytes:

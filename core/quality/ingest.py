@@ -160,14 +160,14 @@ def ingest(
                 share = sum(1 for i in good if i.judged.flagged) / len(good)
                 fused = always_fused or share > FUSED_ABOVE_FLAGGED_SHARE
             if pending is not None:
-                processed += pending.result()
+                processed += _recorded(pending, len(processed))
                 pending = None
             if good:
                 pending = writer.submit(
                     recording.save_chunk, db, settings, good, trace, model, rule, t0, io_pool
                 )
         if pending is not None:
-            processed += pending.result()
+            processed += _recorded(pending, len(processed))
     return IngestResult(
         processed=processed,
         rejected=rejected,
@@ -175,6 +175,15 @@ def ingest(
         seconds=time.perf_counter() - started,
         heatmaps=heatmaps,
     )
+
+
+def _recorded(pending: Future[list[InspectionRecord]], before: int) -> list[InspectionRecord]:
+    """A chunk's records; a storage fault learns how many parts earlier chunks committed."""
+    try:
+        return pending.result()
+    except StorageError as e:
+        e.kept = before
+        raise
 
 
 def ingest_many(
@@ -202,9 +211,15 @@ def ingest_many(
         files = [i for i in group if not isinstance(i, Rejection)]
         summary.rejected += [i for i in group if isinstance(i, Rejection)]
         if files:
-            result = ingest(
-                db, settings, actor, files, trace, classifier=model, with_heatmaps=with_heatmaps
-            )
+            try:
+                result = ingest(
+                    db, settings, actor, files, trace, classifier=model, with_heatmaps=with_heatmaps
+                )
+            except StorageError as e:  # a full disk mid-stream: say what is kept
+                kept = len(summary.processed_ids) + e.kept
+                raise StorageError(
+                    f"{e} ({kept} images before them were recorded and are kept)"
+                ) from e
             del files, group  # the group's bytes go before the next group is read
             summary.processed_ids += [r.id for r in result.processed]
             summary.rejected += result.rejected

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sqlalchemy.exc import IntegrityError
 
+from core import storage_faults
 from core.config import Settings
 from core.quality import flag_rules, image_store, rollup
 from core.vision import images
@@ -75,7 +76,9 @@ def save_chunk(
         to_write.setdefault(item.image_rel, item.data)
         if item.heatmap_rel and item.heatmap_png is not None:
             to_write.setdefault(item.heatmap_rel, item.heatmap_png)
-    image_store.store_all(settings, to_write, io_pool)
+    stored = f"could not store {len(good)} images in {settings.images_dir}; none was recorded"
+    with storage_faults.reported(stored):
+        image_store.store_all(settings, to_write, io_pool)
 
     latency_ms = (time.perf_counter() - t0) * 1000.0 / len(good)
     captured = trace.captured_at or utcnow()
@@ -91,12 +94,13 @@ def save_chunk(
         for i in good
     ]
     parts = [_new_inspection(i, trace, captured, model, rule, latency_ms) for i in good]
-    try:
-        return _insert_rows(db, new_images, parts)
-    except IntegrityError:
-        # Another process stored one of these images between our lookup and insert
-        # (PostgreSQL; SQLite serialises writers): the rows now exist, so look them up again.
-        return _insert_rows(db, new_images, parts)
+    with storage_faults.reported(f"could not record {len(good)} inspections; none was recorded"):
+        try:
+            return _insert_rows(db, new_images, parts)
+        except IntegrityError:
+            # Another process stored one of these images between our lookup and insert
+            # (PostgreSQL; SQLite serialises writers): the rows now exist, so look them up again.
+            return _insert_rows(db, new_images, parts)
 
 
 def _insert_rows(
