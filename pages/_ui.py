@@ -15,7 +15,7 @@ from core.auth.permissions import Action, CurrentUser
 from core.config import Settings, load_settings
 from core.demo import status as demo_status
 from core.errors import PermissionDenied
-from core.registry import catalog, compare
+from core.registry import compare
 from db.engine import Database
 from db.queries.catalog import ModelRecord
 
@@ -127,9 +127,11 @@ def acting_user(action: Action) -> CurrentUser:
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the model…")
-def _load_classifier(model_id: int, artifact_sha256: str) -> Classifier:
-    # compare.load_classifier imports torch only when it runs (pages never load it at import).
-    return compare.load_classifier(get_settings(), catalog.get_model(get_db(), model_id))
+def _load_classifier(model_id: int, artifact_sha256: str, _model: ModelRecord) -> Classifier:
+    # Keyed by id and hash only (a leading underscore is not hashed): _model is the record the
+    # page already read with its user's check. compare.load_classifier imports torch only when
+    # it runs (pages never load it at import).
+    return compare.load_classifier(get_settings(), _model)
 
 
 def get_classifier(model: ModelRecord) -> Classifier:
@@ -137,7 +139,7 @@ def get_classifier(model: ModelRecord) -> Classifier:
 
     Keyed by id and artifact hash, so promoting another model switches inference at once.
     """
-    return _load_classifier(model.id, model.artifact_sha256)
+    return _load_classifier(model.id, model.artifact_sha256, model)
 
 
 def demo_banner() -> None:

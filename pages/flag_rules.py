@@ -21,7 +21,7 @@ st.caption(
 )
 
 try:
-    active = catalog.get_model(db, "active")
+    active = catalog.get_model(db, user, "active")
 except NotFound:
     st.warning("No active model yet: promote one on the Models page first.")
     st.stop()

@@ -20,7 +20,7 @@ db, settings = get_db(), get_settings()
 st.title("Inspect parts")
 
 try:
-    active = catalog.get_model(db, "active")
+    active = catalog.get_model(db, user, "active")
 except NotFound:
     st.warning("No active model yet. An engineer promotes one on the Models page.")
     st.stop()

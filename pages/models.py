@@ -5,7 +5,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.auth.permissions import Action
+from core.auth.permissions import Action, CurrentUser
 from core.errors import DefectLensError
 from core.registry import catalog, compare
 from pages._ui import get_db, get_settings, literal, plot_text, require_page
@@ -14,11 +14,11 @@ user = require_page(Action.MANAGE_MODELS)
 db, settings = get_db(), get_settings()
 st.title("Models")
 
-models = catalog.list_models(db)
+models = catalog.list_models(db, user)
 if not models:
     st.info("No models yet. Train one on the Training page or with `defectlens train`.")
     st.stop()
-datasets = {d.id: d for d in catalog.list_datasets(db)}
+datasets = {d.id: d for d in catalog.list_datasets(db, user)}
 active = next((m for m in models if m.status.value == "active"), None)
 
 
@@ -157,14 +157,15 @@ if model.status.value != "active" and b1.button("Promote to active", type="prima
 
 
 @st.cache_data(max_entries=8, show_spinner="Exporting to ONNX…")
-def _onnx(model_id: int) -> bytes:
-    return compare.onnx_export_bytes(catalog.get_model(get_db(), model_id))
+def _onnx(model_id: int, _actor: CurrentUser) -> bytes:
+    # The user is not part of the cache key (leading underscore): only the model is.
+    return compare.onnx_export_bytes(catalog.get_model(get_db(), _actor, model_id))
 
 
 if b2.toggle("Prepare ONNX download"):
     b2.download_button(
         "Download ONNX",
-        _onnx(model.id),
+        _onnx(model.id, user),
         file_name=f"defectlens-model-{model.id}.onnx",
         mime="application/octet-stream",
     )

@@ -22,7 +22,7 @@ defaults = TrainConfig()
 data_tab, launch_tab, jobs_tab = st.tabs(["Datasets", "Launch a job", "Jobs"])
 
 with data_tab:
-    datasets = catalog.list_datasets(db)
+    datasets = catalog.list_datasets(db, user)
     if not datasets:
         st.info(
             "No datasets yet. Import a zip or a server folder below (one sub-folder per class)."
@@ -107,7 +107,7 @@ with data_tab:
                 st.error(literal(e))
 
 with launch_tab:
-    datasets = catalog.list_datasets(db)
+    datasets = catalog.list_datasets(db, user)
     gpu = backend.detected_gpu()
     st.caption(f"GPU: {gpu}" if gpu else "No GPU detected: jobs train on the CPU.")
     with st.form("launch"):
@@ -231,7 +231,7 @@ with jobs_tab:
         except PermissionDenied as e:
             st.error(literal(e))
             return
-        job = queue.get_job(db, job_id)
+        job = queue.get_job(db, actor, job_id)
         eta = "" if job.eta_seconds is None else f" · about {job.eta_seconds:.0f}s left"
         st.progress(
             min(max(job.progress, 0.0), 1.0), text=f"Job #{job.id}: {job.status.value}{eta}"
@@ -240,7 +240,7 @@ with jobs_tab:
             st.error(literal(job.error))
         elif job.message:
             st.caption(literal(job.message))
-        metrics = queue.job_metrics(db, job.id)
+        metrics = queue.job_metrics(db, actor, job.id)
         if metrics:
             df = pd.DataFrame([vars(m) for m in metrics])
             loss = go.Figure()
@@ -284,7 +284,7 @@ with jobs_tab:
                 )
                 st.plotly_chart(fig, width="stretch")
         if job.model_id is not None:
-            per_class = catalog.get_model(db, job.model_id).metrics.get("per_class") or {}
+            per_class = catalog.get_model(db, actor, job.model_id).metrics.get("per_class") or {}
             if per_class:
                 st.caption(f"Model #{job.model_id}: per-class results on its evaluation split")
                 st.dataframe(pd.DataFrame(per_class).T, width="stretch")
@@ -299,7 +299,7 @@ with jobs_tab:
             st.session_state.pop("_live_polling")
             st.rerun()
 
-    current = queue.get_job(db, job_id)
+    current = queue.get_job(db, user, job_id)
     if not current.is_finished:
         st.session_state["_live_polling"] = current.id
     st.fragment(live_view, run_every=None if current.is_finished else "2s")()

@@ -177,7 +177,7 @@ else:
 annotations_panel(db, user, tz, since, until, line=where.line)
 
 st.subheader("Recent flagged parts")
-recent = inspections.list_inspections(db, limit=10, flagged_only=True, line=where.line,
+recent = inspections.list_inspections(db, user, limit=10, flagged_only=True, line=where.line,
                                       product=where.product, since=since, until=until)  # fmt: skip
 if recent:
     st.dataframe(

@@ -77,7 +77,7 @@ def dataset_import(
 def dataset_list(as_json: JsonOpt = False) -> None:
     """List imported datasets."""
     _, db = open_database()
-    records = catalog.list_datasets(db)
+    records = catalog.list_datasets(db, permissions.SYSTEM)
     if as_json:
         emit_json({"datasets": [dataset_summary(r) for r in records]})
         return

@@ -110,13 +110,13 @@ def show(
 ) -> None:
     """One job with its per-epoch metrics and the end of its log."""
     s, db = open_database()
-    job = queue.get_job(db, job_id)
-    metrics = queue.job_metrics(db, job_id)
+    job = queue.get_job(db, permissions.SYSTEM, job_id)
+    metrics = queue.job_metrics(db, permissions.SYSTEM, job_id)
     tail = queue.log_tail(s, permissions.SYSTEM, job, log_lines)
     # The finished job's model: its per-class precision, recall and F1 (None before it exists).
     per_class = None
     if job.model_id is not None:
-        per_class = catalog.get_model(db, job.model_id).metrics.get("per_class")
+        per_class = catalog.get_model(db, permissions.SYSTEM, job.model_id).metrics.get("per_class")
     if as_json:
         emit_json(
             {

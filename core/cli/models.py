@@ -37,7 +37,7 @@ def model_summary(m: ModelRecord) -> dict[str, Any]:
 def models_list(as_json: JsonOpt = False) -> None:
     """List models with their status and validation metrics."""
     _, db = open_database()
-    records = catalog.list_models(db)
+    records = catalog.list_models(db, permissions.SYSTEM)
     if as_json:
         emit_json({"models": [model_summary(m) for m in records]})
         return
@@ -71,7 +71,7 @@ def models_export(
     from core.vision import artifacts, onnx_export
 
     _, db = open_database()
-    record = catalog.get_model(db, model_id)
+    record = catalog.get_model(db, permissions.SYSTEM, model_id)
     loaded = artifacts.load_model(Path(record.artifact_path))
     target = out or Path(f"defectlens-model-{record.id}.onnx")
     path = onnx_export.export_onnx(loaded, target)

@@ -323,7 +323,7 @@ def evaluate(
     if (data is None) == (dataset is None):
         raise ValidationError("give exactly one of --data PATH or --dataset ID")
     s, db = open_database()
-    record = catalog.get_model(db, model)
+    record = catalog.get_model(db, permissions.SYSTEM, model)
     if data is not None:
         items = _folder_images(data, record.class_names)
     else:

@@ -68,10 +68,10 @@ def validate_config(config: TrainConfig) -> None:
     check_mode(config.balance)
 
 
-def check_dataset(db: Database, dataset_id: int) -> tuple[str, list[str]]:
+def check_dataset(db: Database, actor: CurrentUser, dataset_id: int) -> tuple[str, list[str]]:
     """(name, classes) of a dataset a job can train on; DatasetError saying why not."""
     try:
-        record = catalog.get_dataset(db, dataset_id)
+        record = catalog.get_dataset(db, actor, dataset_id)
     except NotFound:
         raise DatasetError(f"dataset {dataset_id} does not exist (deleted?)") from None
     if not record.snapshot_dir.is_dir() or not Path(record.manifest_path).is_file():
@@ -96,7 +96,7 @@ def submit_job(
     validate_config(config)
     backend = backend_for(settings)
     backend.check(settings, config)
-    _name, classes = check_dataset(db, dataset_id)
+    _name, classes = check_dataset(db, actor, dataset_id)
     with db.write() as session:
         job_id = jobs.add_job(
             session,
@@ -121,7 +121,7 @@ def submit_job(
             },
         )
     backend.start(db, settings, job_id)
-    return get_job(db, job_id)
+    return get_job(db, actor, job_id)
 
 
 def list_jobs(
@@ -137,8 +137,9 @@ def list_jobs(
         return jobs.list_jobs(session, limit=limit, statuses=statuses)
 
 
-def get_job(db: Database, job_id: int) -> JobRecord:
-    """One job, or NotFound."""
+def get_job(db: Database, actor: CurrentUser, job_id: int) -> JobRecord:
+    """One job, or NotFound (engineers and up, as list_jobs: the Training page's live view)."""
+    require(actor, Action.TRAIN)
     with db.read() as session:
         job = jobs.get_job(session, job_id)
     if job is None:
@@ -146,8 +147,9 @@ def get_job(db: Database, job_id: int) -> JobRecord:
     return job
 
 
-def job_metrics(db: Database, job_id: int) -> list[MetricRow]:
-    """Per-epoch metrics of a job, by epoch."""
+def job_metrics(db: Database, actor: CurrentUser, job_id: int) -> list[MetricRow]:
+    """Per-epoch metrics of a job, by epoch (engineers and up, as get_job)."""
+    require(actor, Action.TRAIN)
     with db.read() as session:
         return list_metrics(session, job_id)
 
@@ -180,7 +182,7 @@ def cancel_job(db: Database, actor: CurrentUser, job_id: int) -> JobRecord:
             details={"status": job.status.value},
         )
     backend_named(job.backend).stop(job)
-    return get_job(db, job_id)
+    return get_job(db, actor, job_id)
 
 
 def log_tail(settings: Settings, actor: CurrentUser, job: JobRecord, lines: int = 50) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from core import setup
+from core.auth.permissions import SYSTEM
 from core.config import Settings, load_settings
 from core.datasets import service
 from core.errors import DefectLensError
@@ -101,7 +102,7 @@ def run_job(
         if claim and not lifecycle.claim_job(db, job_id, worker_id):
             log.warning("job %s is no longer queued; nothing to do", job_id)
             return 0
-        job = queue.get_job(db, job_id)
+        job = queue.get_job(db, SYSTEM, job_id)
         if job.status != JobStatus.RUNNING or job.worker_id != worker_id:
             log.warning("job %s is %s under %s, not ours", job_id, job.status, job.worker_id)
             return 0
@@ -219,7 +220,7 @@ def _run(
     finally:
         watch.finished.set()
     code = _conclude(db, settings, job.id, worker_id, outcome, watch.interrupted.is_set())
-    if queue.get_job(db, job.id).is_finished:
+    if queue.get_job(db, SYSTEM, job.id).is_finished:
         resume.discard(queue.job_dir(settings, job.id))
     return code
 
@@ -271,7 +272,7 @@ def _conclude(
                       job_id, outcome.model.id)  # fmt: skip
         log.info("job %s succeeded: %s", job_id, text)
         return 0
-    current = queue.get_job(db, job_id)
+    current = queue.get_job(db, SYSTEM, job_id)
     if current.cancel_requested:
         epochs_done = len(outcome.result.history)
         text = f"cancelled after {epochs_done} of {outcome.result.config.epochs} epochs"

@@ -26,6 +26,7 @@ from subprocess import Popen
 from sqlalchemy.exc import SQLAlchemyError
 
 from core import setup
+from core.auth.permissions import SYSTEM
 from core.config import Settings
 from core.jobs import lifecycle, queue
 from core.jobs.backend import backend_for
@@ -156,7 +157,7 @@ class _ChildWatch:
 
     def _check_cancel(self, now: float) -> None:
         try:
-            if queue.get_job(self.db, self.job_id).cancel_requested:
+            if queue.get_job(self.db, SYSTEM, self.job_id).cancel_requested:
                 self.cancel_seen = now
         except SQLAlchemyError:
             pass  # the next heartbeat logs a database that stays away
@@ -181,7 +182,7 @@ def supervise(
     proc = _start_child(settings, job.id, worker_id, log_file)
     watch = _ChildWatch(db, settings, job.id, worker_id, proc, stopping)
     rc = watch.until_exit()
-    current = queue.get_job(db, job.id)
+    current = queue.get_job(db, SYSTEM, job.id)
     if current.status == JobStatus.RUNNING and current.worker_id == worker_id:
         # The child died without ending the job itself.
         if current.cancel_requested:
@@ -195,7 +196,7 @@ def supervise(
                 reason = _exit_reason(rc)
             lifecycle.end_interrupted(db, job.id, worker_id, reason, settings.job_max_attempts)
             _append_log(log_file, f"worker: {reason}")
-        current = queue.get_job(db, job.id)
+        current = queue.get_job(db, SYSTEM, job.id)
     log.info("job %s ended %s (exit code %s)", job.id, current.status, rc)
     return current.status
 

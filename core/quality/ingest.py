@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.auth.permissions import Action, CurrentUser, require
+from core.auth.permissions import SYSTEM, Action, CurrentUser, require
 from core.config import Settings
 from core.errors import InvalidImageError, ValidationError
 from core.quality import flag_rules, image_store, recording
@@ -107,7 +107,7 @@ def load_active(db: Database, settings: Settings) -> tuple[ModelRecord, Classifi
     # Deferred: load_classifier imports torch and onnxruntime, which pages must not pay for.
     from core.registry.compare import load_classifier
 
-    model = catalog.get_model(db, "active")
+    model = catalog.get_model(db, SYSTEM, "active")  # loading the model, not a person's read
     return model, load_classifier(settings, model)
 
 

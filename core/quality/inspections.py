@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 def list_inspections(
     db: Database,
+    actor: CurrentUser,
     *,
     limit: int = 200,
     flagged_only: bool = False,
@@ -42,7 +43,13 @@ def list_inspections(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[InspectionRecord]:
-    """Newest inspections first, optionally only flagged ones, by line, product and time."""
+    """Newest inspections first, optionally only flagged ones, by line, product and time.
+
+    Viewers and up: the Trends page lists recent flagged parts (VIEW_TRENDS) and so does the
+    trend PDF a viewer downloads (DOWNLOAD_REPORTS).
+    """
+    if not can(actor, Action.DOWNLOAD_REPORTS):
+        require(actor, Action.VIEW_TRENDS)
     with db.read() as session:
         return inspection_queries.list_inspections(
             session,

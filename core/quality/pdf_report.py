@@ -182,7 +182,7 @@ def _recent(
 ) -> None:
     w = report.where
     recent = inspections.list_inspections(
-        db, limit=RECENT_FLAGGED, flagged_only=True, line=w.line, product=w.product,
+        db, actor, limit=RECENT_FLAGGED, flagged_only=True, line=w.line, product=w.product,
         since=report.since, until=report.until,
     )  # fmt: skip
     _text(pdf, "Most recent flagged parts", size=11, bold=True)

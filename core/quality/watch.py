@@ -124,7 +124,7 @@ class FolderWatcher:
 
     def _model(self) -> tuple[ModelRecord, Classifier]:
         """The active model, reloaded when another one is promoted while watching."""
-        active = catalog.get_model(self.db, "active")
+        active = catalog.get_model(self.db, self.actor, "active")
         current = self._classifier
         if current is None or (current[0].id, current[0].artifact_sha256) != (
             active.id,

@@ -55,14 +55,16 @@ def register_dataset(
         return record, True
 
 
-def list_datasets(db: Database) -> list[DatasetRecord]:
-    """Every dataset, newest first."""
+def list_datasets(db: Database, actor: CurrentUser) -> list[DatasetRecord]:
+    """Every dataset, newest first (engineers and up: the Training and Models pages list them)."""
+    permissions.require(actor, Action.MANAGE_DATASETS)
     with db.read() as session:
         return catalog_queries.list_datasets(session)
 
 
-def get_dataset(db: Database, dataset_id: int) -> DatasetRecord:
-    """One dataset by id, or NotFound."""
+def get_dataset(db: Database, actor: CurrentUser, dataset_id: int) -> DatasetRecord:
+    """One dataset by id, or NotFound (engineers and up, as list_datasets)."""
+    permissions.require(actor, Action.MANAGE_DATASETS)
     with db.read() as session:
         record = catalog_queries.get_dataset(session, dataset_id)
     if record is None:
@@ -112,14 +114,17 @@ def register_model(
         return record
 
 
-def list_models(db: Database) -> list[ModelRecord]:
-    """Every model, newest first."""
+def list_models(db: Database, actor: CurrentUser) -> list[ModelRecord]:
+    """Every model, newest first (engineers and up: the Models page and `defectlens models`)."""
+    permissions.require(actor, Action.MANAGE_MODELS)
     with db.read() as session:
         return catalog_queries.list_models(session)
 
 
-def get_model(db: Database, ref: int | str) -> ModelRecord:
-    """A model by id, or the active one for 'active'; NotFound otherwise."""
+def get_model(db: Database, actor: CurrentUser, ref: int | str) -> ModelRecord:
+    """A model by id, or the active one for 'active'; NotFound otherwise (reviewers and up:
+    the Inspect page names the active model to whoever may inspect)."""
+    permissions.require(actor, Action.INSPECT)
     if isinstance(ref, str) and ref.strip().lower() == "active":
         with db.read() as session:
             active = catalog_queries.active_model(session)

@@ -20,7 +20,7 @@ from types import MappingProxyType
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
 from core.config import Settings
 from core.errors import InvalidImageError
@@ -53,6 +53,10 @@ _DECODE_ERRORS: tuple[type[BaseException], ...] = (
     ZeroDivisionError,
     OverflowError,
 )
+
+# A TIFF's pages are counted up to this many: Pillow walks them comparing each page's offset with
+# every one before it, so 20,000 one-pixel pages (a 2 MB file) took 6 s to count.
+MAX_COUNTED_FRAMES = 256
 
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
@@ -96,7 +100,11 @@ def _mpx(n: int) -> str:
 
 
 def _orientation(im: Image.Image) -> int:
-    """EXIF orientation tag (1 when absent or unreadable)."""
+    """EXIF orientation tag (1 when absent or unreadable), read without decoding pixels: for a
+    PNG without eXIf before its pixels Pillow's getexif() decodes them all, and an error it met
+    there was swallowed, leaving load() to return the half-decoded image as if whole."""
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
     try:
         value = im.getexif().get(0x0112, 1)
     except _DECODE_ERRORS:
@@ -141,9 +149,10 @@ def _bomb_reason(data: bytes, fmt: str, limits: DecodeLimits) -> str:
     """Name the dimensions of an image Pillow refused as a bomb (its message has only a count)."""
     factory = Image.OPEN.get(fmt, (None, None))[0]
     try:
-        # The plugin class parses the header without Pillow's global bomb check.
+        # The plugin class parses the header without Image.open's bomb check (though some
+        # plugins, GIF and WebP among them, check again themselves).
         w, h = factory(io.BytesIO(data), "").size if factory else (0, 0)
-    except _DECODE_ERRORS:
+    except _DECODE_ERRORS + (Image.DecompressionBombError,):
         w = h = 0
     if w and h:
         return f"{w}×{h} = {_mpx(w * h)} exceeds the {_mpx(limits.max_pixels)} limit"
@@ -151,15 +160,39 @@ def _bomb_reason(data: bytes, fmt: str, limits: DecodeLimits) -> str:
 
 
 def _info(im: Image.Image, fmt: str, nbytes: int) -> ImageInfo:
-    w, h = im.size
+    w, h = _stored_size(im)
     if _orientation(im) >= 5:  # 5-8 rotate by 90°, so the displayed image is h×w
         w, h = h, w
     try:
-        # GIF and TIFF count frames by skipping over them; nothing is decoded.
-        frames = int(getattr(im, "n_frames", 1))
+        frames = _frame_count(im)
     except _DECODE_ERRORS:
         frames = 1
     return ImageInfo(format=fmt, width=w, height=h, mode=im.mode, nbytes=nbytes, frames=frames)
+
+
+def _stored_size(im: Image.Image) -> tuple[int, int]:
+    """Width and height as stored: newer Pillow (13 here) reports a TIFF's as its Orientation
+    tag turns it (and turns the pixels as it loads them); its tags, integers, keep the stored."""
+    if isinstance(im, TiffImagePlugin.TiffImageFile):
+        return int(im.tag_v2[256]), int(im.tag_v2[257])
+    return im.size
+
+
+def _frame_count(im: Image.Image) -> int:
+    """Frames in the file, without decoding any: declared in the header (APNG, WebP, MPO),
+    skipped over (GIF), or a TIFF's pages walked up to MAX_COUNTED_FRAMES."""
+    if im.format != "TIFF":
+        return int(getattr(im, "n_frames", 1))
+    count = 1
+    try:
+        while count < MAX_COUNTED_FRAMES:
+            im.seek(count)
+            count += 1
+    except EOFError:
+        pass
+    finally:
+        im.seek(0)
+    return count
 
 
 def probe(data: bytes, *, name: str = "image", limits: DecodeLimits = DecodeLimits()) -> ImageInfo:

@@ -58,7 +58,7 @@ def test_upload_two_good_one_bad(app_env, make_user, db, active_model) -> None: 
     )
     next(b for b in at.button if b.label == "Inspect").click().run()
     assert not at.exception
-    stored = inspections.list_inspections(db)
+    stored = inspections.list_inspections(db, permissions.SYSTEM)
     assert len(stored) == 2
     assert {r.line for r in stored} == {"L1"} and {r.product for r in stored} == {"P-100"}
     rejected = at.dataframe[0].value

@@ -35,7 +35,7 @@ def test_promote_changes_active_model_and_audits(app_env, make_user, db, train_t
     promote = next(b for b in at.button if b.label == "Promote to active")
     promote.click().run()
     assert not at.exception
-    assert catalog.get_model(db, "active").id == model.id
+    assert catalog.get_model(db, permissions.SYSTEM, "active").id == model.id
     (entry,) = audit.audit_log(db, permissions.SYSTEM, action="model_promoted")
     assert (entry["user"], entry["entity"], entry["entity_id"]) == ("eng", "model", str(model.id))
 
@@ -48,7 +48,7 @@ def test_rollback_restores_previous_active(app_env, make_user, db, train_tiny) -
     at = _open_models(engineer)
     next(b for b in at.button if b.label == "Roll back to previous active").click().run()
     assert not at.exception
-    assert catalog.get_model(db, "active").id == first.id
+    assert catalog.get_model(db, permissions.SYSTEM, "active").id == first.id
     (entry,) = audit.audit_log(db, permissions.SYSTEM, action="model_rolled_back")
     assert (entry["user"], entry["entity"], entry["entity_id"]) == ("eng", "model", str(first.id))
     assert entry["details"] == {"from": second.id, "to": first.id}

@@ -71,7 +71,7 @@ def test_live_view_shows_finished_job_curves(
     )
     runner.start()
     runner.join(timeout=300)
-    assert queue.get_job(db, job.id).status.value == "succeeded"
+    assert queue.get_job(db, permissions.SYSTEM, job.id).status.value == "succeeded"
     at = _page(engineer, "pages/training.py")
     assert not at.exception
     charts = at.get("plotly_chart")

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from core import setup
+from core.auth import permissions
 from core.config import load_settings
 from core.quality import inspections
 from tests.core.inspection_support import png, register_active_model, stored_files
@@ -103,7 +104,7 @@ def test_ingest_files_folders_and_zips_prints_the_json_contract(home: Path, tmp_
     settings = load_settings({"DEFECTLENS_HOME": str(home)})
     db = setup.open_database(settings)
     try:
-        recs = inspections.list_inspections(db)
+        recs = inspections.list_inspections(db, permissions.SYSTEM)
     finally:
         db.dispose()
     assert len(recs) == 4
@@ -216,7 +217,7 @@ def test_captured_at_is_stored_in_utc_and_counted_in_that_rollup_hour(
     settings = load_settings({"DEFECTLENS_HOME": str(home), "DEFECTLENS_TIMEZONE": "Europe/Berlin"})
     db = setup.open_database(settings)
     try:
-        stored = sorted(r.captured_at for r in inspections.list_inspections(db))
+        stored = sorted(r.captured_at for r in inspections.list_inspections(db, permissions.SYSTEM))
         berlin = trends.plant_zone(settings)
         report = trends.trend_report(
             db, settings, permissions.SYSTEM, datetime(2026, 7, 1, 7, tzinfo=berlin),
@@ -251,7 +252,7 @@ def test_bad_captured_at_is_a_one_line_error_and_stores_nothing(home: Path, tmp_
     settings = load_settings({"DEFECTLENS_HOME": str(home)})
     db = setup.open_database(settings)
     try:
-        assert inspections.list_inspections(db) == []
+        assert inspections.list_inspections(db, permissions.SYSTEM) == []
     finally:
         db.dispose()
     assert stored_files(settings) == []

@@ -71,7 +71,7 @@ def test_snapshot_from_reviews_registers_a_dataset_with_the_reviewed_labels(
 
     record = from_reviews.snapshot_from_reviews(db, settings, eng, "from reviews")
     assert record.counts == {"ok": 2, "scratch": 4}
-    assert record in catalog.list_datasets(db)  # what the training page lists
+    assert record in catalog.list_datasets(db, permissions.SYSTEM)  # what the training page lists
     _rec, snap = service.load_dataset(db, record.id)
     by_sha = {e.sha256: e.cls for e in snap.entries}
     assert by_sha[str(parts[0].image_sha256)] == "scratch"
@@ -103,7 +103,7 @@ def test_snapshot_needs_two_classes(db: Database, settings: Settings, make_user:
     _review_all(db, rev, [part], ["ok"])
     with pytest.raises(DatasetError, match="at least 2 classes"):
         from_reviews.snapshot_from_reviews(db, settings, permissions.SYSTEM, "one class")
-    assert catalog.list_datasets(db) == []
+    assert catalog.list_datasets(db, permissions.SYSTEM) == []
 
 
 def test_class_names_with_commas_quotes_and_newlines_survive_the_split_file(

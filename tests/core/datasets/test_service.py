@@ -48,7 +48,7 @@ def test_reviewer_may_not_import(tmp_path: Path, db, settings, make_user) -> Non
         service.import_upload(db, settings, reviewer, archive.read_bytes(), "parts.zip", "x")
     with pytest.raises(PermissionDenied):
         service.import_server_folder(db, settings, reviewer, str(data), "x")
-    assert catalog.list_datasets(db) == []
+    assert catalog.list_datasets(db, permissions.SYSTEM) == []
 
 
 def test_server_folder_must_be_an_absolute_existing_folder(db, settings) -> None:  # type: ignore[no-untyped-def]
@@ -73,7 +73,8 @@ def test_server_folder_import_reads_only_inside_the_import_roots(  # type: ignor
                  Path("/no/such/folder"), settings.home / "import" / ".." / "images"):  # fmt: skip
         with pytest.raises(DatasetError, match="outside the folders the server imports from"):
             service.import_server_folder(db, settings, permissions.SYSTEM, str(path), "x")
-    assert catalog.list_datasets(db) == []  # nothing was read, nothing half-stored
+    # Nothing was read, nothing half-stored.
+    assert catalog.list_datasets(db, permissions.SYSTEM) == []
     record, _snap, _ = service.import_server_folder(
         db, settings, permissions.SYSTEM, str(inside), "line 3"
     )

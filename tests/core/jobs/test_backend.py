@@ -54,7 +54,7 @@ def test_a_cluster_that_cannot_be_reached_fails_the_submitted_job(
     address = _closed_address()
     with pytest.raises(RayBackendError, match=f"Ray refused the job: cannot reach .* {address}"):
         ray_backend.submit(db, replace(settings, ray_address=address), queued.id)
-    failed = queue.get_job(db, queued.id)
+    failed = queue.get_job(db, permissions.SYSTEM, queued.id)
     assert failed.status == JobStatus.FAILED and failed.finished_at is not None
     assert failed.error
     assert failed.error.startswith(
@@ -69,7 +69,7 @@ def test_log_stop_and_sync_survive_an_unreachable_cluster(
     with db.write() as s:
         s.get(TrainingJob, queued.id).backend = "ray"  # type: ignore[union-attr]
         job_backends.set_backend_ref(s, queued.id, ref, "submitted to Ray")
-    job = queue.get_job(db, queued.id)
+    job = queue.get_job(db, permissions.SYSTEM, queued.id)
     ray = backend_named(job.backend)
     with pytest.raises(RayBackendError, match="cannot reach the Ray cluster"):
         ray_backend.ray_status(ref)
@@ -80,4 +80,4 @@ def test_log_stop_and_sync_survive_an_unreachable_cluster(
         ray.stop(job)  # the cancel flag still stops the run at its next batch
         assert ray.sync(db) == []  # retried at the next poll
     assert "Ray stop_job" in caplog.text and "cannot read Ray status" in caplog.text
-    assert queue.get_job(db, job.id).status == JobStatus.QUEUED
+    assert queue.get_job(db, permissions.SYSTEM, job.id).status == JobStatus.QUEUED

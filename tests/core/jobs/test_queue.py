@@ -155,18 +155,18 @@ def test_progress_metrics_eta_and_finish(db, settings, dataset) -> None:
         s.execute(update(TrainingJob).values(started_at=utcnow() - timedelta(seconds=10)))
     report = EpochReport(1, 0.5, 0.4, 0.75, 0.7, 1e-3, 123.0, 1.0)
     lifecycle.record_epoch(db, job.id, "w1", report, epochs=4)
-    running = queue.get_job(db, job.id)
+    running = queue.get_job(db, permissions.SYSTEM, job.id)
     assert running.progress == pytest.approx(0.25)
     assert running.eta_seconds is not None and 25 <= running.eta_seconds <= 40
     assert "epoch 1/4" in (running.message or "")
     assert "lowest recall" not in (running.message or "")  # no per-class recall given
-    [m] = queue.job_metrics(db, job.id)
+    [m] = queue.job_metrics(db, permissions.SYSTEM, job.id)
     assert (m.epoch, m.val_accuracy, m.macro_f1, m.images_per_second) == (1, 0.75, 0.7, 123.0)
     # Another worker cannot end it; its owner can, once.
     assert not lifecycle.finish(db, job.id, "w2", JobStatus.SUCCEEDED)
     assert lifecycle.finish(db, job.id, "w1", JobStatus.SUCCEEDED)
     assert not lifecycle.finish(db, job.id, "w1", JobStatus.FAILED, error="late")
-    done = queue.get_job(db, job.id)
+    done = queue.get_job(db, permissions.SYSTEM, job.id)
     assert done.status == JobStatus.SUCCEEDED and done.progress == 1.0 and done.error is None
 
 
@@ -177,7 +177,9 @@ def test_epoch_message_names_the_class_recalled_worst(db, settings, dataset) -> 
     report = EpochReport(1, 0.5, 0.4, 0.75, 0.7, 1e-3, 123.0, 1.0, recall=recall)
     assert report.lowest_recall() == ("scratch", 0.25)
     lifecycle.record_epoch(db, job.id, "w1", report, epochs=4)
-    assert (queue.get_job(db, job.id).message or "").endswith("· lowest recall scratch 25%")
+    assert (queue.get_job(db, permissions.SYSTEM, job.id).message or "").endswith(
+        "· lowest recall scratch 25%"
+    )
 
 
 def test_sweep_fails_only_jobs_with_a_stale_heartbeat(db, settings, dataset) -> None:
@@ -192,11 +194,11 @@ def test_sweep_fails_only_jobs_with_a_stale_heartbeat(db, settings, dataset) -> 
             .values(heartbeat_at=utcnow() - timedelta(seconds=120))
         )
     assert lifecycle.sweep_stale(db, timeout_s=30) == [a.id]
-    swept = queue.get_job(db, a.id)
+    swept = queue.get_job(db, permissions.SYSTEM, a.id)
     assert swept.status == JobStatus.FAILED
     assert swept.error is not None and "worker stopped responding" in swept.error
     assert "dead" in swept.error
-    assert queue.get_job(db, b.id).status == JobStatus.RUNNING
+    assert queue.get_job(db, permissions.SYSTEM, b.id).status == JobStatus.RUNNING
     assert not lifecycle.heartbeat(db, a.id, "dead").owned  # the dead worker cannot resurrect it
 
 

@@ -138,7 +138,11 @@ def test_ray_job_runs_reports_progress_and_cancels(
         quick = TrainConfig(epochs=2, img_size=32, device="cpu", batch_size=16)
         job = queue.submit_job(db, s, permissions.SYSTEM, dataset.id, quick)
         assert job.backend == "ray" and job.backend_ref
-        done = wait_for(lambda: (j := queue.get_job(db, job.id)).is_finished and j, 240, "ray job")
+        done = wait_for(
+            lambda: (j := queue.get_job(db, permissions.SYSTEM, job.id)).is_finished and j,
+            240,
+            "ray job",
+        )
         assert done.status == JobStatus.SUCCEEDED, (
             done.error,
             ray_backend.ray_logs(job.backend_ref),
@@ -153,7 +157,7 @@ def test_ray_job_runs_reports_progress_and_cancels(
         password = make_url(fresh_pg_url).password
         assert password and f":{password}@" not in repr(shown.runtime_env) + repr(shown.metadata)
         assert done.model_id is not None
-        assert [m.epoch for m in queue.job_metrics(db, job.id)] == [1, 2]
+        assert [m.epoch for m in queue.job_metrics(db, permissions.SYSTEM, job.id)] == [1, 2]
         assert "epoch 2/2" in queue.log_tail(s, permissions.SYSTEM, done)
         wait_for(
             lambda: ray_backend.ray_status(job.backend_ref)[0] == "SUCCEEDED", 60, "Ray status"
@@ -162,9 +166,17 @@ def test_ray_job_runs_reports_progress_and_cancels(
         # Cancel through the same interface: the run stops at a batch, Ray stops the job.
         long = TrainConfig(epochs=400, img_size=32, device="cpu", batch_size=16)
         running = queue.submit_job(db, s, permissions.SYSTEM, dataset.id, long)
-        wait_for(lambda: queue.job_metrics(db, running.id), 240, "the first Ray epoch")
+        wait_for(
+            lambda: queue.job_metrics(db, permissions.SYSTEM, running.id),
+            240,
+            "the first Ray epoch",
+        )
         queue.cancel_job(db, permissions.SYSTEM, running.id)
-        ended = wait_for(lambda: (j := queue.get_job(db, running.id)).is_finished and j, 60, "end")
+        ended = wait_for(
+            lambda: (j := queue.get_job(db, permissions.SYSTEM, running.id)).is_finished and j,
+            60,
+            "end",
+        )
         assert ended.status == JobStatus.CANCELLED and ended.model_id is None
         assert running.backend_ref
         wait_for(
@@ -180,11 +192,11 @@ def test_ray_job_runs_reports_progress_and_cancels(
         assert gpu.backend_ref
         time.sleep(8)
         assert ray_backend.ray_status(gpu.backend_ref)[0] == "PENDING"
-        assert queue.get_job(db, gpu.id).status == JobStatus.QUEUED
+        assert queue.get_job(db, permissions.SYSTEM, gpu.id).status == JobStatus.QUEUED
         assert queue.cancel_job(db, permissions.SYSTEM, gpu.id).status == JobStatus.CANCELLED
         # Ray leaves a stopped job PENDING while it cannot be scheduled; if a GPU appears
         # later its run finds the row cancelled and exits without training.
         assert ray_backend.ray_status(gpu.backend_ref)[0] in ("PENDING", "STOPPED")
-        assert queue.get_job(db, gpu.id).status == JobStatus.CANCELLED
+        assert queue.get_job(db, permissions.SYSTEM, gpu.id).status == JobStatus.CANCELLED
     finally:
         db.dispose()

@@ -22,6 +22,7 @@ from core.training.config import TrainConfig
 from db.engine import Database
 from db.models import JobStatus
 from db.queries.catalog import DatasetRecord
+from db.queries.jobs import JobRecord
 from tests.core.jobs_support import import_tiny, pid_alive, start_worker, stop_worker, wait_for
 
 pytestmark = pytest.mark.slow
@@ -46,7 +47,13 @@ def _child_pids(settings: Settings, job_id: int) -> list[int]:
 
 
 def _epochs(db: Database, job_id: int) -> list[int]:
-    return [m.epoch for m in queue.job_metrics(db, job_id)]
+    return [m.epoch for m in queue.job_metrics(db, permissions.SYSTEM, job_id)]
+
+
+def _finished(db: Database, job_id: int) -> JobRecord | None:
+    """The job once it has ended, else None (for wait_for)."""
+    job = queue.get_job(db, permissions.SYSTEM, job_id)
+    return job if job.is_finished else None
 
 
 def _kill_child_after_an_epoch(db: Database, settings: Settings, job_id: int, start: int) -> int:
@@ -66,7 +73,7 @@ def test_a_killed_training_process_resumes_from_its_last_epoch(db, settings, dat
     try:
         done_at_kill = _kill_child_after_an_epoch(db, settings, job.id, 1)
         assert done_at_kill < EPOCHS, "the kill came before the end"
-        done = wait_for(lambda: (j := queue.get_job(db, job.id)).is_finished and j, 120,
+        done = wait_for(lambda: _finished(db, job.id), 120,
                         "the resumed job to end")  # fmt: skip
     finally:
         stop_worker(proc)
@@ -97,7 +104,7 @@ def test_a_killed_worker_is_swept_and_the_next_worker_resumes_its_job(
         stop_worker(first)
     second = start_worker(settings, tmp_path / "w2.log", "--poll-seconds", "0.2")
     try:
-        done = wait_for(lambda: (j := queue.get_job(db, job.id)).is_finished and j, 120,
+        done = wait_for(lambda: _finished(db, job.id), 120,
                         "the swept job to be resumed and end")  # fmt: skip
     finally:
         stop_worker(second)
@@ -119,7 +126,7 @@ def test_a_job_killed_at_every_start_fails_after_the_configured_attempts(
     try:
         _kill_child_after_an_epoch(db, settings, job.id, 1)
         _kill_child_after_an_epoch(db, settings, job.id, 2)
-        done = wait_for(lambda: (j := queue.get_job(db, job.id)).is_finished and j, 30,
+        done = wait_for(lambda: _finished(db, job.id), 30,
                         "the job to fail")  # fmt: skip
         assert proc.poll() is None, "the worker survives"
     finally:

@@ -61,7 +61,11 @@ def test_run_starts_a_worker_and_sigterm_stops_everything(
     )  # fmt: skip
     try:
         # The worker that `run` started picks the job up: pages only queue, it trains.
-        wait_for(lambda: queue.job_metrics(db, job.id), 120, "the worker to train the job")
+        wait_for(
+            lambda: queue.job_metrics(db, permissions.SYSTEM, job.id),
+            120,
+            "the worker to train the job",
+        )
         children = _children(proc.pid)
         assert any(" worker" in _cmdline(c) for c in children), children
         assert any("streamlit.web" in _cmdline(c) for c in children), children
@@ -73,7 +77,7 @@ def test_run_starts_a_worker_and_sigterm_stops_everything(
         assert time.monotonic() - stopped_at < 20
         assert not [c for c in children if pid_alive(c)], "both children stopped"
         assert not pid_alive(trainer), "the training process stopped too"
-        done = queue.get_job(db, job.id)
+        done = queue.get_job(db, permissions.SYSTEM, job.id)
         # Never left running: back in the queue, so the next start resumes it where it stopped.
         assert done.status == JobStatus.QUEUED and done.worker_id is None
         assert done.message and done.message.startswith("interrupted: the worker was shut down")
@@ -93,7 +97,7 @@ def test_job_config_round_trips_the_balance_mode(
         config = TrainConfig(epochs=1, img_size=32, device="cpu", balance=mode)
         job = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, config)
         assert job.config["balance"] == mode
-        assert _job_config(queue.get_job(db, job.id), settings).balance == mode
+        assert _job_config(queue.get_job(db, permissions.SYSTEM, job.id), settings).balance == mode
     # A job queued before the option existed trains with the default.
     old = replace(job, config={k: v for k, v in job.config.items() if k != "balance"})
     assert _job_config(old, settings).balance == "auto"

@@ -52,7 +52,7 @@ def _models_of(db: Database, job_id: int) -> int:
 
 
 def _finished(db: Database, job_id: int) -> jobs.JobRecord | None:
-    job = queue.get_job(db, job_id)
+    job = queue.get_job(db, permissions.SYSTEM, job_id)
     return job if job.is_finished else None
 
 
@@ -66,17 +66,20 @@ def test_a_job_runs_to_a_candidate_model_with_metrics_and_log(db, settings, data
         epochs=2, img_size=32, device="cpu", batch_size=16))  # fmt: skip
     proc = start_worker(settings, tmp_path / "w.log", "--once")
     assert proc.wait(120) == 0
-    done = queue.get_job(db, job.id)
+    done = queue.get_job(db, permissions.SYSTEM, job.id)
     assert done.status == JobStatus.SUCCEEDED, done.error
     assert done.progress == 1.0 and done.model_id is not None and done.finished_at is not None
-    model = catalog.get_model(db, done.model_id)
+    model = catalog.get_model(db, permissions.SYSTEM, done.model_id)
     assert model.status == "candidate" and model.training_job_id == job.id
-    assert [m.epoch for m in queue.job_metrics(db, job.id)] == [1, 2]
-    assert all(m.images_per_second and m.learning_rate for m in queue.job_metrics(db, job.id))
+    assert [m.epoch for m in queue.job_metrics(db, permissions.SYSTEM, job.id)] == [1, 2]
+    assert all(
+        m.images_per_second and m.learning_rate
+        for m in queue.job_metrics(db, permissions.SYSTEM, job.id)
+    )
     # Every epoch stores each class's validation recall (the Training page plots it).
     assert all(
         m.class_recall is not None and set(m.class_recall) == set(model.class_names)
-        for m in queue.job_metrics(db, job.id)
+        for m in queue.job_metrics(db, permissions.SYSTEM, job.id)
     )
     assert "epoch 2/2" in queue.log_tail(settings, permissions.SYSTEM, done)
     ckpt = queue.job_dir(settings, job.id)
@@ -91,7 +94,8 @@ def test_sigkill_of_the_worker_fails_the_job_and_the_next_one_runs(db, settings,
     nxt = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, QUICK)
     first = start_worker(settings, tmp_path / "w1.log", "--poll-seconds", "0.2", **once)
     try:
-        wait_for(lambda: queue.job_metrics(db, victim.id), 90, "the first epoch")  # mid-training
+        # Mid-training.
+        wait_for(lambda: queue.job_metrics(db, permissions.SYSTEM, victim.id), 90, "epoch 1")
         child = _training_pid(settings, victim.id)
         os.kill(first.pid, signal.SIGKILL)
         first.wait(10)
@@ -118,7 +122,7 @@ def test_cancel_ends_a_running_job_cancelled_within_10_s(db, settings, dataset, 
     job = queue.submit_job(db, settings, permissions.SYSTEM, dataset.id, LONG)
     proc = start_worker(settings, tmp_path / "w.log", "--poll-seconds", "0.2")
     try:
-        wait_for(lambda: queue.job_metrics(db, job.id), 90, "the first epoch")
+        wait_for(lambda: queue.job_metrics(db, permissions.SYSTEM, job.id), 90, "the first epoch")
         asked = time.monotonic()
         assert queue.cancel_job(db, permissions.SYSTEM, job.id).cancel_requested
         done = wait_for(lambda: _finished(db, job.id), 10, "the job to end cancelled")
@@ -145,10 +149,10 @@ def test_two_workers_run_each_of_six_jobs_exactly_once(db, settings, dataset, tm
         for w in workers:
             stop_worker(w)
     for job_id in ids:
-        job = queue.get_job(db, job_id)
+        job = queue.get_job(db, permissions.SYSTEM, job_id)
         assert job.status == JobStatus.SUCCEEDED, job.error
         assert _models_of(db, job_id) == 1
-        assert [m.epoch for m in queue.job_metrics(db, job_id)] == [1]
+        assert [m.epoch for m in queue.job_metrics(db, permissions.SYSTEM, job_id)] == [1]
         started = queue.log_path(settings, job_id).read_text().count(f"job {job_id} started by")
         assert started == 1
     claims = "".join((tmp_path / f"w{i}.log").read_text() for i in range(2))
@@ -208,7 +212,7 @@ def test_disk_full_while_saving_a_checkpoint_fails_the_job(
     assert queue.job_dir(settings, job.id) == tiny_disk
     proc = start_worker(settings, tmp_path / "w.log", "--once")
     assert proc.wait(120) == 0
-    done = queue.get_job(db, job.id)
+    done = queue.get_job(db, permissions.SYSTEM, job.id)
     assert done.status == JobStatus.FAILED
     assert done.error and done.error.startswith("No space left on device")
     assert _models_of(db, job.id) == 0

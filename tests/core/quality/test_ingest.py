@@ -74,7 +74,7 @@ def test_ingest_records_traceability_and_stores_images_by_content(
         assert inspections.image_bytes(settings, permissions.SYSTEM, rec) == data
     assert result.processed[1].image_path.endswith(".jpg")  # type: ignore[union-attr]
 
-    listed = inspections.list_inspections(db)
+    listed = inspections.list_inspections(db, permissions.SYSTEM)
     assert {r.id for r in listed} == {r.id for r in result.processed}
     one = inspections.get_inspection(db, permissions.SYSTEM, result.processed[0].id)
     assert one == result.processed[0]
@@ -275,7 +275,9 @@ def test_flagging_rule_of_the_product_is_applied_and_stored(
         assert r.flagged == r.is_defect
         assert r.flag_reason == ("defect: scratch" if r.is_defect else None)
     # Old inspections still name the rule version they were judged by.
-    assert {r.flag_rule_id for r in inspections.list_inspections(db, product="pump")} == {
+    assert {
+        r.flag_rule_id for r in inspections.list_inspections(db, permissions.SYSTEM, product="pump")
+    } == {
         lenient.id,
         only_ok.id,
     }

@@ -100,17 +100,25 @@ def test_list_inspections_filters(db: Database, settings: Settings, active: Acti
             Traceability(line=line, product=product, captured_at=t0 + timedelta(hours=i)),
             classifier=active,
         )
-    assert [r.source_name for r in inspections.list_inspections(db)] == ["2.png", "1.png", "0.png"]
-    assert [r.source_name for r in inspections.list_inspections(db, line="L1")] == [
+    assert [r.source_name for r in inspections.list_inspections(db, permissions.SYSTEM)] == [
+        "2.png",
+        "1.png",
+        "0.png",
+    ]
+    assert [
+        r.source_name for r in inspections.list_inspections(db, permissions.SYSTEM, line="L1")
+    ] == [
         "2.png",
         "0.png",
     ]
-    assert [r.source_name for r in inspections.list_inspections(db, product="pump")] == [
+    assert [
+        r.source_name for r in inspections.list_inspections(db, permissions.SYSTEM, product="pump")
+    ] == [
         "1.png",
         "0.png",
     ]
     window = inspections.list_inspections(
-        db, since=t0 + timedelta(minutes=30), until=t0 + timedelta(hours=2)
+        db, permissions.SYSTEM, since=t0 + timedelta(minutes=30), until=t0 + timedelta(hours=2)
     )
     assert [r.source_name for r in window] == ["1.png"]
-    assert len(inspections.list_inspections(db, limit=1)) == 1
+    assert len(inspections.list_inspections(db, permissions.SYSTEM, limit=1)) == 1

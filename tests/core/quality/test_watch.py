@@ -181,7 +181,7 @@ def test_watcher_picks_up_a_newly_promoted_model(
     (folder / "b.png").write_bytes(png(2))
     w.poll()
     w.poll()
-    models = [r.model_id for r in inspections.list_inspections(db)]
+    models = [r.model_id for r in inspections.list_inspections(db, permissions.SYSTEM)]
     assert models == [second.id, first.id]
     assert not os.listdir(folder / INFLIGHT)
 

@@ -65,7 +65,7 @@ def _register_dataset(
 
 
 def _statuses(db: Database) -> dict[int, ModelStatus]:
-    return {m.id: m.status for m in catalog.list_models(db)}
+    return {m.id: m.status for m in catalog.list_models(db, permissions.SYSTEM)}
 
 
 def _audit(db: Database, action: str) -> list[dict[str, object]]:
@@ -93,7 +93,7 @@ def test_register_dataset_records_it_once_and_audits(tmp_path: Path, db: Databas
     again, created_again = _register_dataset(db, tmp_path, "c" * 64, name="other name")
     assert not created_again
     assert again == record  # the same content is the first record, name and all
-    assert [d.id for d in catalog.list_datasets(db)] == [record.id]
+    assert [d.id for d in catalog.list_datasets(db, permissions.SYSTEM)] == [record.id]
     (entry,) = _audit(db, "dataset_imported")
     assert (entry["user"], entry["entity"], entry["entity_id"]) == (
         "system",
@@ -106,11 +106,11 @@ def test_register_dataset_records_it_once_and_audits(tmp_path: Path, db: Databas
 def test_list_datasets_newest_first_and_get_by_id(tmp_path: Path, db: Database) -> None:
     first, _ = _register_dataset(db, tmp_path, "1" * 64, name="first")
     second, _ = _register_dataset(db, tmp_path, "2" * 64, name="second")
-    assert [d.name for d in catalog.list_datasets(db)] == ["second", "first"]
-    assert catalog.get_dataset(db, first.id) == first
-    assert catalog.get_dataset(db, second.id).name == "second"
+    assert [d.name for d in catalog.list_datasets(db, permissions.SYSTEM)] == ["second", "first"]
+    assert catalog.get_dataset(db, permissions.SYSTEM, first.id) == first
+    assert catalog.get_dataset(db, permissions.SYSTEM, second.id).name == "second"
     with pytest.raises(NotFound, match="no dataset with id 999"):
-        catalog.get_dataset(db, 999)
+        catalog.get_dataset(db, permissions.SYSTEM, 999)
 
 
 @pytest.mark.parametrize("role", [Role.VIEWER, Role.REVIEWER])
@@ -120,7 +120,7 @@ def test_below_engineer_may_not_register_a_dataset(
     user, _ = make_user("someone", role)
     with pytest.raises(PermissionDenied, match="manage datasets"):
         _register_dataset(db, tmp_path, "d" * 64, actor=user)
-    assert catalog.list_datasets(db) == []
+    assert catalog.list_datasets(db, permissions.SYSTEM) == []
     assert _audit(db, "dataset_imported") == []
 
 
@@ -138,7 +138,7 @@ def test_register_model_is_a_candidate_and_audited(tmp_path: Path, db: Database,
         dataset.id,
     )
     assert model.artifact_path == str(tmp_path / "net" / "model.json")
-    assert catalog.get_model(db, model.id) == model
+    assert catalog.get_model(db, permissions.SYSTEM, model.id) == model
     (entry,) = _audit(db, "model_registered")
     assert (entry["user"], entry["entity"], entry["entity_id"]) == ("eng", "model", str(model.id))
     assert entry["details"] == {"architecture": "defectnet", "dataset_id": dataset.id}
@@ -159,7 +159,7 @@ def test_model_without_artifact_is_not_registered(tmp_path: Path, db: Database) 
             metrics={},
             dataset_id=None,
         )
-    assert catalog.list_models(db) == []
+    assert catalog.list_models(db, permissions.SYSTEM) == []
     assert _audit(db, "model_registered") == []
 
 
@@ -167,37 +167,37 @@ def test_reviewer_may_not_register_a_model(tmp_path: Path, db: Database, make_us
     reviewer, _ = make_user("rev", Role.REVIEWER)
     with pytest.raises(PermissionDenied, match="train"):
         _register(db, tmp_path, actor=reviewer)
-    assert catalog.list_models(db) == []
+    assert catalog.list_models(db, permissions.SYSTEM) == []
 
 
 def test_list_models_newest_first(tmp_path: Path, db: Database) -> None:
     a, b, c = (_register(db, tmp_path, n) for n in ("a", "b", "c"))
-    assert [m.id for m in catalog.list_models(db)] == [c.id, b.id, a.id]
+    assert [m.id for m in catalog.list_models(db, permissions.SYSTEM)] == [c.id, b.id, a.id]
 
 
 def test_get_model_by_id_string_and_active(tmp_path: Path, db: Database) -> None:
     a, b = _register(db, tmp_path, "a"), _register(db, tmp_path, "b")
     with pytest.raises(NotFound, match="no active model yet"):
-        catalog.get_model(db, "active")
+        catalog.get_model(db, permissions.SYSTEM, "active")
     catalog.promote_model(db, permissions.SYSTEM, b.id)
-    assert catalog.get_model(db, "active").id == b.id
-    assert catalog.get_model(db, "  Active ").id == b.id
-    assert catalog.get_model(db, str(a.id)).id == a.id
-    assert catalog.get_model(db, a.id).name == "a"
+    assert catalog.get_model(db, permissions.SYSTEM, "active").id == b.id
+    assert catalog.get_model(db, permissions.SYSTEM, "  Active ").id == b.id
+    assert catalog.get_model(db, permissions.SYSTEM, str(a.id)).id == a.id
+    assert catalog.get_model(db, permissions.SYSTEM, a.id).name == "a"
 
 
 @pytest.mark.parametrize("ref", ["latest", "1.5", ""])
 def test_get_model_refuses_what_is_neither_id_nor_active(db: Database, ref: str) -> None:
     with pytest.raises(ValidationError, match="neither an id nor 'active'"):
-        catalog.get_model(db, ref)
+        catalog.get_model(db, permissions.SYSTEM, ref)
 
 
 def test_get_unknown_model_is_not_found(tmp_path: Path, db: Database) -> None:
     _register(db, tmp_path)
     with pytest.raises(NotFound, match="no model with id 42"):
-        catalog.get_model(db, 42)
+        catalog.get_model(db, permissions.SYSTEM, 42)
     with pytest.raises(NotFound, match="no model with id 42"):
-        catalog.get_model(db, "42")
+        catalog.get_model(db, permissions.SYSTEM, "42")
 
 
 # --------------------------------------------------------------------------- promote
@@ -225,10 +225,11 @@ def test_promote_archives_the_previous_active_and_audits(
 def test_promoting_the_active_model_is_a_conflict(tmp_path: Path, db: Database) -> None:
     a = _register(db, tmp_path, "a")
     catalog.promote_model(db, permissions.SYSTEM, a.id)
-    before = catalog.get_model(db, a.id)
+    before = catalog.get_model(db, permissions.SYSTEM, a.id)
     with pytest.raises(Conflict, match=f"model {a.id} is already active"):
         catalog.promote_model(db, permissions.SYSTEM, a.id)
-    assert catalog.get_model(db, a.id) == before  # still active, same promotion time
+    # Still active, same promotion time.
+    assert catalog.get_model(db, permissions.SYSTEM, a.id) == before
     assert len(_audit(db, "model_promoted")) == 1
 
 
@@ -237,7 +238,7 @@ def test_promoting_an_unknown_model_keeps_the_active_one(tmp_path: Path, db: Dat
     catalog.promote_model(db, permissions.SYSTEM, a.id)
     with pytest.raises(NotFound, match="no model with id 77"):
         catalog.promote_model(db, permissions.SYSTEM, 77)
-    assert catalog.get_model(db, "active").id == a.id
+    assert catalog.get_model(db, permissions.SYSTEM, "active").id == a.id
 
 
 @pytest.mark.parametrize("role", [Role.VIEWER, Role.REVIEWER])
@@ -248,7 +249,7 @@ def test_below_engineer_may_not_promote(
     a = _register(db, tmp_path, "a")
     with pytest.raises(PermissionDenied, match="manage models"):
         catalog.promote_model(db, user, a.id)
-    assert catalog.get_model(db, a.id).status == ModelStatus.CANDIDATE
+    assert catalog.get_model(db, permissions.SYSTEM, a.id).status == ModelStatus.CANDIDATE
     assert _audit(db, "model_promoted") == []
 
 
@@ -276,7 +277,7 @@ def test_rollback_restores_the_newest_archived(tmp_path: Path, db: Database, mak
         c.id: ModelStatus.CANDIDATE,
     }
     assert catalog.rollback_model(db, engineer).id == a.id
-    assert catalog.get_model(db, "active").id == a.id
+    assert catalog.get_model(db, permissions.SYSTEM, "active").id == a.id
     newest, oldest = _audit(db, "model_rolled_back")
     assert (oldest["user"], oldest["entity"], oldest["entity_id"]) == ("eng", "model", str(b.id))
     assert oldest["details"] == {"from": c.id, "to": b.id}
@@ -315,7 +316,8 @@ def test_rollback_with_nothing_to_roll_back_to_is_a_clear_conflict(
     catalog.promote_model(db, permissions.SYSTEM, a.id)
     with pytest.raises(Conflict, match="no earlier active model to roll back to"):
         catalog.rollback_model(db, permissions.SYSTEM)
-    assert catalog.get_model(db, "active").id == a.id  # the failed rollback changed nothing
+    # The failed rollback changed nothing.
+    assert catalog.get_model(db, permissions.SYSTEM, "active").id == a.id
     assert _audit(db, "model_rolled_back") == []
 
 
@@ -326,5 +328,5 @@ def test_reviewer_may_not_roll_back(tmp_path: Path, db: Database, make_user) -> 
     catalog.promote_model(db, permissions.SYSTEM, b.id)
     with pytest.raises(PermissionDenied, match="manage models"):
         catalog.rollback_model(db, reviewer)
-    assert catalog.get_model(db, "active").id == b.id
+    assert catalog.get_model(db, permissions.SYSTEM, "active").id == b.id
     assert _audit(db, "model_rolled_back") == []

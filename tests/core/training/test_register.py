@@ -40,7 +40,7 @@ def test_published_split_without_val_is_measured_on_test(tmp_path: Path, db, set
         TrainConfig(epochs=2, img_size=32, device="cpu"),
     )
     assert outcome.model is not None
-    metrics = catalog.get_model(db, outcome.model.id).metrics
+    metrics = catalog.get_model(db, permissions.SYSTEM, outcome.model.id).metrics
     assert metrics["evaluated_on"] == "test"
     assert metrics["n"] == 8 and sum(map(sum, metrics["confusion_matrix"])) == 8
 
@@ -68,7 +68,7 @@ def test_published_split_gets_a_carved_val_and_test_is_measured_too(  # type: ig
         TrainConfig(epochs=2, img_size=32, device="cpu"),
     )
     assert outcome.model is not None
-    metrics = catalog.get_model(db, outcome.model.id).metrics
+    metrics = catalog.get_model(db, permissions.SYSTEM, outcome.model.id).metrics
     assert metrics["evaluated_on"] == "val" and metrics["n"] == 6
     assert metrics["test"]["n"] == 8
     assert outcome.result.calibration.get("fitted_on") == "val"
@@ -84,7 +84,7 @@ def test_stopped_run_registers_nothing(db, settings, tiny_dataset) -> None:  # t
         should_stop=lambda: True,
     )
     assert outcome.model is None and outcome.result.stopped
-    assert catalog.list_models(db) == []
+    assert catalog.list_models(db, permissions.SYSTEM) == []
 
 
 def test_training_decodes_with_the_configured_limits(db, settings, tiny_dataset) -> None:  # type: ignore[no-untyped-def]
@@ -94,7 +94,7 @@ def test_training_decodes_with_the_configured_limits(db, settings, tiny_dataset)
     config = TrainConfig(epochs=1, img_size=32, device="cpu")
     with pytest.raises(InvalidImageError, match="exceeds the 0.001 Mpx limit"):
         register.train_and_register(db, strict, permissions.SYSTEM, tiny_dataset.id, config)
-    assert catalog.list_models(db) == []
+    assert catalog.list_models(db, permissions.SYSTEM) == []
 
 
 def test_reviewer_may_not_import_or_train(
@@ -113,7 +113,7 @@ def test_the_input_size_choice_is_registered_with_the_model(db, settings, tiny_d
     config = TrainConfig(epochs=1, device="cpu", num_threads=1)
     outcome = register.train_and_register(db, settings, permissions.SYSTEM, tiny_dataset.id, config)
     assert outcome.model is not None
-    spec = catalog.get_model(db, str(outcome.model.id)).input_spec
+    spec = catalog.get_model(db, permissions.SYSTEM, str(outcome.model.id)).input_spec
     assert spec["img_size"] == 64 and spec["resize"] == "letterbox"
     assert spec["img_size_reason"].startswith("64 px: median image 40 px on the longer side")
     meta = json.loads(Path(outcome.model.artifact_path).read_text())
