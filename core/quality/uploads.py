@@ -9,6 +9,7 @@ before a single entry is read.
 from __future__ import annotations
 
 import io
+import lzma
 import unicodedata
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -123,8 +124,21 @@ def iter_upload(
         yield from _entries(zf, shown, settings)
 
 
-# What zipfile raises for an archive it cannot read (a DatasetError is one our rules refused).
-_DAMAGED = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError)
+# What zipfile raises for an archive it cannot read (a DatasetError is one our rules refused):
+# besides BadZipFile, a header offset that lies seeks before the start (ValueError), an unknown
+# version or method is NotImplementedError, a corrupt LZMA entry LZMAError, a name that is not
+# UTF-8 though flagged so UnicodeDecodeError (a ValueError), two entries with empty names
+# IndexError (ZipInfo.is_dir reads the name's last character).
+_DAMAGED = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    OSError,
+    EOFError,
+    ValueError,
+    NotImplementedError,
+    IndexError,
+    lzma.LZMAError,
+)
 
 
 def _archive_refusal(shown: str, err: Exception) -> Rejection:
@@ -142,10 +156,9 @@ def _entries(
     budget = [settings.max_zip_total_bytes]
     any_file = False
     for info in zf.infolist():
-        if info.is_dir():
-            continue
         parts = _zip_entry_parts(info.filename)
-        if parts is None:
+        # The name first: is_dir() fails on an empty one, which has no parts and is skipped.
+        if parts is None or info.is_dir():
             continue
         any_file = True
         entry_name = display_name(f"{shown}/{'/'.join(parts)}")

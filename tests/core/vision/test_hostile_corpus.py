@@ -1,5 +1,6 @@
-"""Every case of the hostile-input corpus (issue 12) ends in a clean result or a clear rejection
-through the decode path. A hang fails the case by its timeout."""
+"""Every case of the hostile-input corpus (issue 12) ends in a clean result or a clear rejection:
+through the decode path, uploads.iter_upload, and (a representative subset) ingest into a real
+database, where nothing may be left half-stored. A hang fails the case by its timeout."""
 
 from __future__ import annotations
 
@@ -8,15 +9,29 @@ import os
 import re
 import stat
 import time
+import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import func, select
 
+from core import setup
+from core.auth import permissions
+from core.config import Settings, load_settings
 from core.errors import InvalidImageError
+from core.quality import ingest, uploads
+from core.quality.ingest import Traceability
+from core.quality.uploads import Rejection
 from core.vision import images
-from tests.core.vision import hostile_corpus, hostile_formats
+from db.engine import Database
+from db.models import Inspection
+from db.queries import images as image_queries
+from db.queries import inspections as inspection_queries
+from tests.core.inspection_support import Active, register_active_model, stored_files
+from tests.core.vision import hostile_corpus, hostile_formats, hostile_uploads
 from tests.core.vision.fuzz_seeds import seeds
 from tests.core.vision.hostile_corpus import Case
 
@@ -28,8 +43,12 @@ CASES = [
     *hostile_formats.exif_orientation(),
     *hostile_formats.many_frames(),
     *hostile_formats.pixel_modes(),
+    *hostile_uploads.hostile_names(),
+    *hostile_uploads.archives(),
 ]
-CATEGORIES = {"earlier", "bomb", "lying", "plugin", "exif", "frames", "mode"}
+UPLOADS = [c for c in CASES if c.accepted is not None]
+INGESTED = [c for c in UPLOADS if c.ingest]
+CATEGORIES = {"earlier", "bomb", "lying", "plugin", "exif", "frames", "mode", "name", "zip"}
 CASE_TIMEOUT_S = 20  # the slowest case takes a fraction of a second; more is a hang
 
 
@@ -43,6 +62,7 @@ def test_the_corpus_is_large_and_covers_every_category() -> None:
     assert {c.category for c in CASES} == CATEGORIES
     for outcome in ("ok", "rejected"):
         assert sum(c.expect == outcome for c in CASES) >= 30
+    assert len(INGESTED) >= 10
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.category == "plugin"], ids=by_id)
@@ -93,6 +113,113 @@ def test_a_tiff_of_20000_pages_is_counted_quickly() -> None:
     assert images.probe(data).frames == images.MAX_COUNTED_FRAMES
     assert images.decode(data).shape == (1, 1, 3)
     assert time.perf_counter() - started < 1.0
+
+
+def _shown_safely(file: str) -> None:
+    """A name as shown and stored: no control, format or surrogate characters, capped."""
+    assert 0 < len(file) <= uploads.MAX_SOURCE_NAME
+    assert not any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in file), file
+
+
+def run_upload(case: Case, source: bytes | io.BufferedReader, settings: Settings) -> tuple:
+    """What iter_upload plus decoding make of an upload: (accepted names, rejections)."""
+    limits = images.DecodeLimits.from_settings(settings)
+    accepted: list[str] = []
+    rejected: list[Rejection] = []
+    for item in uploads.iter_upload(case.name, source, settings, browser=False):
+        if isinstance(item, Rejection):
+            rejected.append(item)
+            continue
+        shown = uploads.display_name(item[0])
+        try:
+            images.decode(item[1], name=shown, limits=limits)
+        except InvalidImageError as e:
+            rejected.append(Rejection.from_error(shown, e))
+        else:
+            accepted.append(shown)
+    return accepted, rejected
+
+
+def assert_rejections(case: Case, rejected: list[Rejection]) -> None:
+    """The rejections the case expects, in order, each naming its file and saying why."""
+    assert [r.file for r in rejected] == [file for file, _ in case.rejected], rejected
+    for r, (_file, reason) in zip(rejected, case.rejected, strict=True):
+        _shown_safely(r.file)
+        assert r.reason and not r.reason.startswith(r.file), r
+        assert re.search(reason, r.reason), r
+
+
+@pytest.mark.timeout(CASE_TIMEOUT_S)
+@pytest.mark.parametrize("case", UPLOADS, ids=by_id)
+def test_uploads_take_whole_images_and_name_what_they_refuse(
+    case: Case, settings: Settings, tmp_path: Path
+) -> None:
+    accepted, rejected = run_upload(case, case.data, settings)
+    assert accepted == list(case.accepted)
+    for name in accepted:
+        _shown_safely(name)
+    assert_rejections(case, rejected)
+    # The CLI hands iter_upload an open file instead of bytes: the same images. A damaged
+    # archive may be refused entry by entry instead of whole (a seek before its start is an
+    # OSError on a file, which reading an entry catches, and a ValueError on bytes).
+    path = tmp_path / "upload.bin"
+    path.write_bytes(case.data)
+    with open(path, "rb") as f:
+        from_file, refused = run_upload(case, f, settings)
+    assert from_file == accepted
+    assert bool(refused) == bool(rejected)
+    for r in refused:
+        _shown_safely(r.file)
+        assert r.reason
+
+
+@pytest.fixture(scope="module")
+def plant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Database, Settings, Active]]:
+    """One real SQLite database with an active model for every ingested case: each case checks
+    its own rows, and the store as a whole must match the rows after each."""
+    home = tmp_path_factory.mktemp("hostile") / "home"
+    settings = load_settings({"DEFECTLENS_HOME": str(home)})
+    setup.migrate(settings)
+    db = setup.open_database(settings)
+    register_active_model(db, settings)
+    yield db, settings, ingest.load_active(db, settings)
+    db.dispose()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", INGESTED, ids=by_id)
+def test_ingest_stores_whole_parts_or_nothing(
+    case: Case, plant: tuple[Database, Settings, Active]
+) -> None:
+    db, settings, active = plant
+    with db.read() as session:
+        rows_before = session.scalar(select(func.count()).select_from(Inspection))
+    summary = ingest.ingest_many(
+        db,
+        settings,
+        permissions.SYSTEM,
+        uploads.iter_upload(case.name, case.data, settings),
+        Traceability(line="L1"),
+        classifier=active,
+    )
+    assert_rejections(case, summary.rejected)
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Inspection)) == rows_before + len(
+            case.accepted
+        )
+        records = [inspection_queries.get_inspection(session, i) for i in summary.processed_ids]
+        referenced = image_queries.referenced_paths(session)
+    assert [r.source_name for r in records if r] == list(case.accepted)
+    for record in records:
+        assert record is not None and record.image_path is not None
+        data = (settings.images_dir / record.image_path).read_bytes()
+        assert images.sha256_bytes(data) == record.image_sha256
+        if record.heatmap_path:
+            assert (settings.images_dir / record.heatmap_path).is_file()
+    # Nothing half-stored: every file in the store is one a row points at (no temp files,
+    # nothing of a rejected file), and every row's file is there.
+    stored = {p.relative_to(settings.images_dir).as_posix() for p in stored_files(settings)}
+    assert stored == referenced
 
 
 def _special_file(kind: str, path: Path) -> Path:
