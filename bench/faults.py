@@ -8,7 +8,8 @@ Each kind runs TRIALS times against a real data directory (SQLite, WAL) with rea
   again and the new worker resumes it from its last finished epoch.
 - ``child``: one worker keeps running; the training process of a job is SIGKILLed; the
   worker queues the job again and resumes it.
-- ``ingest``: `defectlens ingest` of a folder of 60 new images is SIGKILLed.
+- ``ingest``: `defectlens ingest` of a folder of 300 new images (committed 64 at a time) is
+  SIGKILLed.
 
 After every trial: the rows committed before the kill are all still there (per-epoch metrics,
 inspections), ``PRAGMA integrity_check`` says ok, every stored image a row points at is on
@@ -159,7 +160,7 @@ def trials_child(work: Path, count: int) -> list[dict[str, Any]]:
     return results
 
 
-def trials_ingest(work: Path, count: int) -> list[dict[str, Any]]:
+def trials_ingest(work: Path, count: int, images: int) -> list[dict[str, Any]]:
     settings, db = _home(work / "ingest")
     register_active_model(db, settings)
     env = dict(os.environ, DEFECTLENS_HOME=str(settings.home))
@@ -169,14 +170,14 @@ def trials_ingest(work: Path, count: int) -> list[dict[str, Any]]:
         folder = work / f"images{n}"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        for i in range(60):
+        for i in range(images):
             (folder / f"part{i:03d}.png").write_bytes(png(10_000 * (n + 1) + i))
         with db.read() as s:
             before = s.scalar(select(func.count(Inspection.id))) or 0
         proc = subprocess.Popen([*CLI, "ingest", str(folder), "--line", f"L{n}", "--json"],
                                 env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)  # fmt: skip
-        time.sleep(random.uniform(0.5, 8.0))
+        time.sleep(random.uniform(0.5, 12.0))
         with db.read() as s:
             committed = s.scalar(select(func.count(Inspection.id))) or 0
         finished_first = proc.poll() is not None
@@ -211,6 +212,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--kinds", default="worker,child,ingest")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--ingest-images",
+        type=int,
+        default=300,
+        help="images per killed ingest (64 are committed at a time)",
+    )
     args = parser.parse_args()
     random.seed(args.seed)
     os.environ.setdefault("DEFECTLENS_JOB_HEARTBEAT_TIMEOUT_S", "3")
@@ -224,7 +231,7 @@ def main() -> None:
         elif kind == "child":
             trials = trials_child(work, args.trials)
         elif kind == "ingest":
-            trials = trials_ingest(work, args.trials)
+            trials = trials_ingest(work, args.trials, args.ingest_images)
         else:
             raise SystemExit(f"unknown kind {kind!r}")
         report["kinds"][kind] = {"summary": _summary(trials), "seconds": round(
