@@ -36,3 +36,9 @@ fi
 # Issue 12, hole 2: peak memory of a 2 GB zip against a 200 MB one (about 5 min, 2.4 GB of disk).
 run ingest_memory "$PY" bench/ingest_memory.py
 rm -rf bench/out/ingest_memory
+# Issue 12: faults (about 20 min), concurrency (about 3 min; PostgreSQL when
+# DEFECTLENS_TEST_PG_URL is set), 20 browser sessions (about 6 min), the decode fuzz (10 min).
+run faults "$PY" bench/faults.py
+run concurrency "$PY" bench/concurrency.py
+run load_browsers "$PY" bench/load_browsers.py
+run fuzz_decode "$PY" bench/fuzz_decode.py
