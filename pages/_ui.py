@@ -32,7 +32,8 @@ _MARKDOWN_SPECIAL = re.compile(r"[\\`*_\[\]<>#!|~$]|:(?=\S)|(?<=www)\.", re.IGNO
 
 def literal(text: object) -> str:
     """User text (a dataset, class, model, line or file name, a username) as typed wherever
-    Streamlit renders Markdown (messages, captions, labels, expanders, buttons, radio options):
+    Streamlit renders Markdown (messages, captions, labels, expanders, buttons, radio options,
+    metric values and image captions):
     every character that could start Markdown or HTML is escaped, so a name never becomes a
     link, an image, markup or an emoji. Plain-text places (st.text, tables, select boxes) need
     no escaping."""

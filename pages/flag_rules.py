@@ -50,7 +50,7 @@ if good:
     try:
         curve = flag_rules.threshold_curve(db, settings, active, good)
     except DefectLensError as e:
-        st.info(f"Threshold helper unavailable: {e}")
+        st.info(f"Threshold helper unavailable: {literal(e)}")
     else:
         df = pd.DataFrame([vars(p) for p in curve])
         fig = go.Figure()

@@ -39,7 +39,7 @@ c2.metric("Defect rate", _share(ov.defect_rate))
 c3.metric("Flagged parts", f"{ov.flagged:,}")
 c4.metric("Waiting for review", f"{ov.open_reviews:,}")
 c5, c6 = st.columns(2)
-c5.metric("Active model", ov.active_model or "none yet")
+c5.metric("Active model", literal(ov.active_model) if ov.active_model else "none yet")
 c6.metric("Training jobs queued or running", ov.jobs_waiting_or_running)
 
 if not lines.any_inspections:

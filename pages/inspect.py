@@ -140,7 +140,7 @@ rec = next(r for r in records if r.id == chosen)
 left, mid, right = st.columns(3)
 left.image(
     inspections.image_bytes(settings, user, rec),
-    caption=f"Image: {rec.source_name}",
+    caption=f"Image: {literal(rec.source_name)}",  # a caption renders Markdown
     width="stretch",
 )
 # A flagged part's heatmap is stored; another part's is computed on request and kept for this

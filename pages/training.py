@@ -35,14 +35,16 @@ with data_tab:
         )
         label += " · demo" if ds.is_demo else ""
         with st.expander(label + (f" · {warn} warning(s)" if warn else "")):
-            st.caption(f"Source: {ds.source} · imported {ds.created_at:%Y-%m-%d %H:%M} UTC")
+            st.caption(
+                f"Source: {literal(ds.source)} · imported {ds.created_at:%Y-%m-%d %H:%M} UTC"
+            )
             st.bar_chart(pd.Series(ds.counts, name="images"))
             st.write(
                 f"Imbalance (largest / smallest class): {health.get('imbalance_ratio', 1):.2f}"
                 f" · grayscale: {'yes' if health.get('grayscale') else 'no'}"
             )
             for w in health.get("warnings", []):
-                st.warning(w)
+                st.warning(literal(w))  # warnings quote class and file names
             if health.get("unreadable"):
                 st.dataframe(
                     pd.DataFrame(health["unreadable"], columns=["file", "reason"]), hide_index=True
