@@ -22,7 +22,7 @@ import numpy as np
 
 from core.auth.permissions import SYSTEM, Action, CurrentUser, require
 from core.config import Settings
-from core.errors import InvalidImageError, ValidationError
+from core.errors import InvalidImageError, StorageError, ValidationError
 from core.quality import flag_rules, image_store, recording
 from core.quality.recording import ChunkItem, Traceability
 from core.quality.uploads import Rejection, display_name
