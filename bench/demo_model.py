@@ -102,13 +102,15 @@ def single_statistic_separability(per_class: int, size: int) -> dict[str, dict[s
 def drift_effect(home: Path, model_id: int, per_class: int, size: int) -> dict[str, Any]:
     """Accuracy and confidence on fresh parts, nominal against drifted, per class."""
     # Deferred: torch loads only once the model exists.
+    from core.auth import permissions
     from core.config import load_settings
     from core.registry import catalog
     from core.setup import open_database
     from core.vision.classifier import Classifier
 
     db = open_database(load_settings({"DEFECTLENS_HOME": str(home)}))
-    clf = Classifier.from_artifact(Path(catalog.get_model(db, model_id).artifact_path))
+    record = catalog.get_model(db, permissions.SYSTEM, model_id)
+    clf = Classifier.from_artifact(Path(record.artifact_path))
     out: dict[str, Any] = {"unsure_below": UNSURE_BELOW}
     for label, cond in DRIFTS.items():
         per: dict[str, Any] = {"conditions": asdict(cond)}

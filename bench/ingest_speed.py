@@ -58,6 +58,7 @@ def _test_split(casting: Path, dest: Path) -> int:
 def _model_artifact(model_home: Path) -> tuple[Path, dict[str, Any]]:
     """The casting model's artifact folder and catalog fields (active, else newest)."""
     from core import setup
+    from core.auth import permissions
     from core.config import load_settings
     from core.errors import NotFound
     from core.registry import catalog
@@ -68,9 +69,9 @@ def _model_artifact(model_home: Path) -> tuple[Path, dict[str, Any]]:
     db = setup.open_database(settings)
     try:
         try:
-            model = catalog.get_model(db, "active")
+            model = catalog.get_model(db, permissions.SYSTEM, "active")
         except NotFound:
-            models = catalog.list_models(db)
+            models = catalog.list_models(db, permissions.SYSTEM)
             if not models:
                 raise SystemExit(f"no model in {model_home}; train one first") from None
             model = models[0]
@@ -127,12 +128,13 @@ def _fresh_home(
 def _accuracy(home: Path) -> dict[str, Any]:
     """Accuracy of the recorded predictions against the class folder in each file's path."""
     from core import setup
+    from core.auth import permissions
     from core.config import load_settings
     from core.quality import inspections
 
     db = setup.open_database(load_settings({"DEFECTLENS_HOME": str(home)}))
     try:
-        recs = inspections.list_inspections(db, limit=100_000)
+        recs = inspections.list_inspections(db, permissions.SYSTEM, limit=100_000)
     finally:
         db.dispose()
     right = sum(1 for r in recs if Path(r.source_name or "").parent.name == r.predicted_class)
