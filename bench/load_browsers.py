@@ -132,6 +132,8 @@ async def _nav(page: Any, name: str) -> None:
 
 
 async def _session(browser: Any, url: str, n: int, until: float, out: dict[str, Any]) -> None:
+    from playwright.async_api import expect
+
     context = await browser.new_context(viewport={"width": 1300, "height": 900})
     page = await context.new_page()
     page.set_default_timeout(120_000)
@@ -141,7 +143,17 @@ async def _session(browser: Any, url: str, n: int, until: float, out: dict[str, 
         await page.goto(url)
         await page.get_by_label("Username").fill(f"load{n:02d}")
         await page.get_by_label("Password", exact=True).fill(PASSWORD)
-        await page.get_by_role("button", name="Log in").click()
+        for _attempt in range(10):
+            await page.get_by_role("button", name="Log in").click()
+            # 20 logins at once: at most 2 password checks run together and a login that waits
+            # over 10 s is told the server is busy; a person tries again, and so does this.
+            busy = page.get_by_text("server is busy")
+            landed = page.get_by_role("heading", name="Plant overview").or_(busy)
+            await expect(landed.first).to_be_visible(timeout=120_000)
+            if not await busy.count():
+                break
+            out["busy"] += 1
+            await page.get_by_label("Password", exact=True).fill(PASSWORD)
         await _ready(page, "Plant overview")
         steps["login"].append(time.perf_counter() - t)
         while time.perf_counter() < until:
@@ -196,7 +208,7 @@ async def _load(url: str, sessions: int, minutes: float, pid: int) -> dict[str, 
     from playwright.async_api import async_playwright
 
     out: dict[str, Any] = {"steps": {k: [] for k in ("login", "inspect", "review", "trends")},
-                           "errors": [], "completed": 0, "conflicts": 0}  # fmt: skip
+                           "errors": [], "completed": 0, "conflicts": 0, "busy": 0}  # fmt: skip
     samples: list[float] = []
 
     async def sample() -> None:
@@ -252,6 +264,7 @@ def main() -> None:
         "steps": {k: _stats(v) for k, v in out["steps"].items()},
         "wall_seconds": round(wall, 1),
         "review_conflicts": out["conflicts"],
+        "login_busy_answers": out["busy"],
         "server_rss_mb": {"start": rss_start, "peak": out["rss_peak_mb"], "after_30s": rss_30s,
                           "after_160s": rss_160s},
     })  # fmt: skip
