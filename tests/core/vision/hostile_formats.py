@@ -140,6 +140,16 @@ def _apng_claiming(frames: int) -> bytes:
     return bytes(data[:at] + actl + data[at + 20 :])
 
 
+def wide_webp(width: int) -> bytes:
+    """A 3-frame animated WebP of 8×1 frames on a canvas this wide (and 1 high)."""
+    frames = [Image.new("RGB", (8, 1), (80 * i, 200, 40)) for i in range(3)]
+    anim = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=40)
+    data = bytearray(anim)
+    assert data[12:16] == b"VP8X"
+    data[24:27] = (width - 1).to_bytes(3, "little")
+    return bytes(data)
+
+
 def many_frames() -> list[Case]:
     """Multi-page TIFFs, animations, and files that lie about or loop their frames."""
     s = seeds()
@@ -160,6 +170,7 @@ def many_frames() -> list[Case]:
         ok(c, "gif_3_frames", s["gif_animated"], frames_are(3, colour)),
         ok(c, "gif_20000_frames", _gif_of(20000), frames_are(20000, shape_is(1, 1))),
         ok(c, "webp_3_frames", s["webp_animated"], frames_are(3, colour)),
+        ok(c, "webp_canvas_1000000_wide", wide_webp(1_000_000), frames_are(3, shape_is(1, 10**6))),
         ok(c, "apng_3_frames", s["apng"], frames_are(3, colour)),
         ok(c, "apng_claims_2e31_frames", _apng_claiming(2**31), shape_is(6, 8)),
         ok(c, "mpo_2_pictures", mpo, frames_are(2, pixel_is(8, 8, RED))),
