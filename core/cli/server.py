@@ -182,13 +182,9 @@ def run(
     port = port or s.port
     address = address or s.listen_address
     env = dict(os.environ, DEFECTLENS_HOME=str(s.home), DEFECTLENS_DB_URL=s.db_url)
-    # Every browser session's script runs on its own thread, and glibc gives threads their own
-    # heaps (up to 8 per core) that it rarely hands back: two keep the dashboard's memory near
-    # where it started once sessions end (bench/load_browsers.py).
-    web_env = {"MALLOC_ARENA_MAX": "2", **env}
     children = [
         subprocess.Popen(
-            _streamlit_command(port, s.max_upload_mb, address), env=web_env, cwd=REPO_ROOT
+            _streamlit_command(port, s.max_upload_mb, address), env=env, cwd=REPO_ROOT
         ),
         # The training worker: pages only queue jobs, this process runs them.
         subprocess.Popen(_worker_command(), env=env, cwd=REPO_ROOT),
