@@ -89,7 +89,7 @@ with audit_tab:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 with demo_tab:
-    counts = demo_remove.demo_counts(db)
+    counts = demo_remove.demo_counts(db, user)
     if not any(counts.values()):
         st.info("There is no demo data. `defectlens demo` seeds it (a fresh `make run` does).")
     else:

@@ -27,7 +27,7 @@ except NotFound:
     st.stop()
 
 product = st.text_input("Product", value=flag_rules.DEFAULT_PRODUCT).strip()
-current = flag_rules.active_rule(db, product or flag_rules.DEFAULT_PRODUCT)
+current = flag_rules.active_rule(db, user, product or flag_rules.DEFAULT_PRODUCT)
 st.write(
     f"In force for **{literal(product or flag_rules.DEFAULT_PRODUCT)}**: good classes "
     f"{literal(', '.join(current.good_classes)) or '(none)'}; "
@@ -48,7 +48,7 @@ threshold = st.slider("Confidence threshold", 0.0, 1.0, float(current.min_confid
 
 if good:
     try:
-        curve = flag_rules.threshold_curve(db, settings, active, good)
+        curve = flag_rules.threshold_curve(db, settings, user, active, good)
     except DefectLensError as e:
         st.info(f"Threshold helper unavailable: {literal(e)}")
     else:

@@ -177,7 +177,8 @@ if active is not None and active.id != model.id and model.dataset_id is not None
         try:
             with st.spinner("Classifying the validation images with both models…"):
                 scores = [
-                    compare.score_model(db, settings, m, model.dataset_id) for m in (model, active)
+                    compare.score_model(db, settings, user, m, model.dataset_id)
+                    for m in (model, active)
                 ]
         except DefectLensError as e:
             st.warning(literal(e))

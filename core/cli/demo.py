@@ -48,7 +48,7 @@ def demo(
                 if done.kept:
                     typer.echo(f"kept (real data uses them): {_counts(done.kept)}")
             return
-    if any(demo_remove.demo_counts(db).values()):
+    if any(demo_remove.demo_counts(db, permissions.SYSTEM).values()):
         raise Conflict("the demo is already there; `defectlens demo --fresh` rebuilds it")
     with db.read() as session:
         active = catalog_queries.active_model(session)

@@ -132,7 +132,7 @@ def snapshot_from_reviews(
         labels = _newest_labels(reviewed_images(session, since=since))
     merged = None
     if merge_dataset_id is not None:
-        merged = service.load_dataset(db, merge_dataset_id)[1]
+        merged = service.load_dataset(db, actor, merge_dataset_id)[1]
     _check_classes(labels, merged, since)
     settings.datasets_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".reviews-", dir=settings.datasets_dir))

@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from core.auth.permissions import SYSTEM, Action, CurrentUser, require
+from core.auth.permissions import Action, CurrentUser, require
 from core.config import Settings
 from core.datasets import importer
 from core.datasets.snapshot import DatasetSnapshot, load_snapshot
@@ -55,14 +55,17 @@ def import_dataset(
     return record, snap, created
 
 
-def load_dataset(db: Database, dataset_id: int) -> tuple[DatasetRecord, DatasetSnapshot]:
+def load_dataset(
+    db: Database, actor: CurrentUser, dataset_id: int
+) -> tuple[DatasetRecord, DatasetSnapshot]:
     """A registered dataset and its snapshot; DatasetError when its files are gone.
 
-    Takes no user (core/training/register calls it): its callers are the training run and the
-    CLI, from_reviews (checked there), and compare.score_model and flag_rules.threshold_curve,
-    which take no user yet and are reached only from engineers' pages.
+    Engineers and up (MANAGE_DATASETS, as catalog.get_dataset): the training run passes the
+    job's actor, the CLI passes SYSTEM, and scoring, the threshold curve and from_reviews pass
+    the user they already checked.
     """
-    record = catalog.get_dataset(db, SYSTEM, dataset_id)
+    require(actor, Action.MANAGE_DATASETS)
+    record = catalog.get_dataset(db, actor, dataset_id)
     if not record.snapshot_dir.exists():
         raise DatasetError(
             f"dataset {dataset_id} ({record.name}): snapshot folder "

@@ -28,8 +28,9 @@ class Removed:
     files: int
 
 
-def demo_counts(db: Database) -> dict[str, int]:
-    """How many demo rows there are, per table (all zero: no demo)."""
+def demo_counts(db: Database, actor: CurrentUser) -> dict[str, int]:
+    """How many demo rows there are, per table (all zero: no demo; admin only, as remove_demo)."""
+    require(actor, Action.MANAGE_USERS)
     with db.read() as session:
         return demo_queries.counts(session)
 

@@ -237,7 +237,7 @@ def _train(
 ) -> TrainOutcome:
     actor = lifecycle.job_actor(db, job.id)
     assert job.dataset_id is not None, "job has no dataset"
-    _record, snapshot = service.load_dataset(db, job.dataset_id)
+    _record, snapshot = service.load_dataset(db, actor, job.dataset_id)
     progress.steps = _steps_per_epoch(snapshot, config.batch_size)
     lifecycle.set_message(db, job.id, worker_id, f"loading {len(snapshot.entries)} images")
     log.info("config: %s", config.to_dict())

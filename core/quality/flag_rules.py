@@ -102,12 +102,18 @@ def fallback_rule(class_names: Sequence[str]) -> FlagRuleRecord:
 
 
 def active_rule(
-    db: Database, product: str | None, *, class_names: Sequence[str] | None = None
+    db: Database,
+    actor: CurrentUser,
+    product: str | None,
+    *,
+    class_names: Sequence[str] | None = None,
 ) -> FlagRuleRecord:
-    """The product's newest rule, else the "*" rule, else the built-in fallback.
+    """The product's newest rule, else the "*" rule, else the built-in fallback (reviewers and
+    up: INSPECT, as ingest, which passes its own actor; the Flagging rules page passes its user).
 
     The fallback's good classes come from class_names, or from the active model when not given.
     """
+    require(actor, Action.INSPECT)
     name = _normalise_product(product)
     with db.read() as session:
         rule = rule_queries.newest_rule(session, name)
@@ -276,6 +282,7 @@ def curve_from_predictions(
 def threshold_curve(
     db: Database,
     settings: Settings,
+    actor: CurrentUser,
     model: ModelRecord,
     good_classes: Sequence[str],
     thresholds: Sequence[float] | None = None,
@@ -285,13 +292,15 @@ def threshold_curve(
     """Flagged share and escaped defects at each threshold, on the model's validation split.
 
     Uses the split the model was validated on ("val", or "test" for datasets imported with a
-    published train/test split). Classifies once; pages should cache the result.
+    published train/test split). Classifies once; pages should cache the result. Engineers and
+    up (EDIT_FLAG_RULES, as the Flagging rules page).
     """
+    require(actor, Action.EDIT_FLAG_RULES)
     from core.vision.classifier import Prediction  # deferred: imports torch
 
     if model.dataset_id is None:
         raise DatasetError(f"model {model.id} has no dataset recorded; no validation data")
-    _record, snap = service.load_dataset(db, model.dataset_id)
+    _record, snap = service.load_dataset(db, actor, model.dataset_id)
     entries = snap.split_entries("val") or snap.split_entries("test")
     entries = [e for e in entries if e.cls in model.class_names]
     if not entries:

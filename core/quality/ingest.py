@@ -129,7 +129,7 @@ def ingest(
     started = time.perf_counter()
     trace = _clean_trace(trace)
     model, clf = classifier if classifier is not None else load_active(db, settings)
-    rule = flag_rules.active_rule(db, trace.product, class_names=model.class_names)
+    rule = flag_rules.active_rule(db, actor, trace.product, class_names=model.class_names)
     limits = images.DecodeLimits.from_settings(settings)
     processed: list[InspectionRecord] = []
     rejected: list[Rejection] = []

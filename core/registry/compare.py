@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.auth.permissions import Action, CurrentUser, require
 from core.config import Settings
 from core.datasets import service
 from core.errors import DatasetError, InvalidImageError
@@ -51,10 +52,17 @@ def load_classifier(settings: Settings, model: ModelRecord) -> Classifier:
 
 
 def score_model(
-    db: Database, settings: Settings, model: ModelRecord, dataset_id: int, split: str = "val"
+    db: Database,
+    settings: Settings,
+    actor: CurrentUser,
+    model: ModelRecord,
+    dataset_id: int,
+    split: str = "val",
 ) -> ModelScore:
-    """Classify one split of a dataset with a model and compute its metrics."""
-    _record, snap = service.load_dataset(db, dataset_id)
+    """Classify one split of a dataset with a model and compute its metrics (engineers and up:
+    MANAGE_MODELS, the Models page's comparison)."""
+    require(actor, Action.MANAGE_MODELS)
+    _record, snap = service.load_dataset(db, actor, dataset_id)
     entries = [e for e in snap.entries if split == "all" or e.split == split]
     if not entries:
         raise DatasetError(f"dataset {dataset_id} has no images in split {split!r}")
@@ -89,7 +97,8 @@ def score_model(
 def stored_calibration(model: ModelRecord) -> calibration.StoredCalibration:
     """The model's temperature and calibration report, read from its metadata without torch.
 
-    OSError or ValueError when the artifact's metadata cannot be read.
+    Takes no user: it reads only the metadata of a record the caller already got through a
+    checked read (catalog.get_model). OSError or ValueError when the metadata cannot be read.
     """
     return calibration.read_stored(Path(model.artifact_path))
 

@@ -73,7 +73,7 @@ def train_and_register(
     from core.vision import artifacts
 
     require(actor, Action.TRAIN)
-    record, snapshot = load_dataset(db, dataset_id)
+    record, snapshot = load_dataset(db, actor, dataset_id)
     # The training log repeats the dataset's health warnings: a job's log is read on its own.
     for warning in snapshot.health.warnings:
         log.warning("dataset %s: %s", record.id, warning)

@@ -107,7 +107,7 @@ def test_rules_page_saves_a_new_version(app_env, make_user, db, train_tiny) -> N
     at.slider[0].set_value(0.75).run()
     next(b for b in at.button if b.label == "Save as a new version").click().run()
     assert not at.exception
-    rule = flag_rules.active_rule(db, "P-9")
+    rule = flag_rules.active_rule(db, permissions.SYSTEM, "P-9")
     assert (rule.product, rule.version, rule.good_classes, rule.min_confidence) == (
         "P-9",
         1,

@@ -72,7 +72,7 @@ def test_snapshot_from_reviews_registers_a_dataset_with_the_reviewed_labels(
     record = from_reviews.snapshot_from_reviews(db, settings, eng, "from reviews")
     assert record.counts == {"ok": 2, "scratch": 4}
     assert record in catalog.list_datasets(db, permissions.SYSTEM)  # what the training page lists
-    _rec, snap = service.load_dataset(db, record.id)
+    _rec, snap = service.load_dataset(db, permissions.SYSTEM, record.id)
     by_sha = {e.sha256: e.cls for e in snap.entries}
     assert by_sha[str(parts[0].image_sha256)] == "scratch"
     assert by_sha[str(parts[1].image_sha256)] == "scratch"
@@ -83,8 +83,8 @@ def test_snapshot_from_reviews_registers_a_dataset_with_the_reviewed_labels(
         db, settings, eng, "merged", merge_dataset_id=tiny_dataset.id
     )
     assert merged.num_images == tiny_dataset.num_images + 6
-    _rec, msnap = service.load_dataset(db, merged.id)
-    _rec, tsnap = service.load_dataset(db, tiny_dataset.id)
+    _rec, msnap = service.load_dataset(db, permissions.SYSTEM, merged.id)
+    _rec, tsnap = service.load_dataset(db, permissions.SYSTEM, tiny_dataset.id)
     old_split = {e.sha256: e.split for e in tsnap.entries}
     for e in msnap.entries:
         if e.sha256 in old_split:
@@ -122,7 +122,7 @@ def test_class_names_with_commas_quotes_and_newlines_survive_the_split_file(
 
     assert record.class_names == sorted(classes)
     assert record.counts == {c: 4 for c in classes}
-    _rec, snap = service.load_dataset(db, record.id)
+    _rec, snap = service.load_dataset(db, permissions.SYSTEM, record.id)
     want = {
         str(p.image_sha256): (cls, from_reviews._review_split(str(p.image_sha256)))
         for p, cls in zip(parts, labels, strict=True)

@@ -24,7 +24,7 @@ def test_import_registers_the_snapshot_and_loads_it_back(tmp_path: Path, db, set
         db, settings, permissions.SYSTEM, data, "tiny"
     )
     assert again.id == record.id and not created_again
-    loaded_record, loaded = service.load_dataset(db, record.id)
+    loaded_record, loaded = service.load_dataset(db, permissions.SYSTEM, record.id)
     assert loaded_record == record and loaded == snap
 
 
@@ -35,7 +35,7 @@ def test_load_dataset_says_when_the_snapshot_folder_is_gone(tmp_path: Path, db, 
         f.chmod(0o644 if f.is_file() else 0o755)
     shutil.rmtree(snap.path)
     with pytest.raises(DatasetError, match=f"dataset {record.id} \\(tiny\\): snapshot folder"):
-        service.load_dataset(db, record.id)
+        service.load_dataset(db, permissions.SYSTEM, record.id)
 
 
 def test_reviewer_may_not_import(tmp_path: Path, db, settings, make_user) -> None:  # type: ignore[no-untyped-def]

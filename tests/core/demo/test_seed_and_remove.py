@@ -52,7 +52,7 @@ def test_the_demo_seeds_marked_data_and_is_removed_without_touching_real_data(
     done = remove.remove_demo(db, settings, permissions.SYSTEM)
 
     assert done.kept == {} and done.removed["inspections"] == made["inspections"]
-    assert all(v == 0 for v in remove.demo_counts(db).values())
+    assert all(v == 0 for v in remove.demo_counts(db, permissions.SYSTEM).values())
     assert status.read(settings) is None and not (settings.home / "demo").exists()
     with db.read() as s:
         assert [i.id for i in s.query(Inspection)] == [real_part]

@@ -61,12 +61,14 @@ def test_judge_flags_defects_and_unsure_parts() -> None:
 def test_fallback_rule_uses_the_active_models_good_classes(
     db: Database, settings: Settings
 ) -> None:
-    rule = flag_rules.active_rule(db, "pump")
+    rule = flag_rules.active_rule(db, permissions.SYSTEM, "pump")
     assert rule.id is None and rule.good_classes == [] and rule.min_confidence == 0.9
     register_active_model(db, settings, class_names=("def_front", "ok_front"))
-    rule = flag_rules.active_rule(db, "pump")
+    rule = flag_rules.active_rule(db, permissions.SYSTEM, "pump")
     assert rule.id is None and rule.good_classes == ["ok_front"]
-    assert flag_rules.active_rule(db, None, class_names=["good", "bad"]).good_classes == ["good"]
+    assert flag_rules.active_rule(
+        db, permissions.SYSTEM, None, class_names=["good", "bad"]
+    ).good_classes == ["good"]
 
 
 def test_rules_are_versioned_per_product_and_audited(db: Database, make_user: Any) -> None:
@@ -78,9 +80,9 @@ def test_rules_are_versioned_per_product_and_audited(db: Database, make_user: An
     assert v1.product == "pump" and v1.good_classes == ["ok"]
     assert v2.created_by == "erin" and v2.created_at is not None
 
-    assert flag_rules.active_rule(db, "pump") == v2
-    assert flag_rules.active_rule(db, "valve") == star  # no rule of its own
-    assert flag_rules.active_rule(db, None) == star
+    assert flag_rules.active_rule(db, permissions.SYSTEM, "pump") == v2
+    assert flag_rules.active_rule(db, permissions.SYSTEM, "valve") == star  # no rule of its own
+    assert flag_rules.active_rule(db, permissions.SYSTEM, None) == star
     assert flag_rules.rule_history(db, permissions.SYSTEM, "pump") == [v2, v1]
     assert flag_rules.list_products(db, permissions.SYSTEM) == ["*", "pump"]
 
@@ -143,13 +145,15 @@ def test_threshold_curve_on_the_models_validation_split(
     db: Database, settings: Settings, tiny_dataset: Any
 ) -> None:
     model = register_active_model(db, settings, dataset_id=tiny_dataset.id)
-    points = flag_rules.threshold_curve(db, settings, model, ["ok"])
+    points = flag_rules.threshold_curve(db, settings, permissions.SYSTEM, model, ["ok"])
     assert [p.threshold for p in points] == sorted(flag_rules.DEFAULT_THRESHOLDS)
     for a, b in zip(points, points[1:], strict=False):
         assert a.flagged_share <= b.flagged_share
         assert a.slipped_defects >= b.slipped_defects
     assert points[-1].flagged_share > 0
-    custom = flag_rules.threshold_curve(db, settings, model, ["ok", "scratch"], [0.3, 0.99])
+    custom = flag_rules.threshold_curve(
+        db, settings, permissions.SYSTEM, model, ["ok", "scratch"], [0.3, 0.99]
+    )
     # With every class good, nothing is a true defect: nothing can slip.
     assert all(p.slipped_defects == 0 and p.slipped_share == 0 for p in custom)
 
@@ -159,12 +163,12 @@ def test_threshold_curve_uses_the_models_calibrated_confidences(
 ) -> None:
     model = register_active_model(db, settings, dataset_id=tiny_dataset.id)
     good = ["ok", "scratch"]  # only confidence flags a part
-    raw = flag_rules.threshold_curve(db, settings, model, good)
+    raw = flag_rules.threshold_curve(db, settings, permissions.SYSTEM, model, good)
     # The same weights with a fitted T < 1: every top-class probability rises (it never falls
     # as T shrinks), so no threshold flags more parts and some flag fewer.
     meta_path = Path(model.artifact_path)
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps(dict(meta, temperature=0.1)))
-    sharp = flag_rules.threshold_curve(db, settings, model, good)
+    sharp = flag_rules.threshold_curve(db, settings, permissions.SYSTEM, model, good)
     assert all(s.flagged_share <= r.flagged_share for s, r in zip(sharp, raw, strict=True))
     assert sum(s.flagged_share for s in sharp) < sum(r.flagged_share for r in raw)

@@ -36,7 +36,7 @@ def dataset(tmp_path: Path, db: Database, settings: Settings) -> DatasetRecord:
 
 
 def _val_counts(db: Database, dataset_id: int, split: str = "val") -> dict[str, int]:
-    _record, snap = service.load_dataset(db, dataset_id)
+    _record, snap = service.load_dataset(db, permissions.SYSTEM, dataset_id)
     counts: dict[str, int] = {}
     for e in snap.entries:
         if split == "all" or e.split == split:
@@ -45,7 +45,7 @@ def _val_counts(db: Database, dataset_id: int, split: str = "val") -> dict[str, 
 
 
 def _snapshot_files(db: Database, dataset_id: int, split: str) -> list[Path]:
-    _record, snap = service.load_dataset(db, dataset_id)
+    _record, snap = service.load_dataset(db, permissions.SYSTEM, dataset_id)
     return [snap.path / e.file for e in snap.entries if e.split == split]
 
 
@@ -134,8 +134,8 @@ def test_two_models_are_scored_on_the_same_split(
     second = register_active_model(db, settings, dataset_id=dataset.id, seed=1)
     val = _val_counts(db, dataset.id)
     assert sum(val.values()) > 0 and set(val) == {"ok", "scratch"}
-    a = compare.score_model(db, settings, first, dataset.id)
-    b = compare.score_model(db, settings, second, dataset.id)
+    a = compare.score_model(db, settings, permissions.SYSTEM, first, dataset.id)
+    b = compare.score_model(db, settings, permissions.SYSTEM, second, dataset.id)
     for score, model in ((a, first), (b, second)):
         assert (score.model_id, score.dataset_id, score.split) == (model.id, dataset.id, "val")
         assert (score.images, score.rejected) == (sum(val.values()), 0)
@@ -147,7 +147,7 @@ def test_two_models_are_scored_on_the_same_split(
     rows_a = [sum(r) for r in a.metrics["confusion_matrix"]]  # type: ignore[attr-defined]
     rows_b = [sum(r) for r in b.metrics["confusion_matrix"]]  # type: ignore[attr-defined]
     assert rows_a == rows_b == [val["ok"], val["scratch"]]
-    _record, snap = service.load_dataset(db, dataset.id)
+    _record, snap = service.load_dataset(db, permissions.SYSTEM, dataset.id)
     entries = snap.split_entries("val")
     assert a.metrics == _expected_metrics(settings, first, snap.path, entries)
     assert b.metrics == _expected_metrics(settings, second, snap.path, entries)
@@ -160,10 +160,10 @@ def test_score_model_uses_the_requested_split(
     train = _val_counts(db, dataset.id, "train")
     everything = _val_counts(db, dataset.id, "all")
     assert sum(everything.values()) == 40 and sum(train.values()) < 40
-    assert compare.score_model(db, settings, model, dataset.id, "train").images == sum(
-        train.values()
-    )
-    scored = compare.score_model(db, settings, model, dataset.id, "all")
+    assert compare.score_model(
+        db, settings, permissions.SYSTEM, model, dataset.id, "train"
+    ).images == sum(train.values())
+    scored = compare.score_model(db, settings, permissions.SYSTEM, model, dataset.id, "all")
     assert (scored.split, scored.images) == ("all", 40)
 
 
@@ -180,7 +180,7 @@ def test_labels_follow_the_model_class_order(
     n_ok, n_scratch = (sum(e.cls == c for e in val) for c in ("ok", "scratch"))
     assert n_ok != n_scratch and n_scratch > 0
     model = register_active_model(db, settings, class_names=("scratch", "ok"), explainable=True)
-    scored = compare.score_model(db, settings, model, dataset.id)
+    scored = compare.score_model(db, settings, permissions.SYSTEM, model, dataset.id)
     rows = [sum(r) for r in scored.metrics["confusion_matrix"]]  # type: ignore[attr-defined]
     assert rows == [n_scratch, n_ok]
     assert scored.metrics["class_names"] == ["scratch", "ok"]
@@ -194,7 +194,7 @@ def test_a_model_that_does_not_know_the_classes_is_refused(
     # The artifact is not a model: the classes are checked before anything is loaded.
     model = _file_model(db, tmp_path, ["ok", "dent"])
     with pytest.raises(DatasetError, match=r"does not know the classes scratch .*same classes"):
-        compare.score_model(db, settings, model, dataset.id)
+        compare.score_model(db, settings, permissions.SYSTEM, model, dataset.id)
 
 
 @pytest.mark.parametrize("split", ["test", "nonsense"])
@@ -203,7 +203,7 @@ def test_a_split_without_images_is_refused(
 ) -> None:
     model = _file_model(db, tmp_path, ["ok", "scratch"])
     with pytest.raises(DatasetError, match=f"has no images in split '{split}'"):
-        compare.score_model(db, settings, model, dataset.id, split)
+        compare.score_model(db, settings, permissions.SYSTEM, model, dataset.id, split)
 
 
 def test_unreadable_files_are_counted_as_rejected(
@@ -213,7 +213,7 @@ def test_unreadable_files_are_counted_as_rejected(
     val_files = _snapshot_files(db, dataset.id, "val")
     _overwrite(val_files[0], b"this is not an image")
     _overwrite(val_files[1], png(5)[:40])  # a truncated PNG
-    scored = compare.score_model(db, settings, model, dataset.id)
+    scored = compare.score_model(db, settings, permissions.SYSTEM, model, dataset.id)
     assert (scored.images, scored.rejected) == (len(val_files) - 2, 2)
     assert scored.metrics["n"] == len(val_files) - 2
 
@@ -225,7 +225,7 @@ def test_a_split_of_only_unreadable_files_is_refused(
     for path in _snapshot_files(db, dataset.id, "val"):
         _overwrite(path, b"garbage")
     with pytest.raises(DatasetError, match="no readable images in split 'val'"):
-        compare.score_model(db, settings, model, dataset.id)
+        compare.score_model(db, settings, permissions.SYSTEM, model, dataset.id)
 
 
 def test_scoring_a_dataset_whose_snapshot_is_gone_is_a_dataset_error(
@@ -234,7 +234,7 @@ def test_scoring_a_dataset_whose_snapshot_is_gone_is_a_dataset_error(
     model = register_active_model(db, settings)
     _snapshot_files(db, dataset.id, "val")[0].unlink()
     with pytest.raises(DatasetError, match="files missing"):
-        compare.score_model(db, settings, model, dataset.id)
+        compare.score_model(db, settings, permissions.SYSTEM, model, dataset.id)
 
 
 # --------------------------------------------------------------------------- ONNX export
