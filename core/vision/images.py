@@ -292,23 +292,25 @@ def _wide_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
         # Full 16-bit range: keep the top byte (65535 -> 255, 32768 -> 128), never clip.
         return (arr.astype(np.uint16) >> 8).astype(np.uint8)
     if mode == "I":
-        lo, hi = int(arr.min()), int(arr.max())
-        if lo >= 0 and hi <= 255:
+        lo_i, hi_i = int(arr.min()), int(arr.max())
+        if lo_i >= 0 and hi_i <= 255:
             return arr.astype(np.uint8)
-        if lo >= 0 and hi <= 65535:
+        if lo_i >= 0 and hi_i <= 65535:
             # A 16-bit image that Pillow widened to 32 bits.
             return (arr >> 8).astype(np.uint8)
-    else:  # "F"
-        arr = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        lo_f, hi_f = float(arr.min()), float(arr.max())
-        if lo_f >= 0.0 and hi_f <= 1.0:
-            return np.round(arr * 255.0).astype(np.uint8)
-    # Anything else has no nominal range: stretch what is there.
-    lo_v, hi_v = float(arr.min()), float(arr.max())
-    if hi_v <= lo_v:
+    # From here one float32 copy is worked on in place: a 390-byte TIFF may declare 30 Mpx of
+    # floats, and float64 temporaries took 1 GB and 2 s (8-bit output needs no more precision).
+    arr = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0, copy=False)
+    lo, hi = float(arr.min()), float(arr.max())
+    if mode == "F" and lo >= 0.0 and hi <= 1.0:
+        scale = 255.0
+    elif hi > lo:  # no nominal range: stretch what is there
+        arr -= lo
+        scale = 255.0 / (hi - lo)
+    else:
         return np.zeros(arr.shape, dtype=np.uint8)
-    scaled = (arr.astype(np.float64) - lo_v) * (255.0 / (hi_v - lo_v))
-    return np.round(scaled).astype(np.uint8)
+    arr *= scale
+    return np.rint(arr, out=arr).astype(np.uint8)
 
 
 def decode_file(

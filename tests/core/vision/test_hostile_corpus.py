@@ -9,6 +9,7 @@ import os
 import re
 import stat
 import time
+import tracemalloc
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +33,7 @@ from db.queries import images as image_queries
 from db.queries import inspections as inspection_queries
 from tests.core.inspection_support import Active, register_active_model, stored_files
 from tests.core.vision import hostile_corpus, hostile_formats, hostile_uploads
-from tests.core.vision.fuzz_seeds import seeds
+from tests.core.vision.fuzz_seeds import mutant, seeds
 from tests.core.vision.hostile_corpus import Case
 
 CASES = [
@@ -121,6 +122,20 @@ def test_an_animated_webp_on_the_widest_canvas_decodes_in_linear_time() -> None:
     started = time.perf_counter()
     assert images.decode(data).shape == (1, 1 << 24, 3)
     assert time.perf_counter() - started < 3.0
+
+
+def test_a_tiny_float_tiff_declaring_millions_of_rows_decodes_lean() -> None:
+    # The case the 10-minute fuzz run stalled on: 390 bytes, 8×4,194,312 floats (zero-filled
+    # past its one strip). Converted through float64 copies it took 800 MB and 2 s.
+    data = mutant("tiff_float", [("flip", 32, 1882541446, 22681)], fix_crcs=True)
+    assert len(data) == 390
+    tracemalloc.start()
+    try:
+        assert images.decode(data).shape == (4_194_312, 8, 3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 550 * 1024 * 1024  # a float32 copy, the bytes Pillow hands numpy, the result
 
 
 def _shown_safely(file: str) -> None:
