@@ -7,6 +7,7 @@ compression ratio are capped before anything is unpacked. Reads never trust the 
 
 from __future__ import annotations
 
+import lzma
 import re
 import stat
 import zipfile
@@ -24,6 +25,23 @@ _READ_CHUNK = 1024 * 1024
 # size cap still covers them.
 _RATIO_FLOOR_BYTES = 1024 * 1024
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+# What zipfile raises for an archive it cannot read (a DatasetError is one our rules refused):
+# besides BadZipFile, a header offset that lies seeks before the start (ValueError), an unknown
+# version or method is NotImplementedError, a corrupt LZMA entry LZMAError, a name that is not
+# UTF-8 though flagged so UnicodeDecodeError (a ValueError), two entries with empty names
+# IndexError (ZipInfo.is_dir reads the name's last character).
+DAMAGED_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    OSError,
+    EOFError,
+    ValueError,
+    NotImplementedError,
+    IndexError,
+    lzma.LZMAError,
+)
 
 
 def is_ignored(part: str) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 
 from core.config import Settings
 from core.datasets import health, snapshot, sources
-from core.datasets.archives import read_zip_entry, validate_zip
+from core.datasets.archives import DAMAGED_ZIP_ERRORS, read_zip_entry, validate_zip
 from core.datasets.snapshot import DatasetSnapshot, ManifestEntry
 from core.datasets.sources import Candidate, Listing, ScannedImage
 from core.datasets.splits import (
@@ -114,6 +114,11 @@ def _ingest_folder(
     return _Scan(listing, scanned, unreadable)
 
 
+# A zip the archive module cannot read; an OSError here is the disk's (writing the snapshot), not
+# the archive's, and is reported as such.
+_DAMAGED_ARCHIVE = tuple(e for e in DAMAGED_ZIP_ERRORS if e is not OSError)
+
+
 def _ingest_zip(path: Path, tmp: Path, settings: Settings, on_progress: Progress | None) -> _Scan:
     unreadable: list[tuple[str, str]] = []
     limits = images.DecodeLimits.from_settings(settings)
@@ -137,7 +142,7 @@ def _ingest_zip(path: Path, tmp: Path, settings: Settings, on_progress: Progress
 
             workers = _workers(settings)
             scanned = _ingest(listing.found, read, tmp, limits, unreadable, on_progress, workers)
-    except zipfile.BadZipFile as e:
+    except _DAMAGED_ARCHIVE as e:
         raise DatasetError(f"{path.name}: damaged zip archive ({e})") from None
     return _Scan(listing, scanned, unreadable)
 

@@ -9,7 +9,6 @@ before a single entry is read.
 from __future__ import annotations
 
 import io
-import lzma
 import unicodedata
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -17,7 +16,13 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from core.config import Settings
-from core.datasets.archives import is_ignored, read_zip_entry, validate_zip, zip_parts
+from core.datasets.archives import (
+    DAMAGED_ZIP_ERRORS,
+    is_ignored,
+    read_zip_entry,
+    validate_zip,
+    zip_parts,
+)
 from core.errors import DatasetError, InvalidImageError, ValidationError
 from core.vision import images
 
@@ -117,28 +122,11 @@ def iter_upload(
     try:
         zf = zipfile.ZipFile(f)
         validate_zip(zf, settings)
-    except (DatasetError, *_DAMAGED) as e:
+    except (DatasetError, *DAMAGED_ZIP_ERRORS) as e:
         yield _archive_refusal(shown, e)
         return
     with zf:
         yield from _entries(zf, shown, settings)
-
-
-# What zipfile raises for an archive it cannot read (a DatasetError is one our rules refused):
-# besides BadZipFile, a header offset that lies seeks before the start (ValueError), an unknown
-# version or method is NotImplementedError, a corrupt LZMA entry LZMAError, a name that is not
-# UTF-8 though flagged so UnicodeDecodeError (a ValueError), two entries with empty names
-# IndexError (ZipInfo.is_dir reads the name's last character).
-_DAMAGED = (
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
-    OSError,
-    EOFError,
-    ValueError,
-    NotImplementedError,
-    IndexError,
-    lzma.LZMAError,
-)
 
 
 def _archive_refusal(shown: str, err: Exception) -> Rejection:
@@ -170,7 +158,7 @@ def _entries(
         except InvalidImageError as e:
             yield Rejection.from_error(entry_name, e)
             continue
-        except (DatasetError, *_DAMAGED) as e:
+        except (DatasetError, *DAMAGED_ZIP_ERRORS) as e:
             yield _archive_refusal(shown, e)
             return
         yield (entry_name, data)
