@@ -25,6 +25,7 @@ from PIL import Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageEr
 from core.config import Settings
 from core.errors import InvalidImageError
 from core.files import megabytes, read_bounded
+from core.vision import pixels
 from core.vision.formats import FORMAT_ALIASES, describe_unknown, sniff
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,6 @@ log = logging.getLogger(__name__)
 FORMAT_EXTENSIONS: Mapping[str, str] = MappingProxyType(
     {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "TIFF": "tif", "WEBP": "webp", "GIF": "gif"}
 )
-
-# Alpha is composited on white: inspection photos with transparency are almost always product
-# cut-outs or scans, and white is how every viewer (browser, OS preview) shows them.
-ALPHA_BACKGROUND: tuple[int, int, int] = (255, 255, 255)
 
 # Exceptions Pillow (and the codecs under it) raise on malformed input. Decoding untrusted bytes
 # must turn every one of them into InvalidImageError rather than a traceback.
@@ -58,16 +55,9 @@ _DECODE_ERRORS: tuple[type[BaseException], ...] = (
 # every one before it, so 20,000 one-pixel pages (a 2 MB file) took 6 s to count.
 MAX_COUNTED_FRAMES = 256
 
-_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
-_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
-
 # Our own pixel limit (checked right after the header is parsed) is the guard; Pillow's
 # warning between MAX_IMAGE_PIXELS and twice that would only duplicate it in the logs.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-
-
-class _UnsupportedModeError(Exception):
-    """A pixel mode Pillow cannot convert to RGB."""
 
 
 @dataclass(frozen=True)
@@ -246,8 +236,8 @@ def decode_with_info(
         im.load()  # truncated data raises here: LOAD_TRUNCATED_IMAGES is deliberately left off
         if _orientation(im) != 1:
             im = ImageOps.exif_transpose(im)
-        arr = _to_uint8(im, grayscale)
-    except _UnsupportedModeError as e:
+        arr = pixels.to_uint8(im, grayscale)
+    except pixels.UnsupportedModeError as e:
         raise InvalidImageError(f"{name}: pixel mode {e} is not supported") from None
     except Image.DecompressionBombError:
         raise InvalidImageError(f"{name}: {_bomb_reason(data, fmt, limits)}") from None
@@ -256,61 +246,6 @@ def decode_with_info(
     finally:
         im.close()
     return info, arr
-
-
-def _to_uint8(im: Image.Image, grayscale: bool) -> np.ndarray:
-    """Normalise any Pillow mode to uint8 RGB or L and return a writable array."""
-    mode = im.mode
-    if mode in _SIXTEEN_BIT_MODES or mode in {"I", "F"}:
-        gray = _wide_to_uint8(np.asarray(im), mode)
-        return gray if grayscale else np.repeat(gray[:, :, None], 3, axis=2)
-    if mode == "P":
-        # Palette transparency must be turned into real alpha before compositing.
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    elif mode == "1":
-        im = im.convert("L")
-    elif mode not in {"L", "RGB"} and mode not in _ALPHA_MODES:
-        try:
-            im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, ...
-        except ValueError:
-            raise _UnsupportedModeError(mode) from None
-    if im.mode in _ALPHA_MODES:
-        rgba = im.convert("RGBA")
-        background = Image.new("RGB", rgba.size, ALPHA_BACKGROUND)
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        im = background
-    target = "L" if grayscale else "RGB"
-    if im.mode != target:
-        im = im.convert(target)
-    # np.array (not asarray): Pillow hands numpy a bytes object, which would be read-only.
-    return np.array(im)
-
-
-def _wide_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
-    """Scale 16/32-bit integer or float pixels to 8 bits by their nominal range."""
-    if mode in _SIXTEEN_BIT_MODES:
-        # Full 16-bit range: keep the top byte (65535 -> 255, 32768 -> 128), never clip.
-        return (arr.astype(np.uint16) >> 8).astype(np.uint8)
-    if mode == "I":
-        lo_i, hi_i = int(arr.min()), int(arr.max())
-        if lo_i >= 0 and hi_i <= 255:
-            return arr.astype(np.uint8)
-        if lo_i >= 0 and hi_i <= 65535:
-            # A 16-bit image that Pillow widened to 32 bits.
-            return (arr >> 8).astype(np.uint8)
-    # From here one float32 copy is worked on in place: a 390-byte TIFF may declare 30 Mpx of
-    # floats, and float64 temporaries took 1 GB and 2 s (8-bit output needs no more precision).
-    arr = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0, copy=False)
-    lo, hi = float(arr.min()), float(arr.max())
-    if mode == "F" and lo >= 0.0 and hi <= 1.0:
-        scale = 255.0
-    elif hi > lo:  # no nominal range: stretch what is there
-        arr -= lo
-        scale = 255.0 / (hi - lo)
-    else:
-        return np.zeros(arr.shape, dtype=np.uint8)
-    arr *= scale
-    return np.rint(arr, out=arr).astype(np.uint8)
 
 
 def decode_file(
