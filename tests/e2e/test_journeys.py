@@ -316,7 +316,9 @@ def test_4_engineer_imports_trains_watches_and_promotes(
     page.get_by_role("button", name="Queue training job").click()
     expect(page.get_by_text("queued; a worker picks it up")).to_be_visible()
     page.get_by_role("tab", name="Jobs").click()
-    expect(page.get_by_text("succeeded").first).to_be_visible(timeout=240_000)  # live, no reload
+    # Live, no reload; the job's status line, not the job table's hidden grid cell.
+    done = page.get_by_text(re.compile(r"^Job #\d+: succeeded$"))
+    expect(done).to_be_visible(timeout=240_000)
     shot(page, "training")
 
     nav(page, "Models", "Models")
