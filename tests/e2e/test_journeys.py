@@ -135,6 +135,22 @@ def shot(page: Page, name: str, height: int = 1000) -> None:
         page.set_viewport_size(size)
 
 
+def choose(page: Page, label: str, option: re.Pattern[str]) -> None:
+    """Pick an option of a select box. A click that lands while the page is still re-running
+    can open a list that the rerun closes again: then the click is repeated."""
+    settle(page)
+    wanted = page.get_by_role("option", name=option)
+    for _ in range(3):
+        page.get_by_label(label).click()
+        try:
+            expect(wanted).to_be_visible(timeout=10_000)
+            break
+        except AssertionError:
+            page.keyboard.press("Escape")
+            settle(page)
+    wanted.click()
+
+
 def nav(page: Page, name: str, heading: str) -> None:
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=name, exact=True).click()
     expect(page.get_by_role("heading", name=heading)).to_be_visible()
@@ -257,8 +273,7 @@ def test_2_reviewer_uploads_good_and_bad_files_and_opens_a_heatmap(
     # The rejected table is a canvas grid; its rows are checked through the count above.
     expect(page.get_by_test_id("stDataFrame")).to_have_count(2)  # rejected files, results
     # Open a result's heatmap: stored for a flagged part, computed on request for the others.
-    page.get_by_label("Open a result").click()
-    page.get_by_role("option", name=re.compile(r"scratched\.png")).click()
+    choose(page, "Open a result", re.compile(r"scratched\.png"))
     # Wait for the chosen part itself: the script run may not have started yet when the option
     # is clicked, and until it has, the first result's heatmap is still on the page.
     expect(page.get_by_text(re.compile(r"^Image: scratched\.png$"))).to_be_visible()
