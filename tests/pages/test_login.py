@@ -97,3 +97,26 @@ def test_logout_returns_to_login_and_is_audited(app_env: Settings, make_user, db
     assert at.title[0].value == "DefectLens"
     assert "defectlens_user" not in at.session_state
     assert audit.audit_log(db, admin, action="logout")[0]["user"] == "root"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        'http://plant/review?x="><script>alert(1)</script>',
+        "http://plant/trends?period=7d&line=<img src=x onerror=alert(1)>",
+        "http://plant/javascript:alert(1)",
+        "http://plant/'%22onmouseover=alert(1)",
+    ],
+)
+def test_the_login_link_keeps_a_hostile_page_address_out_of_the_markup(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    # The one st.html in the pages: the address the browser is on goes in only percent-encoded.
+    from types import SimpleNamespace
+
+    from pages import _ui
+
+    monkeypatch.setattr(_ui, "st", SimpleNamespace(context=SimpleNamespace(url=url)))
+    link = _ui.login_url()
+    assert link.startswith("/session/login?next=%2F")
+    assert not set(link) & set("\"'<> ")
