@@ -64,7 +64,7 @@ class ResumeState:
 
 
 def _cpu(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().cpu().contiguous().clone()
+    return t.detach().cpu().contiguous()  # serialised at once: no copy needed
 
 
 def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
