@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.auth import permissions
 from core.auth.permissions import Action
-from pages._ui import current_user, demo_banner, get_settings, literal, sign_out
+from pages._ui import current_user, demo_banner, literal, sign_out
 
 st.set_page_config(page_title="DefectLens", page_icon=":material/biotech:", layout="wide")
 
@@ -56,13 +56,8 @@ nav = st.navigation([page for page, action in PAGES if permissions.can(user, act
 
 with st.sidebar:
     st.markdown(f"**{literal(user.username)}** · {user.role.value}")
-    if get_settings().sso_enabled and getattr(st.user, "is_logged_in", False):
-        st.caption("Signed in with single sign-on")
     if st.button("Log out", icon=":material/logout:"):
-        sso = get_settings().sso_enabled and getattr(st.user, "is_logged_in", False)
         sign_out()
-        if sso:
-            st.logout()
         st.rerun()
 
 demo_banner()

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import URL, make_url
 
@@ -111,7 +112,11 @@ class Settings:
     # Mark the session cookie Secure (send it over HTTPS only): on behind a TLS proxy.
     secure_cookies: bool = False
     ray_address: str = ""
-    sso_enabled: bool = False
+    # Single sign-on (OpenID Connect, core/auth/oidc.py): on when the metadata URL is set.
+    sso_metadata_url: str = ""
+    sso_client_id: str = ""
+    sso_client_secret: str = field(default="", repr=False)
+    sso_redirect_uri: str = ""  # empty: this server's own /session/sso/callback
     # Refuse an SSO login whose e-mail the provider does not vouch for (email_verified). Off only
     # for a provider that sends no such claim and whose every address is the plant's own.
     sso_require_email_verified: bool = True
@@ -124,6 +129,11 @@ class Settings:
     job_max_attempts: int = 3
     # DEFECTLENS_LOG_LEVEL; None when unset: the CLI then logs warnings, the worker also info.
     log_level: str | None = None
+
+    @property
+    def sso_enabled(self) -> bool:
+        """Whether the login form offers single sign-on."""
+        return bool(self.sso_metadata_url)
 
     @property
     def db_url_without_password(self) -> str:
@@ -184,24 +194,52 @@ def _import_roots(text: str) -> tuple[Path, ...]:
     return tuple(roots)
 
 
+def _secret_file(setting: str, path_text: str) -> str:
+    """The secret in a file only its owner can read (a systemd credential, a mounted secret)."""
+    path = Path(path_text.strip()).expanduser()
+    try:
+        mode = path.stat().st_mode
+        secret = path.read_text(encoding="utf-8").strip("\r\n")
+    except OSError as e:
+        raise ValidationError(f"{setting}: cannot read {path} ({e.strerror or e})") from None
+    if mode & 0o077:
+        raise ValidationError(f"{setting}: {path} can be read by other users; chmod 600 it")
+    return secret
+
+
+def _sso(env: Mapping[str, str]) -> dict[str, str]:
+    """The DEFECTLENS_SSO_* settings, checked: a provider needs a client id, and its keys and
+    tokens travel over HTTPS except to this machine itself."""
+    url = (env.get("DEFECTLENS_SSO_METADATA_URL") or "").strip()
+    if not url:
+        return {}
+    parts = urlsplit(url)
+    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme != "https" and not (parts.scheme == "http" and local):
+        raise ValidationError(
+            f"DEFECTLENS_SSO_METADATA_URL={url!r} must be an https:// URL (http only to localhost)"
+        )
+    client_id = (env.get("DEFECTLENS_SSO_CLIENT_ID") or "").strip()
+    if not client_id:
+        raise ValidationError(
+            "DEFECTLENS_SSO_METADATA_URL is set but DEFECTLENS_SSO_CLIENT_ID is not"
+        )
+    secret_file = env.get("DEFECTLENS_SSO_CLIENT_SECRET_FILE") or ""
+    secret = _secret_file("DEFECTLENS_SSO_CLIENT_SECRET_FILE", secret_file) if secret_file else ""
+    redirect = (env.get("DEFECTLENS_SSO_REDIRECT_URI") or "").strip()
+    if redirect and urlsplit(redirect).scheme not in ("http", "https"):
+        raise ValidationError(f"DEFECTLENS_SSO_REDIRECT_URI={redirect!r} is not an http(s) URL")
+    return {"sso_metadata_url": url, "sso_client_id": client_id, "sso_client_secret": secret,
+            "sso_redirect_uri": redirect}  # fmt: skip
+
+
 def _with_password_file(db_url: str, password_file: str) -> str:
     """DEFECTLENS_DB_PASSWORD_FILE: the database password read from a file only its owner can
     read (a Ray node's or a systemd credential), put into a URL that has none. Without it, a
     PostgreSQL URL with no password still finds one in libpq's ~/.pgpass or PGPASSWORD."""
     if not password_file.strip():
         return db_url
-    path = Path(password_file.strip()).expanduser()
-    try:
-        mode = path.stat().st_mode
-        password = path.read_text(encoding="utf-8").strip("\r\n")
-    except OSError as e:
-        raise ValidationError(
-            f"DEFECTLENS_DB_PASSWORD_FILE: cannot read {path} ({e.strerror or e})"
-        ) from None
-    if mode & 0o077:
-        raise ValidationError(
-            f"DEFECTLENS_DB_PASSWORD_FILE: {path} can be read by other users; chmod 600 it"
-        )
+    password = _secret_file("DEFECTLENS_DB_PASSWORD_FILE", password_file)
     url = make_url(db_url)
     if url.password is not None:
         raise ValidationError(
@@ -247,7 +285,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         session_max_days=_positive(env, "DEFECTLENS_SESSION_MAX_DAYS", 7.0),
         secure_cookies=(env.get("DEFECTLENS_SECURE_COOKIES") or "").lower() in ("1", "true", "yes"),
         ray_address=env.get("DEFECTLENS_RAY_ADDRESS") or "",
-        sso_enabled=(env.get("DEFECTLENS_SSO") or "").lower() in ("1", "true", "yes"),
+        **_sso(env),
         sso_require_email_verified=(env.get("DEFECTLENS_SSO_REQUIRE_EMAIL_VERIFIED") or "1").lower()
         not in ("0", "false", "no"),
         job_heartbeat_timeout_s=_float(env, "DEFECTLENS_JOB_HEARTBEAT_TIMEOUT_S", 30.0),

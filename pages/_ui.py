@@ -68,7 +68,7 @@ def current_user() -> CurrentUser | None:
         user = sessions.resolve_session(get_db(), get_settings(), token)
         if user is not None:
             return user
-    # Single sign-on (st.user, mapped at login) and page tests hold the user in session_state.
+    # Page tests (streamlit.testing, which has no cookies) hold the user in session_state.
     held = st.session_state.get(USER_KEY)
     if held is None:
         return None
@@ -78,11 +78,6 @@ def current_user() -> CurrentUser | None:
         return None
     st.session_state[USER_KEY] = fresh
     return fresh
-
-
-def sign_in(user: CurrentUser) -> None:
-    """Remember a single-sign-on user for this browser session (st.user keeps the identity)."""
-    st.session_state[USER_KEY] = user
 
 
 def sign_out() -> None:
@@ -96,9 +91,17 @@ def sign_out() -> None:
 
 def login_url() -> str:
     """The login form, returning to the page this browser is on."""
+    return f"{web.LOGIN_PATH}?next={quote(_here(), safe='')}"
+
+
+def sso_url() -> str:
+    """Single sign-on, returning to the page this browser is on."""
+    return f"{web.SSO_PATH}?next={quote(_here(), safe='')}"
+
+
+def _here() -> str:
     parts = urlsplit(st.context.url or "/")
-    here = parts.path + (f"?{parts.query}" if parts.query else "")
-    return f"{web.LOGIN_PATH}?next={quote(here, safe='')}"
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def require_page(action: Action) -> CurrentUser:

@@ -25,7 +25,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core import setup
-from core.auth import accounts, sessions
+from core.auth import accounts, oidc, sessions, sso
+from core.auth.permissions import CurrentUser
 from core.auth.throttle import CONCURRENT_HASHES, HASH_QUEUE_WAIT_S, LoginThrottle, Refusal
 from core.config import Settings
 from core.errors import AuthenticationError
@@ -33,11 +34,12 @@ from db.engine import Database
 from db.queries.audit import add_audit
 
 LOGIN_PATH = "/session/login"
+SSO_PATH = "/session/sso"
 CSRF_COOKIE = "defectlens_login_csrf"
-STREAMLIT_SSO_COOKIE = "_streamlit_user"  # Streamlit's own st.login cookie
-# Paths the gate never stops: Streamlit's own endpoints and assets, SSO, the login form.
-OPEN_PREFIXES = ("/_stcore/", "/static/", "/media/", "/component/", "/app/static/", "/auth/",
-                 "/oauth2callback", "/session/", "/favicon")  # fmt: skip
+SSO_STATE_COOKIE = "defectlens_sso_state"
+# Paths the gate never stops: Streamlit's own endpoints and assets, the login and SSO routes.
+OPEN_PREFIXES = ("/_stcore/", "/static/", "/media/", "/component/", "/app/static/",
+                 "/session/", "/favicon")  # fmt: skip
 
 
 class WebAuth:
@@ -48,6 +50,8 @@ class WebAuth:
         self.throttle = LoginThrottle()
         # At most this many argon2 checks at once (each holds 64 MiB); the rest queue briefly.
         self._hash_slots = asyncio.Semaphore(CONCURRENT_HASHES)
+        self.oidc = oidc.OidcClient(settings)
+        self.pending = oidc.PendingLogins()
 
     @cached_property
     def db(self) -> Database:
@@ -55,8 +59,12 @@ class WebAuth:
         return setup.open_database(self.settings)
 
     def routes(self) -> list[Route]:
-        """The login form (GET) and its submission (POST)."""
-        return [Route(LOGIN_PATH, self.login, methods=["GET", "POST"])]
+        """The login form (GET) and its submission (POST); single sign-on's start and return."""
+        return [
+            Route(LOGIN_PATH, self.login, methods=["GET", "POST"]),
+            Route(SSO_PATH, self.sso_start, methods=["GET"]),
+            Route(oidc.CALLBACK_PATH, self.sso_callback, methods=["GET"]),
+        ]
 
     async def login(self, request: Request) -> Response:
         """Show the form, or check it and start a session."""
@@ -91,13 +99,70 @@ class WebAuth:
             await asyncio.sleep(self.settings.login_delay_s)
             return self._form(target, str(e), 401, username)
         self.throttle.succeeded(username, address)
+        response = await self._session_for(user, target)
+        response.delete_cookie(CSRF_COOKIE, path=LOGIN_PATH)
+        return response
+
+    async def sso_start(self, request: Request) -> Response:
+        """Send the browser to the identity provider, remembering where it wanted to go."""
+        if not self.settings.sso_enabled:
+            return self._form("/", "Single sign-on is not configured on this server.", 404)
+        target = safe_next(request.query_params.get("next"))
+        redirect_uri = self.settings.sso_redirect_uri or (
+            str(request.base_url).rstrip("/") + oidc.CALLBACK_PATH
+        )
+        pending = self.pending.start(target, redirect_uri)
+        try:
+            url = await run_in_threadpool(self.oidc.authorization_url, pending)
+        except AuthenticationError as e:
+            return self._form(target, str(e), 502)
+        response = RedirectResponse(url, status_code=303)
+        # Lax: the provider's redirect back is a top-level GET from another site.
+        response.set_cookie(SSO_STATE_COOKIE, pending.state, max_age=int(oidc.PENDING_TTL_S),
+                            httponly=True, samesite="lax", path=SSO_PATH,
+                            secure=self.settings.secure_cookies)  # fmt: skip
+        return response
+
+    async def sso_callback(self, request: Request) -> Response:
+        """The provider's answer: check it, find the account, start an ordinary session."""
+        if not self.settings.sso_enabled:
+            return self._form("/", "Single sign-on is not configured on this server.", 404)
+        state = request.query_params.get("state", "")
+        expected = request.cookies.get(SSO_STATE_COOKIE, "")
+        # The state must be the one this browser was given (no login forced on it by a link).
+        pending = self.pending.take(state) if expected and secrets.compare_digest(
+            state, expected) else None  # fmt: skip
+        if pending is None:
+            response = self._form("/", "The sign-on expired or was started in another "
+                                  "browser. Please try again.", 400)  # fmt: skip
+        elif error := request.query_params.get("error"):
+            said = request.query_params.get("error_description") or error
+            response = self._form(pending.next_path, f"The sign-on provider did not sign you "
+                                  f"in: {said[:200]}", 401)  # fmt: skip
+        else:
+            try:
+                claims = await run_in_threadpool(
+                    self.oidc.finish, pending, request.query_params.get("code", "")
+                )
+                user = await run_in_threadpool(
+                    sso.user_for_claims, self.db, claims,
+                    require_email_verified=self.settings.sso_require_email_verified,
+                )  # fmt: skip
+            except AuthenticationError as e:
+                response = self._form(pending.next_path, str(e), 401)
+            else:
+                response = await self._session_for(user, pending.next_path)
+        response.delete_cookie(SSO_STATE_COOKIE, path=SSO_PATH)
+        return response
+
+    async def _session_for(self, user: CurrentUser, target: str) -> Response:
+        """Start a session for a user who proved who they are; back to the page they wanted."""
         token = await run_in_threadpool(sessions.start_session, self.db, self.settings, user)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             sessions.COOKIE_NAME, token, max_age=int(self.settings.session_max_days * 86400),
             httponly=True, samesite="lax", secure=self.settings.secure_cookies, path="/",
         )  # fmt: skip
-        response.delete_cookie(CSRF_COOKIE, path=LOGIN_PATH)
         return response
 
     def _refused(self, target: str, refusal: Refusal, name: str) -> Response:
@@ -118,7 +183,7 @@ class WebAuth:
         page = LOGIN_PAGE.format(
             next=html.escape(target), csrf=csrf, username=html.escape(name),
             error=f'<p class="error" role="alert">{html.escape(error)}</p>' if error else "",
-            sso=SSO_LINK if self.settings.sso_enabled else "",
+            sso=SSO_LINK.format(next=quote(target, safe="")) if self.settings.sso_enabled else "",
         )  # fmt: skip
         response = HTMLResponse(page, status_code=status)
         response.headers["Cache-Control"] = "no-store"
@@ -149,10 +214,6 @@ class WebAuth:
             return False
         if "text/html" not in request.headers.get("accept", ""):
             return False  # not a page load (assets, API calls): Streamlit answers those
-        if self.settings.sso_enabled and (
-            STREAMLIT_SSO_COOKIE in request.cookies or "sso" in request.query_params
-        ):
-            return False  # single sign-on: app.py maps st.user to an account on every run
         token = request.cookies.get(sessions.COOKIE_NAME)
         user = await run_in_threadpool(sessions.resolve_session, self.db, self.settings, token)
         return user is None
@@ -181,7 +242,7 @@ def safe_next(value: str | None) -> str:
     return str(URL(value))
 
 
-SSO_LINK = '<p class="sso"><a href="/?sso=1">Log in with single sign-on</a></p>'
+SSO_LINK = '<p class="sso"><a href="/session/sso?next={next}">Log in with single sign-on</a></p>'
 LOGIN_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport"
 content="width=device-width, initial-scale=1"><title>DefectLens · Log in</title>

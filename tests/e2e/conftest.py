@@ -65,12 +65,16 @@ class Server:
     password: str
     process: subprocess.Popen[bytes]
     log: Path
+    extra_env: dict[str, str] | None = None
 
 
-def _serve(home: Path, port: int, log: Path, demo: bool = False) -> subprocess.Popen[bytes]:
+def _serve(
+    home: Path, port: int, log: Path, demo: bool = False, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """`defectlens run` on the port, once it answers its health check (with `demo`, a first
     start on an empty database seeds the demo meanwhile, as `make run` does)."""
-    env = dict(os.environ, DEFECTLENS_HOME=str(home), DEFECTLENS_LOGIN_DELAY_S="0.1")
+    env = dict(os.environ, DEFECTLENS_HOME=str(home), DEFECTLENS_LOGIN_DELAY_S="0.1",
+               **(extra_env or {}))  # fmt: skip
     env.pop("DEFECTLENS_DB_URL", None)
     with log.open("ab") as log_file:
         proc = subprocess.Popen(
@@ -107,12 +111,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def restart(server: Server) -> None:
     """Stop the server and start it again on the same port and data directory."""
     _stop(server.process)
-    server.process = _serve(server.home, int(server.url.rsplit(":", 1)[1]), server.log)
+    port = int(server.url.rsplit(":", 1)[1])
+    server.process = _serve(server.home, port, server.log, extra_env=server.extra_env)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    """`defectlens init` then `defectlens run` on a free port; stopped with SIGTERM after."""
+def start_server(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Server:
+    """`defectlens init` then `defectlens run` on a free port (stop it with stop_server)."""
     home = tmp_path / "home"
     env = dict(os.environ, DEFECTLENS_HOME=str(home))
     env.pop("DEFECTLENS_DB_URL", None)
@@ -120,10 +124,21 @@ def server(tmp_path: Path) -> Iterator[Server]:
     creds = json.loads(out.stdout)
     port = _free_port()
     log = tmp_path / "server.log"
-    proc = _serve(home, port, log)
-    srv = Server(f"http://127.0.0.1:{port}", home, creds["admin"], creds["password"], proc, log)
+    proc = _serve(home, port, log, extra_env=extra_env)
+    return Server(f"http://127.0.0.1:{port}", home, creds["admin"], creds["password"], proc, log,
+                  extra_env)  # fmt: skip
+
+
+def stop_server(server: Server) -> None:
+    _stop(server.process)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """`defectlens init` then `defectlens run` on a free port; stopped with SIGTERM after."""
+    srv = start_server(tmp_path)
     yield srv
-    _stop(srv.process)
+    stop_server(srv)
 
 
 @pytest.fixture
