@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -60,8 +60,13 @@ class DemoPlan:
     img_size: int = 64
     epochs: int = 30  # the first model: about 97-98 % (bench/demo_model.py)
     second_epochs: int = 40  # the model promoted mid-month, trained longer
-    review_share: float = 0.7
-    seed: int = 7
+    open_days: int = 2  # the last days' flagged parts wait in the Review queue
+    # The month's story is scripted: with this seed the generated defect counts of Lines 1 and
+    # 3 stay inside their control limits all month, by day and by shift, and Line 2's drift is
+    # signalled on each of its days (tests/core/demo/test_story.py). Any seed gives a drift that
+    # shows; about one in twenty also keeps both stable lines free of a chance signal (four run
+    # rules on a 30-day chart give one false alarm per ~92 points).
+    seed: int = 0
 
     @property
     def drift_day(self) -> int:
@@ -90,14 +95,15 @@ def seed_demo(db: Database, settings: Settings, plan: DemoPlan = DemoPlan(),
     start = _month_start(plan)
     first = _train(db, settings, plan, dataset.id, "training the first demo model", 0.1, say)
     _promote(db, first, start - timedelta(hours=2))
-    parts = _produce(db, settings, plan, rng, range(0, plan.switch_day), start, say, 0.35)
+    stream = shifts(plan, rng, range(plan.days), start)
+    parts = _produce(db, settings, plan, stream, range(0, plan.switch_day), say, 0.35)
     second = _train(db, settings, plan, dataset.id, "training the second demo model", 0.55, say,
                     epochs=plan.second_epochs)  # fmt: skip
     _promote(db, second, start + timedelta(days=plan.switch_day, hours=5))
-    parts.update(_produce(db, settings, plan, rng, range(plan.switch_day, plan.days), start, say,
+    parts.update(_produce(db, settings, plan, stream, range(plan.switch_day, plan.days), say,
                           0.75))  # fmt: skip
     say("demo inspectors review flagged parts", 0.9)
-    reviewed = _review(db, plan, parts)
+    reviewed = _review(db, plan, parts, start + timedelta(days=plan.days - plan.open_days))
     _annotate(db, plan, start)
     say("an engineer freezes the control limits of the first two weeks", 0.95)
     _freeze_limits(db, settings, plan, start)
@@ -152,17 +158,49 @@ def _promote(db: Database, model_id: int, at: datetime) -> None:
             entry.at = at
 
 
+@dataclass(frozen=True)
+class Shift:
+    """One shift's generated parts on one line, before the model sees them."""
+
+    day: int
+    line: str
+    trace: Traceability
+    files: list[tuple[str, bytes]]
+    classes: dict[str, str]  # file name -> true class
+
+
+def shifts(plan: DemoPlan, rng: np.random.Generator, days: range, start: datetime,
+           render: bool = True) -> Iterator[Shift]:  # fmt: skip
+    """The month's parts, shift by shift: the same stream for the same plan and seed, whatever
+    the models do with it. Each shift's images come from their own generator, so the true
+    classes can be replayed without drawing them (``render=False``: no files)."""
+    for d in days:
+        for line_index, line in enumerate(LINES):
+            drifting = line == DRIFT_LINE and d >= plan.drift_day
+            for shift_index, shift in enumerate(SHIFT_HOURS):
+                at = start + timedelta(days=d, hours=shift, minutes=int(rng.integers(0, 420)))
+                product = PRODUCTS[int(rng.integers(0, len(PRODUCTS)))]
+                classes = _classes(rng, plan, drifting)
+                files = []
+                if render:
+                    images = np.random.default_rng([plan.seed, d, line_index, shift_index])
+                    files = [(name, _png(cls, images, drifting)) for name, cls in classes.items()]
+                trace = Traceability(line=line, station="Camera 1", product=product,
+                                     lot=f"{product[:1].upper()}{d + 1:02d}-{line[-1]}",
+                                     captured_at=at)  # fmt: skip
+                yield Shift(d, line, trace, files, classes)
+
+
 def _produce(
     db: Database,
     settings: Settings,
     plan: DemoPlan,
-    rng: np.random.Generator,
+    parts: Iterator[Shift],
     days: range,
-    start: datetime,
     say: Progress,
     share: float,
 ) -> dict[int, str]:
-    """Inspect the generated parts of these days with the active model; id -> true class."""
+    """Inspect these days' generated parts with the active model; id -> true class."""
     active = ingest.load_active(db, settings)
     truth: dict[int, str] = {}
     for d in days:
@@ -170,48 +208,43 @@ def _produce(
         status.write(settings, "preparing", text, share)
         if d % 5 == 0:
             say(text, share)
-        for line in LINES:
-            drifting = line == DRIFT_LINE and d >= plan.drift_day
-            for shift in SHIFT_HOURS:
-                at = start + timedelta(days=d, hours=shift, minutes=int(rng.integers(0, 420)))
-                product = PRODUCTS[int(rng.integers(0, len(PRODUCTS)))]
-                files, classes = _batch(rng, plan, drifting)
-                trace = Traceability(line=line, station="Camera 1", product=product,
-                                     lot=f"{product[:1].upper()}{d + 1:02d}-{line[-1]}",
-                                     captured_at=at)  # fmt: skip
-                result = ingest.ingest(db, settings, permissions.SYSTEM, files, trace,
-                                       classifier=active)  # fmt: skip
-                ids = [r.id for r in result.processed]
-                with db.write() as session:
-                    session.execute(
-                        update(Inspection).where(Inspection.id.in_(ids)).values(is_demo=True)
-                    )
-                truth.update({r.id: classes[r.source_name or ""] for r in result.processed})
+        for _ in range(len(LINES) * len(SHIFT_HOURS)):
+            shift = next(parts)
+            result = ingest.ingest(db, settings, permissions.SYSTEM, shift.files, shift.trace,
+                                   classifier=active)  # fmt: skip
+            ids = [r.id for r in result.processed]
+            with db.write() as session:
+                session.execute(
+                    update(Inspection).where(Inspection.id.in_(ids)).values(is_demo=True)
+                )
+            truth.update({r.id: shift.classes[r.source_name or ""] for r in result.processed})
     return truth
 
 
-def _batch(rng: np.random.Generator, plan: DemoPlan, drifting: bool
-           ) -> tuple[list[tuple[str, bytes]], dict[str, str]]:  # fmt: skip
-    """One shift's parts as PNG files, and each file's true class."""
+def _classes(rng: np.random.Generator, plan: DemoPlan, drifting: bool) -> dict[str, str]:
+    """One shift's parts: each file name and its true class."""
     n = max(1, int(rng.normal(plan.parts_per_shift, plan.parts_per_shift * 0.15)))
     rate = plan.drift_defect_rate if drifting else plan.defect_rate
-    names, weights = list(DEFECT_WEIGHTS), list(DEFECT_WEIGHTS.values())
-    files, classes = [], {}
+    names, weights = list(DEFECT_WEIGHTS), np.array(list(DEFECT_WEIGHTS.values()))
+    classes = {}
     for i in range(n):
         cls = "ok"
         if rng.random() < rate:
-            cls = names[int(rng.choice(len(names), p=np.array(weights) / sum(weights)))]
-        image = part_image(cls, rng, conditions=DRIFT if drifting else Conditions())
-        ok, png = cv2.imencode(".png", image)
-        assert ok
-        name = f"part_{i:03d}.png"
-        files.append((name, png.tobytes()))
-        classes[name] = cls
-    return files, classes
+            cls = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+        classes[f"part_{i:03d}.png"] = cls
+    return classes
 
 
-def _review(db: Database, plan: DemoPlan, truth: dict[int, str]) -> int:
-    """Demo inspectors review a share of the flagged parts, correcting the model's mistakes."""
+def _png(cls: str, rng: np.random.Generator, drifting: bool) -> bytes:
+    image = part_image(cls, rng, conditions=DRIFT if drifting else Conditions())
+    ok, png = cv2.imencode(".png", image)
+    assert ok, "OpenCV encodes a uint8 image as PNG"
+    return png.tobytes()
+
+
+def _review(db: Database, plan: DemoPlan, truth: dict[int, str], open_from: datetime) -> int:
+    """Demo inspectors review every part flagged before ``open_from``, correcting the model's
+    mistakes; the later ones wait in the Review queue."""
     reviewers = []
     for name in ("demo_rita", "demo_omar"):
         info, _ = accounts.create_user(db, permissions.SYSTEM, name, Role.REVIEWER)
@@ -220,21 +253,18 @@ def _review(db: Database, plan: DemoPlan, truth: dict[int, str]) -> int:
     _mark(db, "users", [r.id for r in reviewers if r.id is not None])
     with db.read() as session:
         flagged = [i for (i,) in session.query(Inspection.id).filter(
-            Inspection.is_demo, Inspection.flagged).order_by(Inspection.captured_at)]  # fmt: skip
+            Inspection.is_demo, Inspection.flagged, Inspection.captured_at < open_from
+        ).order_by(Inspection.captured_at)]  # fmt: skip
     pick = random.Random(plan.seed)
-    done = 0
-    # A share of every day's flagged parts, not the oldest first: parts counted by the model's
-    # call and by the inspector's then mix alike over the month, so reviewing does not move the
-    # defect rate of some days against others (that would be a signal of its own).
+    # All of them, as a QA team that keeps up with its queue: the defect rate of a reviewed day
+    # then counts the parts' true classes, so the model's false calls (and the change of model
+    # mid-month) do not move the charts; a share per day would make days differ by chance.
     for inspection_id in flagged:
-        if pick.random() > plan.review_share:
-            continue
         true = truth.get(inspection_id, "ok")
         disposition = "accept" if true == "ok" else pick.choice(("rework", "scrap"))
         review.record_review(db, pick.choice(reviewers), inspection_id, true_class=true,
                              disposition=disposition, note=None, expected_version=0)  # fmt: skip
-        done += 1
-    return done
+    return len(flagged)
 
 
 def _annotate(db: Database, plan: DemoPlan, start: datetime) -> None:
