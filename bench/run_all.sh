@@ -42,3 +42,5 @@ run faults "$PY" bench/faults.py
 run concurrency "$PY" bench/concurrency.py
 run load_browsers "$PY" bench/load_browsers.py
 run fuzz_decode "$PY" bench/fuzz_decode.py
+# Issue 11: how often a stable line of the demo month shows a chance SPC signal (seconds).
+run demo_story "$PY" bench/demo_story.py --seeds 300
