@@ -12,7 +12,7 @@ import click
 import typer
 
 from core import storage_faults
-from core.cli import datasets, demo, inspect, jobs, models, server, train, trends, users
+from core.cli import datasets, demo, evaluate, inspect, jobs, models, server, train, trends, users
 from core.cli.common import settings
 from core.errors import DefectLensError
 
@@ -32,7 +32,7 @@ app.command("ingest")(inspect.ingest_cmd)
 app.add_typer(datasets.app, name="dataset")
 app.add_typer(models.app, name="models")
 app.command("train")(train.train)
-app.command("evaluate")(train.evaluate)
+app.command("evaluate")(evaluate.evaluate)
 app.command("rollup")(trends.rollup)
 app.command("trends")(trends.trends)
 app.command("report")(trends.report)
