@@ -23,6 +23,18 @@ def test_without_a_session_the_app_shows_only_the_way_to_the_login_form(app_env:
     assert not any(t.value == "Plant overview" for t in at.title)
 
 
+def test_with_single_sign_on_the_logged_out_page_also_links_to_it(
+    app_env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEFECTLENS_SSO_METADATA_URL", "https://idp.plant.example/.well-known/x")
+    monkeypatch.setenv("DEFECTLENS_SSO_CLIENT_ID", "defectlens")
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception
+    links = at.get("html")[0].proto.body
+    assert 'href="/session/login?next=' in links
+    assert 'href="/session/sso?next=' in links and "Log in with single sign-on" in links
+
+
 def test_viewer_navigation_lacks_admin(app_env: Settings, make_user) -> None:  # type: ignore[no-untyped-def]
     viewer, _ = make_user("vera", "viewer")
     at = AppTest.from_file(APP, default_timeout=30)
