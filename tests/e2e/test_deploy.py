@@ -13,12 +13,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.e2e.conftest import CHROMIUM_FLAGS, REPO, _cli, _free_port, _stop, chromium_path
+from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider, start_provider
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 DEPLOY = REPO / "deploy"
@@ -55,9 +57,11 @@ def _nginx_config(tmp: Path, https_port: int, http_port: int, app_port: int) -> 
     return conf
 
 
-@pytest.fixture
-def behind_tls(tmp_path: Path) -> Iterator[tuple[str, str, str, int]]:
-    """(https url, admin, password, the app's own port) with nginx and the app running."""
+@contextmanager
+def _behind_tls(tmp_path: Path, sso: Provider | None = None) -> Iterator[tuple[str, str, str, int]]:
+    """(https url, admin, password, the app's own port) with nginx and the app running; with a
+    provider, single sign-on configured as the deployment guide says (the callback URL is the
+    proxy's https one)."""
     nginx, openssl = _need("nginx"), _need("openssl")
     subprocess.run(
         [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
@@ -65,19 +69,29 @@ def behind_tls(tmp_path: Path) -> Iterator[tuple[str, str, str, int]]:
         check=True, capture_output=True,
     )  # fmt: skip
     home = tmp_path / "home"
+    app_port, https_port, http_port = _free_port(), _free_port(), _free_port()
+    url = f"https://localhost:{https_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEFECTLENS_")}
     env.update(DEFECTLENS_HOME=str(home), DEFECTLENS_LISTEN_ADDRESS="127.0.0.1",
                DEFECTLENS_SECURE_COOKIES="1", DEFECTLENS_LOGIN_DELAY_S="0.1")  # fmt: skip
+    if sso is not None:
+        secret = tmp_path / "sso-client-secret"
+        secret.write_text(CLIENT_SECRET)
+        os.chmod(secret, 0o600)
+        env.update(DEFECTLENS_SSO_METADATA_URL=sso.metadata_url, DEFECTLENS_SSO_CLIENT_ID=CLIENT_ID,
+                   DEFECTLENS_SSO_CLIENT_SECRET_FILE=str(secret),
+                   DEFECTLENS_SSO_REDIRECT_URI=f"{url}/session/sso/callback")  # fmt: skip
     creds = json.loads(subprocess.run([_cli(), "init", "--json"], env=env, check=True,
                                       capture_output=True).stdout)  # fmt: skip
-    app_port, https_port, http_port = _free_port(), _free_port(), _free_port()
+    if sso is not None:
+        rita = ["user", "add", "rita", "--role", "reviewer", "--email", "rita@plant.example"]
+        subprocess.run([_cli(), *rita], env=env, check=True, capture_output=True)
     log = (tmp_path / "server.log").open("wb")
     app = subprocess.Popen([_cli(), "run", "--port", str(app_port), "--no-demo"], env=env,
                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     conf = _nginx_config(tmp_path, https_port, http_port, app_port)
     proxy = subprocess.Popen([nginx, "-c", str(conf), "-p", str(tmp_path)],
                              stderr=subprocess.PIPE)  # fmt: skip
-    url = f"https://localhost:{https_port}"
     try:
         _wait_healthy(url, app, tmp_path / "server.log")
         yield url, creds["admin"], creds["password"], app_port
@@ -86,6 +100,13 @@ def behind_tls(tmp_path: Path) -> Iterator[tuple[str, str, str, int]]:
         proxy.wait(timeout=10)
         _stop(app)
         log.close()
+
+
+@pytest.fixture
+def behind_tls(tmp_path: Path) -> Iterator[tuple[str, str, str, int]]:
+    """(https url, admin, password, the app's own port) with nginx and the app running."""
+    with _behind_tls(tmp_path) as served:
+        yield served
 
 
 def _wait_healthy(url: str, app: subprocess.Popen[bytes], log: Path) -> None:
@@ -132,6 +153,32 @@ def test_login_over_https_through_the_proxy_keeps_a_secure_session(
         expect(page.get_by_role("heading", name="Trends")).to_be_visible()
         expect(page.get_by_test_id("stException")).to_have_count(0)
         browser.close()
+
+
+def test_single_sign_on_through_the_proxy_returns_to_the_https_page(tmp_path: Path) -> None:
+    provider, idp = start_provider()
+    try:
+        with (
+            _behind_tls(tmp_path, provider) as (url, _admin, _password, _port),
+            sync_playwright() as pw,
+        ):
+            browser = pw.chromium.launch(executable_path=chromium_path(), headless=True,
+                                         args=CHROMIUM_FLAGS)  # fmt: skip
+            context = browser.new_context(ignore_https_errors=True)
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            page.goto(f"{url}/review")  # a deep link, logged out
+            page.get_by_role("link", name="Log in with single sign-on").click()
+            page.get_by_label("E-mail").fill("rita@plant.example")
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.get_by_role("heading", name="Review queue")).to_be_visible(timeout=60_000)
+            assert page.url == f"{url}/review"
+            cookie = next(c for c in context.cookies() if c["name"] == "defectlens_session")
+            assert cookie["secure"] and cookie["httpOnly"]
+            expect(page.get_by_test_id("stException")).to_have_count(0)
+            browser.close()
+    finally:
+        idp.shutdown()
 
 
 def _address_of_this_host() -> str:
