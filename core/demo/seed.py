@@ -9,10 +9,11 @@ generator's ground truth), and a few process annotations. Every row is marked de
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -85,7 +86,6 @@ def seed_demo(db: Database, settings: Settings, plan: DemoPlan = DemoPlan(),
     """Create the whole demo; what it created, counted."""
     say = progress or (lambda text, share: log.info("demo: %s (%.0f%%)", text, share * 100))
     status.write(settings, "preparing", "generating the demo dataset", 0.0)
-    rng = np.random.default_rng(plan.story_seed)
     root = demo_root(settings) / "dataset"
     shutil.rmtree(root, ignore_errors=True)  # what a failed earlier run may have left
     say("generating the demo dataset", 0.02)
@@ -96,13 +96,13 @@ def seed_demo(db: Database, settings: Settings, plan: DemoPlan = DemoPlan(),
     start = _month_start(plan)
     first = _train(db, settings, plan, dataset.id, "training the first demo model", 0.1, say)
     _promote(db, first, start - timedelta(hours=2))
-    stream = shifts(plan, rng, range(plan.days), start)
-    parts = _produce(db, settings, plan, stream, range(0, plan.switch_day), say, 0.35)
+    stream = shifts(plan, start)
+    first_half = itertools.islice(stream, plan.switch_day * len(LINES) * len(SHIFT_HOURS))
+    parts = _produce(db, settings, plan, first_half, say, 0.35)
     second = _train(db, settings, plan, dataset.id, "training the second demo model", 0.55, say,
                     epochs=plan.second_epochs)  # fmt: skip
     _promote(db, second, start + timedelta(days=plan.switch_day, hours=5))
-    parts.update(_produce(db, settings, plan, stream, range(plan.switch_day, plan.days), say,
-                          0.75))  # fmt: skip
+    parts.update(_produce(db, settings, plan, stream, say, 0.75))
     say("demo inspectors review flagged parts", 0.9)
     reviewed = _review(db, plan, parts, start + timedelta(days=plan.days - plan.open_days))
     _annotate(db, plan, start)
@@ -170,12 +170,12 @@ class Shift:
     classes: dict[str, str]  # file name -> true class
 
 
-def shifts(plan: DemoPlan, rng: np.random.Generator, days: range, start: datetime,
-           render: bool = True) -> Iterator[Shift]:  # fmt: skip
-    """The month's parts, shift by shift: the same stream for the same plan and seed, whatever
-    the models do with it. Each shift's images come from their own generator, so the true
-    classes can be replayed without drawing them (``render=False``: no files)."""
-    for d in days:
+def shifts(plan: DemoPlan, start: datetime, render: bool = True) -> Iterator[Shift]:
+    """The month's parts from ``start``, shift by shift: the same stream for the same plan,
+    whatever the models do with it. Each shift's images come from their own generator, so the
+    true classes replay without drawing them (``render=False``: no files)."""
+    rng = np.random.default_rng(plan.story_seed)
+    for d in range(plan.days):
         for line_index, line in enumerate(LINES):
             drifting = line == DRIFT_LINE and d >= plan.drift_day
             for shift_index, shift in enumerate(SHIFT_HOURS):
@@ -192,33 +192,25 @@ def shifts(plan: DemoPlan, rng: np.random.Generator, days: range, start: datetim
                 yield Shift(d, line, trace, files, classes)
 
 
-def _produce(
-    db: Database,
-    settings: Settings,
-    plan: DemoPlan,
-    parts: Iterator[Shift],
-    days: range,
-    say: Progress,
-    share: float,
-) -> dict[int, str]:
-    """Inspect these days' generated parts with the active model; id -> true class."""
+def _produce(db: Database, settings: Settings, plan: DemoPlan, parts: Iterable[Shift],
+             say: Progress, share: float) -> dict[int, str]:  # fmt: skip
+    """Inspect these generated parts with the active model; id -> true class."""
     active = ingest.load_active(db, settings)
     truth: dict[int, str] = {}
-    for d in days:
-        text = f"simulating production, day {d + 1} of {plan.days}"
-        status.write(settings, "preparing", text, share)
-        if d % 5 == 0:
-            say(text, share)
-        for _ in range(len(LINES) * len(SHIFT_HOURS)):
-            shift = next(parts)
-            result = ingest.ingest(db, settings, permissions.SYSTEM, shift.files, shift.trace,
-                                   classifier=active)  # fmt: skip
-            ids = [r.id for r in result.processed]
-            with db.write() as session:
-                session.execute(
-                    update(Inspection).where(Inspection.id.in_(ids)).values(is_demo=True)
-                )
-            truth.update({r.id: shift.classes[r.source_name or ""] for r in result.processed})
+    day = None
+    for shift in parts:
+        if shift.day != day:
+            day = shift.day
+            text = f"simulating production, day {day + 1} of {plan.days}"
+            status.write(settings, "preparing", text, share)
+            if day % 5 == 0:
+                say(text, share)
+        result = ingest.ingest(db, settings, permissions.SYSTEM, shift.files, shift.trace,
+                               classifier=active)  # fmt: skip
+        ids = [r.id for r in result.processed]
+        with db.write() as session:
+            session.execute(update(Inspection).where(Inspection.id.in_(ids)).values(is_demo=True))
+        truth.update({r.id: shift.classes[r.source_name or ""] for r in result.processed})
     return truth
 
 
