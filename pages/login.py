@@ -11,8 +11,9 @@ from pages._ui import get_settings, login_url, sso_url
 st.title("DefectLens")
 st.caption("Visual quality inspection.")
 st.info("You are not logged in (or your session has ended).")
-# target _self: the login form replaces this page instead of opening a new tab.
-# The URLs percent-encode the page's path; escaping them again keeps any text out of the markup.
+# target _self: the login form replaces this page instead of opening a new tab. No user text
+# goes in: the only variable is this page's address, which login_url() and sso_url()
+# percent-encode (tests/pages/test_login.py tries hostile ones), escaped once more for the markup.
 links = [f'<a href="{html.escape(login_url())}" target="_self" class="defectlens-login">Log in</a>']
 if get_settings().sso_enabled:
     links.append(f'<a href="{html.escape(sso_url())}" target="_self" class="defectlens-sso">'

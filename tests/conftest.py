@@ -19,6 +19,7 @@ from core.training import register
 from core.training.config import TrainConfig
 from db.engine import Database
 from db.models import Role
+from tests.oidc_provider import Provider, start_provider
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
@@ -50,6 +51,14 @@ def make_user(db: Database):  # type: ignore[no-untyped-def]
         return CurrentUser(id=info.id, username=info.username, role=info.role), pw
 
     return _make
+
+
+@pytest.fixture
+def oidc_provider() -> Iterator[Provider]:
+    """A real OpenID Connect provider on a free localhost port (tests/oidc_provider.py)."""
+    provider, http = start_provider()
+    yield provider
+    http.shutdown()
 
 
 @pytest.fixture

@@ -129,9 +129,10 @@ class WebAuth:
             return self._form("/", "Single sign-on is not configured on this server.", 404)
         state = request.query_params.get("state", "")
         expected = request.cookies.get(SSO_STATE_COOKIE, "")
+        pending = None
         # The state must be the one this browser was given (no login forced on it by a link).
-        pending = self.pending.take(state) if expected and secrets.compare_digest(
-            state, expected) else None  # fmt: skip
+        if expected and secrets.compare_digest(state, expected):
+            pending = self.pending.take(state)
         if pending is None:
             response = self._form("/", "The sign-on expired or was started in another "
                                   "browser. Please try again.", 400)  # fmt: skip

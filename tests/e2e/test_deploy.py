@@ -17,10 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.e2e.conftest import CHROMIUM_FLAGS, REPO, _cli, _free_port, _stop, chromium_path
-from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider, start_provider
+from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 DEPLOY = REPO / "deploy"
@@ -126,6 +126,18 @@ def _wait_healthy(url: str, app: subprocess.Popen[bytes], log: Path) -> None:
         time.sleep(0.3)
 
 
+@contextmanager
+def _https_page() -> Iterator[Page]:
+    """A page in headless Debian Chromium that accepts the test's self-signed certificate."""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), headless=True,
+                                     args=CHROMIUM_FLAGS)  # fmt: skip
+        page = browser.new_context(ignore_https_errors=True).new_page()
+        page.set_default_timeout(30_000)
+        yield page
+        browser.close()
+
+
 def test_login_over_https_through_the_proxy_keeps_a_secure_session(
     behind_tls: tuple[str, str, str, int],
 ) -> None:
@@ -133,12 +145,7 @@ def test_login_over_https_through_the_proxy_keeps_a_secure_session(
     # The app itself answers on loopback only.
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", app_port)) == 0
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), headless=True,
-                                     args=CHROMIUM_FLAGS)  # fmt: skip
-        context = browser.new_context(ignore_https_errors=True)
-        page = context.new_page()
-        page.set_default_timeout(30_000)
+    with _https_page() as page:
         page.goto(f"{url}/trends?period=7d")  # a deep link, logged out
         page.get_by_label("Username").fill(admin)
         page.get_by_label("Password", exact=True).fill(password)
@@ -147,38 +154,29 @@ def test_login_over_https_through_the_proxy_keeps_a_secure_session(
         # (the first page of a fresh server imports the charting stack: allow it a minute)
         expect(page.get_by_role("heading", name="Trends")).to_be_visible(timeout=60_000)
         assert page.url == f"{url}/trends?period=7d"
-        cookie = next(c for c in context.cookies() if c["name"] == "defectlens_session")
+        cookie = next(c for c in page.context.cookies() if c["name"] == "defectlens_session")
         assert cookie["secure"] and cookie["httpOnly"]
         page.reload()
         expect(page.get_by_role("heading", name="Trends")).to_be_visible()
         expect(page.get_by_test_id("stException")).to_have_count(0)
-        browser.close()
 
 
-def test_single_sign_on_through_the_proxy_returns_to_the_https_page(tmp_path: Path) -> None:
-    provider, idp = start_provider()
-    try:
-        with (
-            _behind_tls(tmp_path, provider) as (url, _admin, _password, _port),
-            sync_playwright() as pw,
-        ):
-            browser = pw.chromium.launch(executable_path=chromium_path(), headless=True,
-                                         args=CHROMIUM_FLAGS)  # fmt: skip
-            context = browser.new_context(ignore_https_errors=True)
-            page = context.new_page()
-            page.set_default_timeout(30_000)
-            page.goto(f"{url}/review")  # a deep link, logged out
-            page.get_by_role("link", name="Log in with single sign-on").click()
-            page.get_by_label("E-mail").fill("rita@plant.example")
-            page.get_by_role("button", name="Sign in").click()
-            expect(page.get_by_role("heading", name="Review queue")).to_be_visible(timeout=60_000)
-            assert page.url == f"{url}/review"
-            cookie = next(c for c in context.cookies() if c["name"] == "defectlens_session")
-            assert cookie["secure"] and cookie["httpOnly"]
-            expect(page.get_by_test_id("stException")).to_have_count(0)
-            browser.close()
-    finally:
-        idp.shutdown()
+def test_single_sign_on_through_the_proxy_returns_to_the_https_page(
+    tmp_path: Path, oidc_provider: Provider
+) -> None:
+    with (
+        _behind_tls(tmp_path, oidc_provider) as (url, _admin, _password, _port),
+        _https_page() as page,
+    ):
+        page.goto(f"{url}/review")  # a deep link, logged out
+        page.get_by_role("link", name="Log in with single sign-on").click()
+        page.get_by_label("E-mail").fill("rita@plant.example")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Review queue")).to_be_visible(timeout=60_000)
+        assert page.url == f"{url}/review"
+        cookie = next(c for c in page.context.cookies() if c["name"] == "defectlens_session")
+        assert cookie["secure"] and cookie["httpOnly"]
+        expect(page.get_by_test_id("stException")).to_have_count(0)
 
 
 def _address_of_this_host() -> str:

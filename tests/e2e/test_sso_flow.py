@@ -14,25 +14,18 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import Server, restart, run_cli, start_server, stop_server
-from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider, start_provider
+from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture
-def provider() -> Iterator[Provider]:
-    idp, http = start_provider()
-    yield idp
-    http.shutdown()
-
-
-@pytest.fixture
-def server(tmp_path: Path, provider: Provider) -> Iterator[Server]:
+def server(tmp_path: Path, oidc_provider: Provider) -> Iterator[Server]:
     """The server the `page` fixture's browser talks to, with single sign-on configured."""
     secret = tmp_path / "sso-client-secret"
     secret.write_text(CLIENT_SECRET)
     os.chmod(secret, 0o600)
-    srv = start_server(tmp_path, {"DEFECTLENS_SSO_METADATA_URL": provider.metadata_url,
+    srv = start_server(tmp_path, {"DEFECTLENS_SSO_METADATA_URL": oidc_provider.metadata_url,
                                   "DEFECTLENS_SSO_CLIENT_ID": CLIENT_ID,
                                   "DEFECTLENS_SSO_CLIENT_SECRET_FILE": str(secret)})  # fmt: skip
     yield srv
@@ -48,7 +41,7 @@ def _sign_on(page: Page, email: str) -> None:
 
 
 def test_a_deep_link_signs_on_through_the_provider_and_the_login_lasts(
-    server: Server, page: Page, provider: Provider
+    server: Server, page: Page, oidc_provider: Provider
 ) -> None:
     run_cli(server, "user", "add", "rita", "--role", "reviewer", "--email", "rita@plant.example")
     page.goto(f"{server.url}/review")  # a link a colleague sent, while logged out
@@ -57,7 +50,7 @@ def test_a_deep_link_signs_on_through_the_provider_and_the_login_lasts(
     expect(page.get_by_role("heading", name="Review queue")).to_be_visible()
     expect(page).to_have_url(f"{server.url}/review")
     expect(page.get_by_text("rita", exact=True)).to_be_visible()
-    assert provider.token_requests == 1
+    assert oidc_provider.token_requests == 1
 
     page.reload()
     expect(page.get_by_role("heading", name="Review queue")).to_be_visible()
@@ -67,7 +60,7 @@ def test_a_deep_link_signs_on_through_the_provider_and_the_login_lasts(
     restart(server)
     page.reload()
     expect(page.get_by_role("heading", name="Review queue")).to_be_visible()
-    assert provider.token_requests == 1  # the session lasted; no new sign-on was needed
+    assert oidc_provider.token_requests == 1  # the session lasted; no new sign-on was needed
 
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_role("link", name="Log in with single sign-on")).to_be_visible()

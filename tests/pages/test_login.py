@@ -123,7 +123,8 @@ def test_logout_returns_to_login_and_is_audited(app_env: Settings, make_user, db
 def test_the_login_link_keeps_a_hostile_page_address_out_of_the_markup(
     monkeypatch: pytest.MonkeyPatch, url: str
 ) -> None:
-    # The one st.html in the pages: the address the browser is on goes in only percent-encoded.
+    # The one st.html in the pages: the address the browser is on goes in only percent-encoded,
+    # in both of its links.
     from types import SimpleNamespace
 
     from pages import _ui
@@ -132,3 +133,6 @@ def test_the_login_link_keeps_a_hostile_page_address_out_of_the_markup(
     link = _ui.login_url()
     assert link.startswith("/session/login?next=%2F")
     assert not set(link) & set("\"'<> ")
+    sso = _ui.sso_url()  # the page's other link, shown when single sign-on is configured
+    assert sso.startswith("/session/sso?next=%2F")
+    assert not set(sso) & set("\"'<> ")

@@ -9,7 +9,6 @@ import dataclasses
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,7 +27,7 @@ from core.errors import ValidationError
 from db.engine import Database
 from db.models import AuditEntry, Role
 from db.queries import audit as audit_queries
-from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider, start_provider
+from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
 
 HTML = {"accept": "text/html"}
 
@@ -39,15 +38,8 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 @pytest.fixture
-def provider() -> Iterator[Provider]:
-    idp, server = start_provider()
-    yield idp
-    server.shutdown()
-
-
-@pytest.fixture
-def client(db: Database, settings: Settings, provider: Provider) -> TestClient:
-    sso_settings = dataclasses.replace(settings, sso_metadata_url=provider.metadata_url,
+def client(db: Database, settings: Settings, oidc_provider: Provider) -> TestClient:
+    sso_settings = dataclasses.replace(settings, sso_metadata_url=oidc_provider.metadata_url,
                                        sso_client_id=CLIENT_ID,
                                        sso_client_secret=CLIENT_SECRET)  # fmt: skip
     auth = web.WebAuth(sso_settings)
@@ -91,7 +83,7 @@ def _audit(db: Database, action: str) -> list[AuditEntry]:
 
 
 def test_a_sign_on_starts_an_ordinary_session_on_the_page_asked_for(
-    client: TestClient, db: Database, provider: Provider, rita: None
+    client: TestClient, db: Database, oidc_provider: Provider, rita: None
 ) -> None:
     first = client.get("/review?line=L1", headers=HTML)  # a deep link, logged out
     assert first.headers["location"] == "/session/login?next=%2Freview%3Fline%3DL1"
@@ -151,10 +143,10 @@ def test_an_answer_for_another_browser_starts_no_session(client: TestClient, rit
     ids=["signature", "issuer", "audience", "nonce", "expired", "unverified"],
 )
 def test_a_token_that_does_not_check_out_starts_no_session(
-    client: TestClient, provider: Provider, rita: None, change: dict[str, object], said: str
+    client: TestClient, oidc_provider: Provider, rita: None, change: dict[str, object], said: str
 ) -> None:
     for name, value in change.items():
-        setattr(provider, name, value)
+        setattr(oidc_provider, name, value)
     got = client.get(_at_provider(client, "/review", "rita@plant.example"))
     assert got.status_code == 401 and said in got.text
     assert sessions.COOKIE_NAME not in got.headers.get("set-cookie", "")
@@ -173,26 +165,26 @@ def test_unknown_accounts_and_refusals_at_the_provider_are_said(
 
 
 def test_the_email_may_come_from_userinfo_and_keys_may_rotate(
-    client: TestClient, provider: Provider, rita: None
+    client: TestClient, oidc_provider: Provider, rita: None
 ) -> None:
-    provider.email_in_id_token = False  # Entra ID and others put it in userinfo only
+    oidc_provider.email_in_id_token = False  # Entra ID and others put it in userinfo only
     assert client.get(_at_provider(client, "/", "rita@plant.example")).status_code == 303
-    provider.key = RSAKey.generate_key(2048, {"kid": "k1"})  # rotated since the last fetch
+    oidc_provider.key = RSAKey.generate_key(2048, {"kid": "k1"})  # rotated since the last fetch
     assert client.get(_at_provider(client, "/", "rita@plant.example")).status_code == 303
 
 
 def test_a_wrong_client_secret_or_an_unreachable_provider_is_named(
-    client: TestClient, settings: Settings, provider: Provider, db: Database, rita: None
+    client: TestClient, settings: Settings, oidc_provider: Provider, db: Database, rita: None
 ) -> None:
     wrong_secret = dataclasses.replace(
-        settings, sso_metadata_url=provider.metadata_url, sso_client_id=CLIENT_ID,
+        settings, sso_metadata_url=oidc_provider.metadata_url, sso_client_id=CLIENT_ID,
         sso_client_secret="wrong",
     )  # fmt: skip
     auth = web.WebAuth(wrong_secret)
     wrong = TestClient(Starlette(routes=auth.routes()), follow_redirects=False)
     got = wrong.get(_at_provider(wrong, "/", "rita@plant.example"))
     assert got.status_code == 401
-    assert f"answered 401 at {provider.url}/token (invalid_client)" in got.text
+    assert f"answered 401 at {oidc_provider.url}/token (invalid_client)" in got.text
     gone = web.WebAuth(dataclasses.replace(settings, sso_metadata_url="http://127.0.0.1:9/x",
                                            sso_client_id=CLIENT_ID))  # fmt: skip
     down = TestClient(Starlette(routes=gone.routes()), follow_redirects=False).get(web.SSO_PATH)
