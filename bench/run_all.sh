@@ -44,3 +44,5 @@ run load_browsers "$PY" bench/load_browsers.py
 run fuzz_decode "$PY" bench/fuzz_decode.py
 # Issue 11: how often a stable line of the demo month shows a chance SPC signal (seconds).
 run demo_story "$PY" bench/demo_story.py --seeds 300
+# Issue 11: one training step of the demo's model (batch, threads, channels_last; seconds).
+run train_step "$PY" bench/train_step.py
