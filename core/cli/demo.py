@@ -63,10 +63,10 @@ def demo(
             typer.echo(f"demo [{share:4.0%}] {text}", err=True)
 
     try:
-        # The second model trains a third longer than the first (30 and 40 epochs by default).
+        # The second model goes on from the first for a third as many epochs (10 of 30).
         plan = demo_seed.DemoPlan(
             days=days, parts_per_shift=parts_per_shift, per_class=per_class, epochs=epochs,
-            second_epochs=max(epochs, epochs * 4 // 3),
+            second_epochs=max(1, epochs // 3),
         )  # fmt: skip
         made = demo_seed.seed_demo(db, s, plan, progress=progress)
     except BaseException:

@@ -6,6 +6,7 @@ user, a real part and the audit trail as they were."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from core.config import Settings
 from core.demo import remove, seed, status
 from core.errors import PermissionDenied
 from core.quality import rollup
+from core.vision.artifacts import read_metadata
 from db.engine import Database
 from db.models import AuditEntry, Inspection, Model, Review, Role, SpcBaseline, User
 from db.queries import rollups
@@ -46,7 +48,13 @@ def test_the_demo_seeds_marked_data_and_is_removed_without_touching_real_data(
     with db.read() as s:
         lines = {line for (line,) in s.query(Inspection.line).filter(Inspection.is_demo)}
         promoted = s.query(Model).filter(Model.is_demo, Model.promoted_at.isnot(None)).count()
+        paths = [p for (p,) in s.query(Model.artifact_path).order_by(Model.id)]
     assert lines == {"Line 1", "Line 2", "Line 3"} and promoted == 2
+    first, second = (read_metadata(Path(path))[0] for path in paths)
+    # The mid-month model goes on from the first one's weights (a short run, not a new one).
+    assert first.train_config["weights_path"] is None
+    assert second.train_config["weights_path"] == str(Path(paths[0]).with_name(first.weights_file))
+    assert second.train_config["epochs"] == TINY.second_epochs
     assert (settings.home / "demo").is_dir()
 
     done = remove.remove_demo(db, settings, permissions.SYSTEM)
