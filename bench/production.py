@@ -29,12 +29,14 @@ Macro-F1 is over the classes that have test images (neu_300_20's majority class 
 part wrongly called that class still counts against its true class).
 
 Usage: python bench/production.py --scenario casting5 --recipe default [--extra "--rot90"]
+                                   [--home DIR: keep the run's data directory, model included]
        python bench/production.py --table bench/out/production/results   (markdown table)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -267,13 +269,18 @@ def main() -> None:
     p.add_argument("--extra", default="", help="more train options, e.g. '--rot90'")
     p.add_argument("--major", default="patches", help="neu_300_20: the class that keeps 300")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--home", type=Path, help="keep the run's DEFECTLENS_HOME here (a new folder)")
     args = p.parse_args()
     data = build(args.scenario, args.major, args.seed)
     train_args = [*RECIPES[args.recipe], *shlex.split(args.extra)]
     load_before = os.getloadavg()
     commit = _commit()  # before training: the code that ran
-    with tempfile.TemporaryDirectory(prefix="dl-bench-") as home_dir:
-        home = Path(home_dir)
+    with contextlib.ExitStack() as stack:
+        if args.home is not None:
+            args.home.mkdir(parents=True)  # a new folder: a fresh installation
+            home = args.home
+        else:
+            home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dl-bench-")))
         t0 = time.perf_counter()
         trained = _cli(home, "train", "--data", str(data), "--split-file", str(data / "split.csv"),
                        "--name", args.scenario, *train_args, "--json")  # fmt: skip
