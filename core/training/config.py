@@ -39,8 +39,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     num_threads: int | None = None  # None: every core (CPU path)
-    # None: on (bench/train_step.py: +6 to +32 % per step on a 2-core CPU, bf16 or fp32; the
-    # CUDA path's convolutions prefer it too); the saved weights are plain contiguous tensors.
+    # None: on for CUDA; off on the CPU, whose benchmarked recipe (NEU 99.17 %) ran without it.
+    # It is 20-25 % faster there (bench/train_step.py) and the demo uses it; NEU seed 0 with it
+    # gave 98.89 % (one image less; docs/benchmarks.md), so the default waits for more seeds.
     channels_last: bool | None = None
     amp: bool | None = None  # bf16 autocast; None: on for CUDA and for CPUs with native bf16
     compile: bool = False  # torch.compile (CUDA only); pays only for long runs

@@ -71,7 +71,7 @@ def prepare(
     """The model on the device, its optimizer and schedule, the loss and the step's numerics."""
     cuda = device.type == "cuda"
     amp = (cuda or cpu_has_native_bf16()) if cfg.amp is None else cfg.amp
-    channels_last = True if cfg.channels_last is None else cfg.channels_last
+    channels_last = cuda if cfg.channels_last is None else cfg.channels_last
     model = build_model(cfg.arch, num_classes, in_channels, cfg.weights_path).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
