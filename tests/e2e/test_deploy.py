@@ -215,3 +215,10 @@ def test_the_systemd_units_verify_for_this_checkout(unit: str, tmp_path: Path) -
     assert Path(command[0]).exists(), command  # the console script `make install` creates
     help_run = subprocess.run([command[0], command[1], "--help"], capture_output=True)
     assert help_run.returncode == 0
+
+
+def test_the_systemd_try_script_parses() -> None:
+    """deploy/try-systemd.sh (run by hand as root: README, deploying, step 3) is valid bash."""
+    proc = subprocess.run(["bash", "-n", str(DEPLOY / "try-systemd.sh")], capture_output=True,
+                          text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
