@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from core.config import Settings
@@ -62,10 +62,16 @@ def store_all(settings: Settings, files: dict[str, bytes], pool: ThreadPoolExecu
     """
     root = settings.images_dir
     created: list[Path] = []  # list.append is atomic under the GIL
+    writes = [pool.submit(_store_file, root, rel, data, created) for rel, data in files.items()]
     try:
-        folders = set(pool.map(lambda kv: _store_file(root, kv[0], kv[1], created), files.items()))
+        folders = {w.result() for w in writes}
         list(pool.map(fsync_dir, folders))
     except BaseException:
+        # Writes already running finish before the cleanup (a file they create after it would
+        # stay behind); the ones not started yet never start.
+        for w in writes:
+            w.cancel()
+        wait(writes)
         for path in created:
             path.unlink(missing_ok=True)
         raise

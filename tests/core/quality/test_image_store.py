@@ -37,6 +37,26 @@ def test_store_all_writes_once_and_reads_back(settings: Settings) -> None:
     assert not any(p.name.startswith(".") for p in (settings.images_dir / "ab").iterdir())
 
 
+def test_a_failed_group_leaves_no_file_even_from_a_write_still_running(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One write fails (a full disk) while another is still running: that one finishes before
+    the cleanup, so its file is removed too (CI caught one left behind on 2026-12-03)."""
+    slow, failing = "aa/" + "a" * 64 + ".png", "bb/" + "b" * 64 + ".png"
+    real_write = image_store.write_atomic
+
+    def write(path, data, *, sync_dir=True):  # type: ignore[no-untyped-def]
+        if path.name.startswith("b"):
+            raise OSError(28, "No space left on device")
+        time.sleep(0.5)  # still writing when the other write has failed
+        real_write(path, data, sync_dir=sync_dir)
+
+    monkeypatch.setattr(image_store, "write_atomic", write)
+    with ThreadPoolExecutor(max_workers=2) as pool, pytest.raises(OSError):
+        image_store.store_all(settings, {failing: b"fails", slow: b"slow"}, pool)
+    assert not [p for p in settings.images_dir.rglob("*") if p.is_file()]
+
+
 def test_reads_stay_inside_the_store(settings: Settings) -> None:
     settings.images_dir.mkdir(parents=True, exist_ok=True)
     (settings.images_dir.parent / "secret.txt").write_bytes(b"not yours")
