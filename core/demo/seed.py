@@ -155,13 +155,13 @@ def _train(db: Database, settings: Settings, plan: DemoPlan, dataset_id: int, te
 
 def _weights_file(db: Database, model_id: int) -> Path:
     """The safetensors file of a registered model."""
-    from core.vision.artifacts import read_metadata  # deferred: loads torch
+    from core.vision.artifacts import weights_file  # deferred: loads torch
 
     with db.read() as session:
         artifact = session.get(Model, model_id)
         assert artifact is not None, "the demo registered this model"
-        meta, meta_path = read_metadata(Path(artifact.artifact_path))
-    return meta_path.parent / meta.weights_file
+        path = Path(artifact.artifact_path)
+    return weights_file(path)
 
 
 def _promote(db: Database, model_id: int, at: datetime) -> None:

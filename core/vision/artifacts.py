@@ -218,6 +218,12 @@ def read_metadata(path: Path) -> tuple[ModelMetadata, Path]:
     return ModelMetadata.from_dict(raw), meta_path
 
 
+def weights_file(path: Path) -> Path:
+    """The safetensors file of an artifact (a directory or its .json file), from its metadata."""
+    meta, meta_path = read_metadata(path)
+    return meta_path.parent / meta.weights_file
+
+
 def load_model(path: Path) -> LoadedModel:
     """Load and verify an artifact: hash, tensor names and shapes, then weights (no pickle)."""
     meta, meta_path = read_metadata(path)
