@@ -145,6 +145,7 @@ else:
             "Not calibrated (temperature 1): "
             + str(report.get("reason", "this model was trained before calibration existed."))
         )
+    st.write("**When a part is called good:** " + literal(compare.acceptance_summary(stored)))
 
 b1, b2 = st.columns(2)
 if model.status.value != "active" and b1.button("Promote to active", type="primary"):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import numpy as np
 import typer
 
 from core.auth import permissions
@@ -104,6 +105,11 @@ def _echo_evaluation(
         f"model {model_id} on {len(scored.y_true)} images: accuracy {result.accuracy:.2%}, "
         f"macro-F1 {result.macro_f1:.4f}, {payload['images_per_second']:.0f} images/s"
     )
+    if payload["acceptance_threshold"] is not None:
+        typer.echo(
+            f"  good calls need P(good) >= {payload['acceptance_threshold']:.4f} "
+            f"(most probable class alone: accuracy {payload['accuracy_argmax']:.2%})"
+        )
     for cls, m in result.per_class.items():
         d = m.to_dict()
         typer.echo(
@@ -168,6 +174,12 @@ def evaluate(
         "backend": clf.backend,
         "rejected": scored.rejected,
         **_calibration_payload(clf.temperature, scored),
+        # The classes above are decided as the product decides: a good call stands only at
+        # P(good) >= this threshold (None: argmax); accuracy_argmax is without it.
+        "acceptance_threshold": clf.acceptance_threshold,
+        "accuracy_argmax": float(
+            np.mean(np.argmax(np.asarray(scored.probs), axis=1) == np.asarray(scored.y_true))
+        ),
     }
     if as_json:
         emit_json(payload)

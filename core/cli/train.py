@@ -19,6 +19,7 @@ from core.training import register
 from core.training.balance import BALANCE_MODES, check_mode
 from core.training.config import EpochReport, TrainConfig
 from core.training.register import TrainOutcome
+from core.vision.acceptance import DEFAULT_FALSE_REJECT, acceptance_text, check_false_reject
 
 
 def _train_config(
@@ -99,6 +100,8 @@ def _train_payload(outcome: TrainOutcome, dataset_id: int, started: float) -> di
         "ece": result.calibration.get("ece_after"),
         "ece_uncalibrated": result.calibration.get("ece_before"),
         "balance": result.balance,
+        # When a good call stands: P(good) >= threshold (core.vision.acceptance), or why not.
+        "acceptance": result.acceptance,
     }
 
 
@@ -140,11 +143,19 @@ def train(
             help=f"Class balancing: {', '.join(BALANCE_MODES)} (auto: on above 3:1 imbalance)."
         ),
     ] = "auto",
+    false_reject: Annotated[
+        float,
+        typer.Option(
+            help="Share of good parts the good-class acceptance threshold may send to review "
+            "(0 turns it off: the most probable class decides)."
+        ),
+    ] = DEFAULT_FALSE_REJECT,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a model and register it as a candidate."""
     started = time.perf_counter()
     balance_mode = check_mode(balance)
+    share = check_false_reject(false_reject)
     if (data is None) == (dataset is None):
         raise ValidationError("give exactly one of --data PATH or --dataset ID")
     s, db = open_database()
@@ -171,6 +182,7 @@ def train(
     config = _train_config(s, arch=arch, seed=seed, device=device, rot90=rot90, overrides=overrides)
     config.balance = balance_mode
     config.resize = _check_resize(resize)
+    config.false_reject = share
     outcome = register.train_and_register(
         db,
         s,
@@ -197,3 +209,4 @@ def train(
         typer.echo("stopped at the time budget; the best epoch so far was kept")
     if outcome.result.balance:
         typer.echo(f"class balance: {outcome.result.balance['reason']}")
+    typer.echo(f"good parts: {acceptance_text(outcome.result.acceptance)}")

@@ -23,6 +23,7 @@ from core.jobs.backend import backend_for, backend_named
 from core.registry import catalog
 from core.training.balance import check_mode
 from core.training.config import ARCHITECTURE_NAMES, TrainConfig
+from core.vision.acceptance import check_false_reject
 from db.engine import Database
 from db.models import utcnow
 from db.queries import jobs
@@ -66,6 +67,7 @@ def validate_config(config: TrainConfig) -> None:
     if device not in DEVICES:
         raise ValidationError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
     check_mode(config.balance)
+    check_false_reject(config.false_reject)
 
 
 def check_dataset(db: Database, actor: CurrentUser, dataset_id: int) -> tuple[str, list[str]]:

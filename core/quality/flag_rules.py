@@ -7,7 +7,6 @@ many thresholds, so an engineer can choose one by the cost of false alarms versu
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ from core.config import Settings
 from core.datasets import service
 from core.errors import Conflict, DatasetError, ValidationError
 from core.registry.compare import load_classifier
+from core.vision.acceptance import looks_good
 from db.engine import Database
 from db.queries import catalog as catalog_queries
 from db.queries import flag_rules as rule_queries
@@ -37,11 +37,6 @@ MAX_NAME_LENGTH = 100
 # audit trails are filtered by it, and an audit entry is never rewritten.
 AUDIT_ACTION = "threshold_changed"
 AUDIT_ENTITY = "threshold"
-
-# Class names that mean "no defect" in the datasets people bring (ok, ok_front, good, pass, ...).
-_GOOD_WORDS = frozenset({"ok", "okay", "good", "pass", "passed", "normal", "nominal"})
-_NEGATIONS = frozenset({"not", "no", "non", "un"})
-_GOOD_PHRASES = frozenset({"no_defect", "no_defects", "nodefect", "defect_free", "non_defective"})
 
 
 @dataclass(frozen=True)
@@ -67,15 +62,6 @@ class ThresholdPoint:
     slipped_defects: int
     slipped_share: float
     false_alarms: int
-
-
-def looks_good(class_name: str) -> bool:
-    """Whether a class name reads as "no defect" (ok, ok_front, good, pass, normal, no_defect)."""
-    norm = re.sub(r"[^a-z0-9]+", "_", class_name.lower()).strip("_")
-    if norm in _GOOD_PHRASES:
-        return True
-    tokens = set(norm.split("_"))
-    return bool(tokens & _GOOD_WORDS) and not tokens & _NEGATIONS
 
 
 def default_good_classes(class_names: Sequence[str]) -> list[str]:

@@ -303,7 +303,9 @@ def _judge_fused(
         picks = []
         for row, (item, p) in enumerate(zip(good, probs, strict=True)):
             item.prediction = clf.to_prediction(item.name, p)
-            item.judged = flag_rules.judge(rule, item.prediction.class_name, float(p.max()))
+            item.judged = flag_rules.judge(
+                rule, item.prediction.class_name, item.prediction.confidence
+            )
             if item.judged.flagged:
                 picks.append((row, item.prediction.class_index))
         return picks

@@ -16,7 +16,7 @@ from core.config import Settings
 from core.datasets import service
 from core.errors import DatasetError, InvalidImageError
 from core.training import metrics
-from core.vision import calibration
+from core.vision import acceptance, calibration
 from core.vision.images import DecodeLimits
 from db.engine import Database
 from db.queries.catalog import ModelRecord
@@ -101,6 +101,17 @@ def stored_calibration(model: ModelRecord) -> calibration.StoredCalibration:
     checked read (catalog.get_model). OSError or ValueError when the metadata cannot be read.
     """
     return calibration.read_stored(Path(model.artifact_path))
+
+
+def acceptance_summary(stored: calibration.StoredCalibration) -> str:
+    """How the model calls a part good, in words (the Models page), from its stored metadata."""
+    text = acceptance.acceptance_text(stored.acceptance)
+    if stored.acceptance.get("fitted"):
+        text += (
+            ". Below the threshold the model names its most probable defect class instead, so "
+            "the part goes to review rather than passing unseen"
+        )
+    return text + "."
 
 
 def onnx_export_bytes(model: ModelRecord) -> bytes:

@@ -57,6 +57,10 @@ class TrainConfig:
     # Class imbalance (core.training.balance): auto, sampler, weights or none; auto balances only
     # when the largest train class has more than 3x the images of the smallest.
     balance: str = "auto"
+    # The share of good parts the acceptance threshold may send to review (core.vision.acceptance):
+    # a part is called good only when its calibrated P(good) reaches what all but this share of
+    # the good validation parts reach. Models without a good class decide by argmax.
+    false_reject: float = 0.005
 
     def resolved_img_size(self) -> int:
         """The input side given, else the architecture's default (the base of choose_img_size)."""
@@ -187,6 +191,8 @@ class TrainResult:
     # T = 1 and a report saying why when there is none.
     temperature: float = 1.0
     calibration: dict[str, Any] = field(default_factory=dict)
+    # The good-class acceptance threshold fitted after T (core.vision.acceptance.fit_threshold).
+    acceptance: dict[str, Any] = field(default_factory=dict)
     balance: dict[str, Any] | None = None  # core.training.balance.BalanceChoice.to_dict()
     epochs_choice: dict[str, Any] = field(default_factory=dict)  # plan.EpochChoice.to_dict()
     budget_stopped: bool = False  # the loop ran past its time budget and kept the best so far

@@ -156,9 +156,10 @@ def fit(
                           _Resumable(key, epochs.to_dict(), earlier))  # fmt: skip
         if run.best_state is not None:
             step.model.load_state_dict(run.best_state)
-        temperature, calibration_report = calibrate(
-            step.model, data, cfg.eval_batch_size, step.channels_last
-        )
+        temperature, calibration_report, acceptance_report = calibrate(
+            step.model, data, cfg.eval_batch_size, step.channels_last,
+            class_names=class_names, false_reject=cfg.false_reject,
+        )  # fmt: skip
         model = step.model.cpu().to(memory_format=torch.contiguous_format).eval()
     finally:
         torch.set_num_threads(old_threads)
@@ -184,6 +185,7 @@ def fit(
         config=cfg,
         temperature=temperature,
         calibration=calibration_report,
+        acceptance=acceptance_report,
         balance=balance.to_dict(),
     )
 

@@ -23,6 +23,11 @@ DEFAULT_EPOCHS: Mapping[str, int] = MappingProxyType({"cpu": 30, "cuda": 40})
 # at a high learning rate's noise level, so its epochs are raised to reach this many steps.
 MIN_STEPS = 600
 MAX_AUTO_EPOCHS = 200
+# Class-balanced draws (core.training.balance) fill half an epoch or more with the smaller
+# classes, so the largest class is seen half as often: the recipe's epochs are doubled to give it
+# the exposure of the unbalanced recipe (casting with defects cut to 5 %: 30 epochs leave the
+# good and the escaped parts' calibrated P(ok) overlapping, 60 separate them; docs/benchmarks.md).
+SAMPLER_EPOCH_FACTOR = 2
 # Below this many epochs the one-cycle schedule has no room to warm up and anneal.
 MIN_EPOCHS_IN_BUDGET = 5
 
@@ -96,22 +101,32 @@ def choose_epochs(
     budget_s: float,
     epoch_seconds: float | None,
     given: int | None = None,
+    sampler: bool = False,
 ) -> EpochChoice:
     """Epochs for a run of ``steps_per_epoch`` steps per epoch, within ``budget_s`` seconds.
 
     ``given`` (the user's --epochs) is used as is: a given number is never changed, and the
     budget only stops such a run early if it overruns. Otherwise the device's recipe (30 on the
-    CPU, 40 on CUDA), raised for small datasets to reach MIN_STEPS optimiser steps (at most
-    MAX_AUTO_EPOCHS), then lowered, if ``epoch_seconds`` (measured) says it would not fit, to
-    what fits (at least MIN_EPOCHS_IN_BUDGET).
+    CPU, 40 on CUDA), doubled when class-balanced draws are on (``sampler``: an epoch of as many
+    draws as images then shows the largest class half as often, or less), raised for small
+    datasets to reach MIN_STEPS optimiser steps (at most MAX_AUTO_EPOCHS), then lowered, if
+    ``epoch_seconds`` (measured) says it would not fit, to what fits (at least
+    MIN_EPOCHS_IN_BUDGET).
     """
     steps = max(1, steps_per_epoch)
     if given is not None:
         est = None if epoch_seconds is None else given * epoch_seconds
         return EpochChoice(given, f"{given} epochs: given", budget_s, est)
     base = DEFAULT_EPOCHS[device_kind(device_type)]
-    epochs = base
     why = f"{base} epochs: the {device_kind(device_type).upper()} recipe ({base * steps} steps)"
+    if sampler:
+        base *= SAMPLER_EPOCH_FACTOR
+        why = (
+            f"{base} epochs: the {device_kind(device_type).upper()} recipe, doubled for "
+            f"class-balanced draws, which show the largest class half as often per epoch "
+            f"({base * steps} steps)"
+        )
+    epochs = base
     if base * steps < MIN_STEPS:
         epochs = min(MAX_AUTO_EPOCHS, math.ceil(MIN_STEPS / steps))
         why = (

@@ -1,16 +1,18 @@
 """Batched softmax (or logits) of a model on a uint8 image tensor, as training measures it, and
-the temperature fitted on the validation split's logits after training."""
+the temperature and good-class acceptance threshold fitted on the validation split after
+training."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from core.training.data import TrainingData
-from core.vision import calibration, preprocess
+from core.vision import acceptance, calibration, preprocess
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +45,44 @@ def predict_tensor(
 
 
 def calibrate(
-    model: nn.Module, data: TrainingData, batch_size: int, channels_last: bool = False
-) -> tuple[float, dict[str, Any]]:
-    """Temperature scaling of the kept model on the validation logits: (T, report).
+    model: nn.Module,
+    data: TrainingData,
+    batch_size: int,
+    channels_last: bool = False,
+    *,
+    class_names: Sequence[str],
+    false_reject: float = acceptance.DEFAULT_FALSE_REJECT,
+) -> tuple[float, dict[str, Any], dict[str, Any]]:
+    """Temperature scaling of the kept model on the validation logits, then the good-class
+    acceptance threshold on the calibrated probabilities: (T, its report, the acceptance report).
 
     The logits come in float32 (no autocast), as the product's inference computes them. Without
-    a validation split T stays 1 and the report says why.
+    a validation split T stays 1, the model decides by argmax, and the reports say why.
     """
     if data.x_val is None or data.y_val is None:
-        return 1.0, calibration.not_calibrated(
-            "no validation split: nothing held out to fit the temperature on"
-        )
+        why = "no validation split: nothing held out to fit the temperature on"
+        return 1.0, calibration.not_calibrated(why), acceptance.not_fitted(why)
     logits = predict_tensor(
         model, data.x_val, data.mean, data.std, batch_size,
         amp=False, channels_last=channels_last, logits=True,
-    )  # fmt: skip
-    t, report = calibration.calibrate(logits.cpu().numpy(), data.y_val, fitted_on="val")
+    ).cpu().numpy()  # fmt: skip
+    t, report = calibration.calibrate(logits, data.y_val, fitted_on="val")
     log.info(
         "temperature %.3f on %d validation images: ECE %.4f -> %.4f",
         t, report.get("images", 0), report.get("ece_before", 0.0), report.get("ece_after", 0.0),
     )  # fmt: skip
-    return t, report
+    probs = calibration.softmax(logits, t)
+    _threshold, accept = acceptance.fit_threshold(
+        probs, data.y_val, class_names, false_reject=false_reject
+    )
+    if accept.get("fitted"):
+        log.info(
+            "good parts accepted at P(good) >= %.4f (%d of %d good validation parts reach it; "
+            "validation escapes %d -> %d, false rejects %d -> %d)",
+            accept["threshold"], accept["good_images"] - accept["false_rejects"],
+            accept["good_images"], accept["escapes_argmax"], accept["escapes"],
+            accept["false_rejects_argmax"], accept["false_rejects"],
+        )  # fmt: skip
+    else:
+        log.info("no acceptance threshold (argmax decides): %s", accept.get("reason"))
+    return t, report, accept

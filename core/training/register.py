@@ -16,6 +16,7 @@ from core.datasets.snapshot import DatasetSnapshot
 from core.registry import catalog
 from core.training import metrics as ev
 from core.training.config import EpochReport, TrainConfig, TrainResult
+from core.vision import acceptance, calibration
 from core.vision.images import DecodeLimits
 from core.vision.preprocess import normalisation_tensors
 from db.engine import Database
@@ -38,10 +39,12 @@ def test_metrics(
         resize=result.resize,
     )["test"]  # fmt: skip
     mean, std = normalisation_tensors(*result.normalisation)
-    probs = predict_tensor(result.model, test.x, mean, std)
-    return ev.evaluate(
-        test.y.numpy(), probs.argmax(1).numpy(), result.class_names, probs.numpy()
-    ).to_dict()
+    logits = predict_tensor(result.model, test.x, mean, std, logits=True).numpy()
+    # As the product decides: calibrated probabilities, then the acceptance threshold.
+    probs = calibration.softmax(logits, result.temperature)
+    good, threshold = acceptance.stored_rule(result.acceptance, result.class_names)
+    pred = acceptance.decide(probs, good, threshold)
+    return ev.evaluate(test.y.numpy(), pred, result.class_names, probs).to_dict()
 
 
 @dataclass(frozen=True)

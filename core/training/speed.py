@@ -30,7 +30,8 @@ def plan_epochs(
         return plan.choose_epochs(steps, device.type, budget_s=budget, epoch_seconds=None,
                                   given=cfg.epochs)  # fmt: skip
     seconds = measure_epoch_seconds(cfg, device, num_classes, in_channels, data, balance)
-    return plan.choose_epochs(steps, device.type, budget_s=budget, epoch_seconds=seconds)
+    return plan.choose_epochs(steps, device.type, budget_s=budget, epoch_seconds=seconds,
+                              sampler=balance.used == "sampler")  # fmt: skip
 
 
 def measure_epoch_seconds(

@@ -24,7 +24,7 @@ from torch import nn
 
 from core.errors import ModelError
 from core.files import write_atomic
-from core.vision import preprocess
+from core.vision import acceptance, preprocess
 from core.vision.architectures import ARCHITECTURES, build_model, classifier_head
 
 if TYPE_CHECKING:
@@ -81,6 +81,8 @@ class ModelMetadata:
     # Older artifacts have neither field and keep T = 1, exactly as before.
     temperature: float = 1.0
     calibration: dict[str, Any] = field(default_factory=dict)
+    # When a good call stands (core.vision.acceptance); older artifacts lack it: argmax.
+    acceptance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
@@ -128,6 +130,12 @@ class ModelMetadata:
         meta.temperature = float(t)
         if not isinstance(meta.calibration, dict):
             raise ModelError("calibration must be a JSON object")
+        if not isinstance(meta.acceptance, dict):
+            raise ModelError("acceptance must be a JSON object")
+        try:
+            acceptance.stored_rule(meta.acceptance, meta.class_names)
+        except ValueError as e:
+            raise ModelError(str(e)) from None
         wf = meta.weights_file
         # A plain file name only: metadata must not point the loader anywhere else on disk.
         if not isinstance(wf, str) or Path(wf).name != wf or wf in ("", ".", ".."):
@@ -154,6 +162,7 @@ def metadata_from_result(
         train_config=result.config.to_dict(),
         temperature=result.temperature,
         calibration=dict(result.calibration),
+        acceptance=dict(result.acceptance),
     )
 
 

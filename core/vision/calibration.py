@@ -243,6 +243,8 @@ class StoredCalibration:
 
     temperature: float = 1.0
     report: dict[str, Any] = field(default_factory=dict)
+    # The good-class acceptance report (core.vision.acceptance); {} for older models.
+    acceptance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def calibrated(self) -> bool:
@@ -251,7 +253,8 @@ class StoredCalibration:
 
 
 def read_stored(meta_path: Path) -> StoredCalibration:
-    """The temperature and report from an artifact's model.json, without loading the model.
+    """The temperature, its report and the acceptance report from an artifact's model.json,
+    without loading the model.
 
     Pages call this (through core.registry) and must not import torch, so it reads the JSON
     itself; OSError or ValueError when the file is missing, too large or not JSON.
@@ -263,7 +266,9 @@ def read_stored(meta_path: Path) -> StoredCalibration:
     if not isinstance(raw, dict):
         raise ValueError(f"{path.name}: metadata is not a JSON object")
     report = raw.get("calibration")
+    accept = raw.get("acceptance")
     return StoredCalibration(
         temperature=float(raw.get("temperature", 1.0)),
         report=report if isinstance(report, dict) else {},
+        acceptance=accept if isinstance(accept, dict) else {},
     )

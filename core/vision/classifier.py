@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from core.errors import InvalidImageError, ModelError
-from core.vision import gradcam, preprocess
+from core.vision import acceptance, gradcam, preprocess
 from core.vision.artifacts import LoadedModel, ModelMetadata, load_model
 from core.vision.device import resolve_device
 from core.vision.images import DecodeLimits, encode_png
@@ -77,6 +77,10 @@ class Classifier:
         meta = loaded.metadata
         # Probabilities are softmax(logits / T) on every path (core.vision.calibration).
         self.temperature = float(meta.temperature)
+        # A good call stands only at P(good) >= the fitted threshold (core.vision.acceptance).
+        self.good_indices, self.acceptance_threshold = acceptance.stored_rule(
+            meta.acceptance, self.class_names
+        )
         self._model = loaded.model.to(self.device).eval()
         for p in self._model.parameters():
             p.requires_grad_(False)
@@ -172,9 +176,14 @@ class Classifier:
             logits = self._model(preprocess.normalise(xt, self._mean, self._std))
             return torch.softmax(logits.float() / self.temperature, dim=1).cpu().numpy()
 
+    def decide(self, probs: np.ndarray) -> int:
+        """The class index for one row of calibrated probabilities: argmax, unless a good call
+        falls short of the model's acceptance threshold (then the likeliest defect class)."""
+        return int(acceptance.decide(probs, self.good_indices, self.acceptance_threshold)[0])
+
     def to_prediction(self, name: str, probs: np.ndarray) -> Prediction:
-        """The Prediction for one row of class probabilities."""
-        k = int(probs.argmax())
+        """The Prediction for one row of class probabilities (the class ``decide`` names)."""
+        k = self.decide(probs)
         return Prediction(
             name=name,
             class_name=self.class_names[k],
@@ -270,9 +279,9 @@ class Classifier:
         pixels = self._pixels(image_bytes, name)
         with self._explain_lock:
             probs, maps = self._explainer.run(
-                [self.prepare(pixels)], lambda p: [(0, int(p[0].argmax()))]
+                [self.prepare(pixels)], lambda p: [(0, self.decide(p[0]))]
             )
-        k = int(probs[0].argmax())
+        k = self.decide(probs[0])
         cam = self.image_map(maps[0], pixels.shape[:2])
         heatmap, overlay = gradcam.overlay(image_bytes, cam, self.limits, name, max_side)
         return Explanation(

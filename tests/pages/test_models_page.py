@@ -65,9 +65,19 @@ def test_models_page_shows_calibration(app_env, make_user, db, train_tiny) -> No
     charts = at.get("plotly_chart")
     reliability = [c for c in charts if "Reliability" in c.proto.spec]
     assert reliability and "perfectly calibrated" in reliability[0].proto.spec
-    # A model saved before calibration existed: the page says so instead of a diagram.
+    # The tiny set has too few good validation parts for an acceptance threshold: it says so.
+    assert "When a part is called good:** the most probable class decides" in text
     meta_path = Path(model.artifact_path)
     meta = json.loads(meta_path.read_text())
+    fitted = {"fitted": True, "threshold": 0.97, "good_classes": ["ok"], "good_images": 40,
+              "false_rejects": 1, "false_reject_bound": 0.024, "escapes_argmax": 2,
+              "escapes": 0, "fitted_on": "val"}  # fmt: skip
+    meta_path.write_text(json.dumps(dict(meta, acceptance=fitted)))
+    at = _open_models(engineer)
+    text = " ".join(m.value for m in at.markdown).replace("\\", "")  # literal()'s escapes
+    assert "ok only at P(good) >= 0.9700, reached by 39 of 40 good val images" in text
+    assert "goes to review rather than passing unseen" in text
+    # A model saved before calibration existed: the page says so instead of a diagram.
     del meta["temperature"], meta["calibration"]
     meta_path.write_text(json.dumps(meta))
     at = _open_models(engineer)

@@ -92,6 +92,9 @@ def test_import_train_evaluate_promote_export(tmp_path: Path) -> None:
     assert trained["temperature"] > 0 and trained["temperature"] != 1.0
     assert 0.0 <= trained["ece"] <= 1.0 and 0.0 <= trained["ece_uncalibrated"] <= 1.0
     assert trained["val_accuracy"] >= 0.9
+    # ok is a good class, but its few validation images are too few to fit a threshold on.
+    assert trained["acceptance"]["fitted"] is False
+    assert "good images; at least 10" in trained["acceptance"]["reason"]
     assert sum(map(sum, trained["confusion_matrix"])) == sum(
         v["support"] for v in trained["per_class"].values()
     )
@@ -112,6 +115,7 @@ def test_import_train_evaluate_promote_export(tmp_path: Path) -> None:
     assert set(ev["per_class"]) == {"ok", "scratch"}
     assert all(0 <= v["recall"] <= 1 for v in ev["per_class"].values())
     assert ev["temperature"] == pytest.approx(trained["temperature"])
+    assert ev["acceptance_threshold"] is None and ev["accuracy_argmax"] == ev["accuracy"]
     assert 0.0 <= ev["ece"] <= 1.0 and 0.0 <= ev["ece_uncalibrated"] <= 1.0
 
     out = tmp_path / "model.onnx"
@@ -215,3 +219,12 @@ def test_train_needs_exactly_one_source(tmp_path: Path) -> None:
     proc = _run(tmp_path / "home", "train", check=False)
     assert proc.returncode == 1
     assert proc.stderr == "error: give exactly one of --data PATH or --dataset ID\n"
+
+
+def test_a_bad_false_reject_share_is_refused_before_anything_is_imported(tmp_path: Path) -> None:
+    data = _make_dataset(tmp_path / "parts", n=4)
+    home = tmp_path / "home"
+    proc = _run(home, "train", "--data", str(data), "--false-reject", "0.5", check=False)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("error: false reject share must be from 0 (off) to 0.2")
+    assert _json(_run(home, "dataset", "list", "--json"))["datasets"] == []

@@ -3,6 +3,7 @@ and the artifact and the registered model carry the temperature."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from core.training.loop import fit
 from core.vision import calibration as cal
 from core.vision.artifacts import load_model, metadata_from_result, save_model
 from core.vision.classifier import Classifier
+from core.vision.images import DecodeLimits
 from tests.core.training.test_loop import make_snapshot, tiny
 from tests.core.training_support import Entry
 
@@ -61,3 +63,40 @@ def test_registered_artifact_carries_the_temperature(db, settings, tiny_dataset)
     meta = load_model(Path(outcome.model.artifact_path)).metadata
     assert meta.temperature == outcome.result.temperature
     assert meta.calibration["calibrated"] and meta.calibration["fitted_on"] == "val"
+
+
+def test_fit_sets_the_acceptance_threshold_on_the_calibrated_good_validation_parts(
+    tmp_path: Path,
+) -> None:
+    # "ok" is the plain pattern; 12 of its 48 images validate: enough for a threshold.
+    snap = make_snapshot(tmp_path / "data", n_per_class=48, classes=("blob", "checker", "ok"))
+    res = fit(tiny(epochs=3), snap)
+    accept = res.acceptance
+    assert accept["fitted"] and accept["good_classes"] == ["ok"] and accept["good_images"] == 12
+    assert accept["rank"] == 1  # floor(0.005 x 13) = 0, so the smallest
+    meta = metadata_from_result(res)
+    assert meta.acceptance == accept
+    save_model(res, meta, tmp_path / "m")
+    clf = Classifier.from_artifact(tmp_path / "m", backend="torch")
+    ok_val = [e for e in snap.entries if e.split == "val" and e.cls == "ok"]
+    preds = clf.predict_bytes([(snap.path / e.file).read_bytes() for e in ok_val])
+    p_ok = sorted(p.probabilities["ok"] for p in preds)  # type: ignore[union-attr]
+    # Recomputed from the saved model's calibrated probabilities: the smallest good P(ok).
+    assert accept["threshold"] == pytest.approx(p_ok[0], abs=1e-5)
+    called_ok = sum(p.class_name == "ok" for p in preds)  # type: ignore[union-attr]
+    assert called_ok == accept["good_images"] - accept["false_rejects"]
+
+
+def test_test_metrics_decide_as_the_product_does(tmp_path: Path) -> None:
+    snap = make_snapshot(tmp_path / "data", n_per_class=48, classes=("blob", "checker", "ok"))
+    val = [e for e in snap.entries if e.split == "val"]
+    snap.entries += [Entry(e.file, e.cls, "test") for e in val]  # test = val: both decided
+    res = fit(tiny(epochs=3), snap)
+    limits = DecodeLimits()
+    as_fitted = register.test_metrics(res, snap, limits)  # type: ignore[arg-type]
+    assert as_fitted["per_class"]["ok"]["recall"] > 0
+    # A threshold no part reaches: nothing may be called ok any more.
+    never = dict(res.acceptance, fitted=True, threshold=1.0, good_classes=["ok"])
+    strict = register.test_metrics(dataclasses.replace(res, acceptance=never), snap, limits)  # type: ignore[arg-type]
+    assert strict["per_class"]["ok"]["recall"] == 0.0
+    assert strict["per_class"]["blob"]["recall"] >= as_fitted["per_class"]["blob"]["recall"]

@@ -39,6 +39,21 @@ def test_the_budget_cuts_chosen_epochs_but_never_below_the_floor() -> None:
     assert tiny.epochs == plan.MIN_EPOCHS_IN_BUDGET
 
 
+def test_class_balanced_draws_double_the_recipe_within_the_budget() -> None:
+    # casting with defects cut to 5 %: about 2,700 train images, 42 steps per epoch.
+    c = plan.choose_epochs(42, "cpu", budget_s=900, epoch_seconds=5.0, sampler=True)
+    assert c.epochs == 60 and "doubled for class-balanced draws" in c.reason
+    gpu = plan.choose_epochs(42, "cuda", budget_s=600, epoch_seconds=0.3, sampler=True)
+    assert gpu.epochs == 80
+    # The budget still rules, and a small set's step minimum is not doubled on top.
+    short = plan.choose_epochs(42, "cpu", budget_s=200, epoch_seconds=5.0, sampler=True)
+    assert short.epochs == 40
+    small = plan.choose_epochs(5, "cpu", budget_s=900, epoch_seconds=1.0, sampler=True)
+    assert small.epochs == 120
+    assert plan.choose_epochs(42, "cpu", budget_s=900, epoch_seconds=5.0, sampler=True,
+                              given=30).epochs == 30  # fmt: skip
+
+
 def test_given_epochs_are_used_as_given() -> None:
     c = plan.choose_epochs(100, "cpu", budget_s=60, epoch_seconds=60, given=12)
     assert c.epochs == 12 and c.reason == "12 epochs: given"
