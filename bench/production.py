@@ -23,7 +23,8 @@ Scenarios (the test split is never trained on or used for any choice):
 Recipes:
   default             no options: what `defectlens train --data DIR` does today
   issue               the recipe when issue 9 was filed: --balance none --resize stretch
-                      --img-size 96 --epochs 30 (on the same import, so it also gets the val part)
+                      --img-size 96 --epochs 30 --false-reject 0 (argmax decides; on the same
+                      import, so it also gets the val part)
 
 Macro-F1 is over the classes that have test images (neu_300_20's majority class has none; a
 part wrongly called that class still counts against its true class).
@@ -58,7 +59,18 @@ SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 CLI = str(Path(sys.executable).with_name("defectlens"))
 RECIPES = {
     "default": [],
-    "issue": ["--balance", "none", "--resize", "stretch", "--img-size", "96", "--epochs", "30"],
+    "issue": [
+        "--balance",
+        "none",
+        "--resize",
+        "stretch",
+        "--img-size",
+        "96",
+        "--epochs",
+        "30",
+        "--false-reject",
+        "0",
+    ],
 }
 
 
@@ -219,6 +231,8 @@ def test_summary(ev: dict[str, Any]) -> dict[str, Any]:
         "class_names": names,
         "ece": ev.get("ece"),
         "ece_uncalibrated": ev.get("ece_uncalibrated"),
+        "acceptance_threshold": ev.get("acceptance_threshold"),
+        "accuracy_argmax": ev.get("accuracy_argmax"),
     }
     if names == ["def_front", "ok_front"]:
         out["escapes"] = int(cm[0, 1])  # defective parts classified ok
@@ -239,22 +253,27 @@ def table(results: Path) -> str:
     """A markdown table of the JSON results in a folder (for docs/benchmarks.md)."""
     lines = [
         "| scenario | recipe | test accuracy | macro-F1 | worst recall | escapes / false alarms "
-        "| test ECE | T | epochs (best) | px | train s | commit |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| test ECE | T | good at P(good) >= | epochs (best) | px | train s | commit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for f in sorted(results.glob("*.json")):
         d = json.loads(f.read_text())
         t, te = d["train"], d["test"]
         worst = min(te["recall"].items(), key=lambda kv: kv[1])
         esc = f"{te['escapes']} / {te['false_alarms']}" if "escapes" in te else "-"
-        recipe = d["recipe"] + (" " + " ".join(d["train_options"][8:]) if d["recipe"] == "issue"
+        threshold = te.get("acceptance_threshold")
+        accept = "-" if threshold is None else f"{threshold:.4f}"
+        if threshold is not None and te.get("accuracy_argmax") is not None:
+            accept += f" (argmax {te['accuracy_argmax']:.2%})"
+        cut = len(RECIPES["issue"])
+        recipe = d["recipe"] + (" " + " ".join(d["train_options"][cut:]) if d["recipe"] == "issue"
                                 else (" " + " ".join(d["train_options"]) if d["train_options"]
                                       else ""))  # fmt: skip
         lines.append(
             f"| {d['scenario']} | {recipe.strip()} | {te['accuracy']:.2%} | {te['macro_f1']:.3f} "
             f"| {worst[1]:.3f} ({worst[0]}) | {esc} | {te['ece']:.3f} | {t['temperature']:.3f} "
-            f"| {t['epochs']} ({t['best_epoch']}) | {t['img_size']} | {t['train_seconds']:.0f} "
-            f"| {d.get('commit', '')} |"
+            f"| {accept} | {t['epochs']} ({t['best_epoch']}) | {t['img_size']} "
+            f"| {t['train_seconds']:.0f} | {d.get('commit', '')} |"
         )
     return "\n".join(lines)
 
@@ -290,6 +309,7 @@ def main() -> None:
     keep = (
         "choices", "val_accuracy", "macro_f1", "best_epoch", "epochs", "train_seconds",
         "temperature", "ece", "ece_uncalibrated", "budget_stopped", "img_size", "resize",
+        "acceptance",
     )  # fmt: skip
     emit(
         {
