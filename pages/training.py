@@ -174,6 +174,19 @@ with launch_tab:
             "the smallest; sampler: draw every class equally often; weights: weigh rare "
             "classes up in the loss; none: train on the images as they come.",
         )
+        false_reject = st.number_input(
+            "Good parts the acceptance threshold may send to review (%)",
+            0.0,
+            20.0,
+            defaults.false_reject * 100,
+            step=0.1,
+            format="%.1f",
+            key="launch_false_reject",
+            help="A part is called good only when its calibrated P(good) reaches what all but "
+            "this share of the good validation parts reach; short of it the model names its "
+            "most probable defect and the part is flagged. 0 turns it off (the most probable "
+            "class decides). Needs a class named like ok, good or pass.",
+        )
         if st.form_submit_button("Queue training job", type="primary"):
             if ds_id is None:
                 st.error("Import a dataset first.")
@@ -188,6 +201,7 @@ with launch_tab:
                     device=device,
                     rot90=rot90,
                     balance=balance,
+                    false_reject=float(false_reject) / 100,
                 )
                 try:
                     job = queue.submit_job(db, settings, user, int(ds_id), config)

@@ -15,6 +15,7 @@ from core.jobs import worker as job_worker
 from core.registry import catalog
 from core.training.balance import BALANCE_MODES, check_mode
 from core.training.config import TrainConfig
+from core.vision.acceptance import DEFAULT_FALSE_REJECT
 from db.queries.jobs import JobRecord
 
 app = typer.Typer(help="Queue, watch and cancel training jobs.", no_args_is_help=True)
@@ -58,13 +59,21 @@ def submit(
     rot90: Annotated[
         bool, typer.Option("--rot90", help="Add 90-degree turns (rotation-symmetric parts).")
     ] = False,
+    false_reject: Annotated[
+        float,
+        typer.Option(
+            help="Share of good parts the good-class acceptance threshold may send to review "
+            "(0 turns it off)."
+        ),
+    ] = DEFAULT_FALSE_REJECT,
     as_json: JsonOpt = False,
 ) -> None:
     """Queue a training job; a worker (`defectlens worker`, started by `run`) runs it."""
     s, db = open_database()
     config = TrainConfig(
-        seed=seed, device=(device or s.device).lower(), balance=check_mode(balance), rot90=rot90
-    )
+        seed=seed, device=(device or s.device).lower(), balance=check_mode(balance), rot90=rot90,
+        false_reject=false_reject,
+    )  # fmt: skip
     for name, value in (
         ("arch", arch),
         ("epochs", epochs),

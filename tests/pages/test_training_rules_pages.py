@@ -38,12 +38,15 @@ def test_launch_form_queues_a_job(app_env, make_user, db, tiny_dataset) -> None:
     at.selectbox(key="launch_device").set_value("cpu")
     assert at.selectbox(key="launch_balance").value == "auto"
     at.selectbox(key="launch_balance").set_value("weights")
+    assert at.number_input(key="launch_false_reject").value == 0.5  # 1 in 200, in percent
+    at.number_input(key="launch_false_reject").set_value(1.0)
     next(b for b in at.button if b.label == "Queue training job").click().run()
     assert not at.exception
     (job,) = queue.list_jobs(db, permissions.SYSTEM)
     assert job.status.value == "queued" and job.dataset_id == tiny_dataset.id
     assert job.config["epochs"] == 2 and job.config["img_size"] == 32
     assert job.config["balance"] == "weights"
+    assert job.config["false_reject"] == 0.01
     assert job.created_by == "erin"
     assert any(f"Job #{job.id} queued" in s.value for s in at.success)
 
