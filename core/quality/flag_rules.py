@@ -211,21 +211,36 @@ def _percent(value: float) -> str:
     return f"{value:.0%}"
 
 
-def judge(rule: FlagRuleRecord, class_name: str, confidence: float) -> Judgement:
-    """Flagged for a defect class or a confidence below the rule's, with the reason."""
+def judge(
+    rule: FlagRuleRecord,
+    class_name: str,
+    confidence: float,
+    *,
+    held_back: float | None = None,
+    acceptance: float | None = None,
+) -> Judgement:
+    """Flagged for a defect class or a confidence below the rule's, with the reason.
+
+    ``held_back`` is P(good) of a good call the model's acceptance threshold (``acceptance``)
+    turned into a defect call (core.vision.acceptance): always flagged, and the reason says so
+    instead of quoting the defect class's own low confidence as "unsure".
+    """
     is_defect = class_name not in rule.good_classes
     unsure = confidence < rule.min_confidence
     reasons: list[str] = []
     if is_defect:
         reasons.append(f"defect: {class_name}")
-    if unsure:
+    if held_back is not None:
+        limit = "its threshold" if acceptance is None else f"{acceptance:.1%}"
+        reasons.append(f"not sure enough it is good: P(good) {held_back:.1%} < {limit}")
+    elif unsure:
         shown, limit = _percent(confidence), _percent(rule.min_confidence)
         if shown == limit:  # 89.6 % would read "90% < 90%"
             shown, limit = f"{confidence:.1%}", f"{rule.min_confidence:.1%}"
         reasons.append(f"unsure: {shown} < {limit}")
     return Judgement(
         is_defect=is_defect,
-        flagged=is_defect or unsure,
+        flagged=is_defect or unsure or held_back is not None,
         reason="; ".join(reasons) if reasons else None,
     )
 

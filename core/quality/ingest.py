@@ -34,7 +34,7 @@ from db.queries.flag_rules import FlagRuleRecord
 from db.queries.inspections import InspectionRecord
 
 if TYPE_CHECKING:
-    from core.vision.classifier import Classifier
+    from core.vision.classifier import Classifier, Prediction
 
 CHUNK_SIZE = 64  # images per classification batch and per write transaction
 # Images read and inspected together by ingest_many: what is held in memory at once.
@@ -290,6 +290,12 @@ def _classify_chunk(
     return good, rejected, made
 
 
+def _judged(rule: FlagRuleRecord, clf: Classifier, pred: Prediction) -> flag_rules.Judgement:
+    """The rule's judgement of one prediction, a good call the model held back included."""
+    return flag_rules.judge(rule, pred.class_name, pred.confidence, held_back=pred.held_back,
+                            acceptance=clf.acceptance_threshold)  # fmt: skip
+
+
 def _judge_fused(
     good: list[ChunkItem],
     clf: Classifier,
@@ -303,9 +309,7 @@ def _judge_fused(
         picks = []
         for row, (item, p) in enumerate(zip(good, probs, strict=True)):
             item.prediction = clf.to_prediction(item.name, p)
-            item.judged = flag_rules.judge(
-                rule, item.prediction.class_name, item.prediction.confidence
-            )
+            item.judged = _judged(rule, clf, item.prediction)
             if item.judged.flagged:
                 picks.append((row, item.prediction.class_index))
         return picks
@@ -325,7 +329,7 @@ def _judge_then_explain(
     predictions = clf.predict_prepared(inputs, [i.name for i in good], batch_size=CHUNK_SIZE)
     for item, pred in zip(good, predictions, strict=True):
         item.prediction = pred
-        item.judged = flag_rules.judge(rule, pred.class_name, pred.confidence)
+        item.judged = _judged(rule, clf, pred)
     rows = [r for r, i in enumerate(good) if i.judged.flagged]
     if cam is None or not rows:
         return {}

@@ -43,6 +43,9 @@ class Prediction:
     class_index: int
     confidence: float
     probabilities: dict[str, float]
+    # P(good) of a good call the model's acceptance threshold held back (the class above is then
+    # the likeliest defect); None when the most probable class stood.
+    held_back: float | None = None
 
 
 @dataclass(frozen=True)
@@ -184,12 +187,14 @@ class Classifier:
     def to_prediction(self, name: str, probs: np.ndarray) -> Prediction:
         """The Prediction for one row of class probabilities (the class ``decide`` names)."""
         k = self.decide(probs)
+        held = None if k == int(probs.argmax()) else float(probs[self.good_indices].sum())
         return Prediction(
             name=name,
             class_name=self.class_names[k],
             class_index=k,
             confidence=float(probs[k]),
             probabilities={c: float(p) for c, p in zip(self.class_names, probs, strict=True)},
+            held_back=held,
         )
 
     def predict_prepared(

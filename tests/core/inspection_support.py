@@ -33,6 +33,7 @@ def register_active_model(
     img_size: int = 32,
     explainable: bool = False,
     resize: str = "stretch",
+    acceptance: dict[str, object] | None = None,
 ) -> ModelRecord:
     """An untrained (but real, verified) defectnet saved, registered and promoted.
 
@@ -55,6 +56,7 @@ def register_active_model(
         in_channels=1,
         normalisation={"mean": [0.5], "std": [0.25]},
         resize=resize,
+        acceptance=dict(acceptance or {}),
     )
     saved = save_model(model, meta, settings.models_dir / uuid.uuid4().hex)
     record = catalog.register_model(

@@ -58,6 +58,19 @@ def test_judge_flags_defects_and_unsure_parts() -> None:
     assert judge(rule, "ok", 0.9) == Judgement(False, False, None)
 
 
+def test_a_good_call_held_back_by_the_models_threshold_is_flagged_and_says_why() -> None:
+    rule = _rule(["ok"], 0.9)
+    # The model called "scratch" at 4 % because P(ok) = 93.1 % fell short of its 95.2 %.
+    assert judge(rule, "scratch", 0.04, held_back=0.931, acceptance=0.952) == Judgement(
+        True, True, "defect: scratch; not sure enough it is good: P(good) 93.1% < 95.2%"
+    )
+    # Flagged even under a rule that calls the named class good.
+    lenient = _rule(["ok", "scratch"], 0.9)
+    assert judge(lenient, "scratch", 0.04, held_back=0.931, acceptance=0.952) == Judgement(
+        False, True, "not sure enough it is good: P(good) 93.1% < 95.2%"
+    )
+
+
 def test_fallback_rule_uses_the_active_models_good_classes(
     db: Database, settings: Settings
 ) -> None:

@@ -283,6 +283,41 @@ def test_flagging_rule_of_the_product_is_applied_and_stored(
     }
 
 
+def test_a_good_call_the_models_threshold_holds_back_is_stored_as_a_flagged_defect(
+    db: Database, settings: Settings, make_user: Any
+) -> None:
+    engineer, _ = make_user("erin", Role.ENGINEER)
+    flag_rules.set_rule(db, engineer, "*", ["ok"], 0.01)  # only the class decides
+    # 70 files: the first chunk is judged then explained, the second fused (most are flagged).
+    files = [(f"g{i}.png", png(400 + i, scratch=i % 3 == 0)) for i in range(70)]
+    register_active_model(db, settings, seed=3, explainable=True)
+    plain = ingest.ingest(db, settings, permissions.SYSTEM, files, Traceability(),
+                          classifier=ingest.load_active(db, settings))  # fmt: skip
+    called_ok = {r.source_name for r in plain.processed if r.predicted_class == "ok"}
+    assert called_ok, "the untrained model must call some parts ok for this test"
+    # The same weights with a threshold no part reaches: no good call stands.
+    never = {
+        "fitted": True,
+        "threshold": 1.0,
+        "good_classes": ["ok"],
+        "good_images": 20,
+        "false_rejects": 0,
+        "false_reject_bound": 0.05,
+        "escapes_argmax": 0,
+        "escapes": 0,
+    }
+    register_active_model(db, settings, seed=3, explainable=True, acceptance=never)
+    strict = ingest.ingest(db, settings, permissions.SYSTEM, files, Traceability(),
+                           classifier=ingest.load_active(db, settings))  # fmt: skip
+    assert strict.flagged == len(files) and strict.heatmaps == len(files)
+    for r in strict.processed:
+        assert r.predicted_class == "scratch" and r.is_defect and r.flagged
+        held = r.source_name in called_ok
+        assert (r.flag_reason or "").startswith("defect: scratch")
+        assert ("not sure enough it is good: P(good)" in (r.flag_reason or "")) == held
+        assert ("unsure" in (r.flag_reason or "")) is False
+
+
 def test_heatmaps_are_stored_for_flagged_parts_only_and_match_explain(
     db: Database, settings: Settings, make_user: Any
 ) -> None:

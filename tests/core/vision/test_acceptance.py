@@ -161,9 +161,13 @@ def test_every_inference_path_applies_the_stored_threshold(tmp_path: Path) -> No
         assert clf.acceptance_threshold == threshold and clf.good_indices == [0]
         preds = clf.predict_prepared(inputs)
         assert [p.class_index for p in preds] == expected.tolist(), backend
-        # The confidence is the named class's own probability, so the rule flags it as unsure.
+        # The confidence is the named class's own probability; a held-back call keeps P(good).
         for p, row in zip(preds, probs, strict=True):
             assert p.confidence == pytest.approx(row[p.class_index], abs=1e-4)
+            if p.class_index == row.argmax():
+                assert p.held_back is None
+            else:
+                assert p.held_back == pytest.approx(row[0], abs=1e-4) and row[0] < threshold
     # Grad-CAM explains the class the product names, on both explainers.
     clf = Classifier.from_artifact(path, backend="onnx")
     for cam in (gradcam.GradCam(clf), clf.batch_explainer()):
