@@ -167,12 +167,9 @@ def paste_on_canvas(img: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 def build(scenario: str, major: str, seed: int) -> Path:
     """The scenario's dataset folder (built once, then reused)."""
-    out = (
-        OUT_DIR
-        / "production"
-        / "data"
-        / (f"{scenario}-{major}" if scenario == "neu_300_20" else scenario)
-    )
+    name = f"{scenario}-{major}" if scenario == "neu_300_20" else scenario
+    # Another seed is another dataset: its own folder (seed 0 keeps the original names).
+    out = OUT_DIR / "production" / "data" / (name if seed == 0 else f"{name}-seed{seed}")
     if (out / "split.csv").exists():
         return out
     out.mkdir(parents=True, exist_ok=True)
@@ -315,6 +312,7 @@ def main() -> None:
         {
             "scenario": args.scenario,
             "major": args.major if args.scenario == "neu_300_20" else None,
+            "data_seed": args.seed,
             "recipe": args.recipe,
             "train_options": train_args,
             "train": {k: trained.get(k) for k in keep},
